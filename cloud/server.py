@@ -1,0 +1,10 @@
+"""The cloud tier: hosts the whole network and answers every sample that reaches it."""
+
+from __future__ import annotations
+
+from cloud.settings import CloudSettings
+from shared.server import serve_resuming_tier
+
+
+async def serve(settings: CloudSettings | None = None) -> None:
+    await serve_resuming_tier(settings or CloudSettings())

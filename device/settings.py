@@ -1,0 +1,25 @@
+"""Device settings: env ``SPLITEXIT_DEVICE_*`` or the ``device:`` section of ``$SPLITEXIT_CONFIG``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.manifest import Tier
+from shared.settings import TierSettings, tier_env_prefix
+
+
+class DeviceSettings(TierSettings):
+    """The tier clients talk to: decodes inputs, runs the first blocks, offloads to the edge (o_de)."""
+
+    tier: ClassVar[Tier] = Tier.DEVICE
+    model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.DEVICE), extra="forbid")
+
+    port: int = 50051
+    next_tier: str | None = "127.0.0.1:50052"
+    offload_cost: float = 0.1
+    default_model: str = Field("fmnist-cnn", description="the model a request without one gets")
+    max_image_bytes: int = Field(8 << 20, ge=1, description="largest encoded image accepted")
+    stream_concurrency: int = Field(64, ge=1, description="requests in flight per InferStream")

@@ -1,0 +1,10 @@
+"""The edge tier: resumes samples the device passes on, exits or offloads to the cloud."""
+
+from __future__ import annotations
+
+from edge.settings import EdgeSettings
+from shared.server import serve_resuming_tier
+
+
+async def serve(settings: EdgeSettings | None = None) -> None:
+    await serve_resuming_tier(settings or EdgeSettings())

@@ -1,0 +1,21 @@
+"""Edge settings: env ``SPLITEXIT_EDGE_*`` or the ``edge:`` section of ``$SPLITEXIT_CONFIG``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.manifest import Tier
+from shared.settings import TierSettings, tier_env_prefix
+
+
+class EdgeSettings(TierSettings):
+    """The middle tier: resumes samples from the device, offloads to the cloud (o_ec)."""
+
+    tier: ClassVar[Tier] = Tier.EDGE
+    model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.EDGE), extra="forbid")
+
+    port: int = 50052
+    next_tier: str | None = "127.0.0.1:50053"
+    offload_cost: float = 0.1

@@ -1,0 +1,62 @@
+"""Errors a tier raises on purpose, each with the gRPC status a client sees.
+
+Servicers translate these into ``context.abort(code, message)``; anything else
+is a bug and becomes INTERNAL with a short message, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ServingError(Exception):
+    """Base class: a message a person can act on, and the status code it maps to."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ServingError):
+    """The request is malformed: bad image, wrong tensor dtype/shape, empty or huge payload."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnknownModel(ServingError):
+    """The request names a model this tier does not serve."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class OutOfRange(ServingError):
+    """The request asks a tier to resume at a block outside the range it hosts."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class NextTierUnavailable(ServingError):
+    """The sample must travel on, but the next tier cannot be reached."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServingError):
+    """The next tier did not answer within the request's time budget."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class RemoteError(ServingError):
+    """The next tier answered with an error status; passed back to the client as is."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def status_from_number(number: int) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` whose wire number is ``number`` (UNKNOWN if none)."""
+    return next((code for code in grpc.StatusCode if code.value[0] == number), grpc.StatusCode.UNKNOWN)

@@ -1,0 +1,145 @@
+"""The model package: a manifest plus one ONNX segment per block.
+
+A package is a folder::
+
+    models/fmnist-cnn/
+        manifest.json      # this schema
+        block1.onnx ...    # block k + its exit head: x -> (logits, activation)
+
+Every segment has one input ``x`` (the previous block's activation, or the
+preprocessed input for block 1) and two outputs: ``logits`` from the block's
+exit head and ``activation`` to hand to block k+1. Blocks are numbered from 1,
+so "exit k" is the head after block k and the final exit is ``len(blocks)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+MANIFEST_FILE = "manifest.json"
+
+
+class Tier(str, Enum):
+    """The three places a block can run."""
+
+    DEVICE = "device"
+    EDGE = "edge"
+    CLOUD = "cloud"
+
+
+class BlockRange(BaseModel):
+    """An inclusive range of block numbers, ``first..last``."""
+
+    first: int = Field(ge=1)
+    last: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BlockRange:
+        if self.last < self.first:
+            raise ValueError(f"block range {self.first}..{self.last} is empty")
+        return self
+
+    def __contains__(self, block: int) -> bool:
+        return self.first <= block <= self.last
+
+    def __str__(self) -> str:
+        return f"{self.first}..{self.last}"
+
+
+class TensorSpec(BaseModel):
+    """Shape and dtype of one segment input/output; ``None`` marks a dynamic axis."""
+
+    dtype: Literal["float32", "int64"] = "float32"
+    shape: list[int | None]
+
+    def per_sample_shape(self) -> tuple[int, ...]:
+        """The shape without the leading batch axis (all other axes are fixed)."""
+        return tuple(int(d) for d in self.shape[1:] if d is not None)
+
+
+class ImageInput(BaseModel):
+    """How raw image bytes become the tensor that block 1 takes."""
+
+    kind: Literal["image"] = "image"
+    channels: Literal[1, 3]
+    height: int
+    width: int
+    mean: float
+    std: float
+
+
+class BlockSpec(BaseModel):
+    """One ONNX segment: a block and the exit head after it."""
+
+    index: int = Field(ge=1)
+    file: str
+    sha256: str
+    input: TensorSpec
+    activation: TensorSpec
+    macs: int = Field(ge=0, description="multiply-accumulates per sample, block + exit head")
+
+
+class Manifest(BaseModel):
+    """Everything a tier needs to serve a model, and nothing that needs torch."""
+
+    name: str
+    version: str
+    task: Literal["image-classification"]
+    input: ImageInput
+    labels: list[str]
+    blocks: list[BlockSpec]
+    default_ranges: dict[Tier, BlockRange]
+    exit_accuracy: list[float] = Field(
+        default_factory=list, description="test accuracy of each exit, measured at export"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        numbers = [b.index for b in self.blocks]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"blocks must be numbered 1..N in order, got {numbers}")
+        for tier, hosted in self.default_ranges.items():
+            if hosted.last > len(self.blocks):
+                raise ValueError(f"{tier.value} range {hosted} exceeds {len(self.blocks)} blocks")
+        return self
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def block(self, index: int) -> BlockSpec:
+        return self.blocks[index - 1]
+
+
+class ChecksumError(RuntimeError):
+    """A segment file does not match the checksum in its manifest."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(package_dir: Path) -> Manifest:
+    """Read ``package_dir/manifest.json``."""
+    return Manifest.model_validate_json((package_dir / MANIFEST_FILE).read_text())
+
+
+def verified_segment_path(package_dir: Path, block: BlockSpec) -> Path:
+    """The path of a block's ONNX file, after checking it against the manifest."""
+    path = package_dir / block.file
+    actual = sha256_of(path)
+    if actual != block.sha256:
+        raise ChecksumError(
+            f"{path} has sha256 {actual[:12]}…, the manifest expects {block.sha256[:12]}…; "
+            "rebuild the package with `make train` or restore the file from git"
+        )
+    return path

@@ -1,0 +1,173 @@
+"""One tier's work on one sample, whatever the tier.
+
+:meth:`TierNode.process` resumes a sample at a block, runs the hosted blocks on
+a worker thread while the policy watches the exits, and then either answers
+(the policy said exit, or this tier holds the final block) or encodes the
+activation and sends it over the link to the next tier. On the way back it
+puts its own :class:`Hop` in front of the answer and adds its part of the cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.link import TierLink
+from shared.manifest import Tier
+from shared.policy import ExitPolicy, ThresholdPolicy
+from shared.proto import splitexit_pb2 as pb
+from shared.runtime import HostedModel, LocalRun, ModelRegistry
+from shared.settings import TierSettings
+from shared.tensors import check_float_input, encode
+
+DEFAULT_TOP_K = 5
+TIER_TO_PROTO = {Tier.DEVICE: pb.DEVICE, Tier.EDGE: pb.EDGE, Tier.CLOUD: pb.CLOUD}
+
+
+@dataclass
+class Sample:
+    """A sample as a tier receives it, already decoded to a float tensor."""
+
+    model: str
+    request_id: str
+    start_block: int
+    x: np.ndarray
+    policy: pb.PolicyOverride
+    top_k: int
+    received_at: float  # time.perf_counter() when the request arrived
+    timeout_s: float | None = None
+    decode_s: float = 0.0  # image decode (device) before process()
+    codec_s: float = 0.0  # activation decode (edge, cloud) before process()
+
+
+class TierNode:
+    """A tier's models, policy, costs and link to the next tier."""
+
+    def __init__(self, settings: TierSettings, registry: ModelRegistry, link: TierLink | None) -> None:
+        self.tier = settings.tier
+        self.settings = settings
+        self.registry = registry
+        self.link = link
+        self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix=f"{self.tier.value}-onnx")
+        self._policies = {model.name: self._configured_policy(model) for model in registry}
+
+    @classmethod
+    def from_settings(cls, settings: TierSettings) -> TierNode:
+        """Load the hosted segments of every model and open the link to the next tier."""
+        registry = ModelRegistry.load(settings.models_dir, settings.tier, settings.hosted, settings.onnx_threads)
+        if settings.next_tier is None:
+            for model in registry:
+                if model.hosted.last != model.manifest.num_blocks:
+                    raise ValueError(
+                        f"the {settings.tier.value} has no next tier, so it must host {model.name} "
+                        f"through its final block {model.manifest.num_blocks}, not {model.hosted}"
+                    )
+        link = TierLink(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
+        return cls(settings, registry, link)
+
+    def _configured_policy(self, model: HostedModel) -> ExitPolicy:
+        exits = model.manifest.num_blocks
+        thresholds = self.settings.exit_thresholds.get(model.name, [self.settings.exit_threshold] * exits)
+        if len(thresholds) != exits:
+            raise ValueError(f"exit_thresholds for {model.name} needs {exits} values, got {len(thresholds)}")
+        return ThresholdPolicy(thresholds)
+
+    async def process(self, sample: Sample) -> pb.InferResponse:
+        """Run this tier's part of ``sample`` and return the whole answer."""
+        model = self.registry.get(sample.model)
+        model.check_resumable(self.tier, sample.start_block)
+        check_float_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
+        policy = ThresholdPolicy.from_override(sample.policy, model.manifest.num_blocks) or self._policies[model.name]
+
+        submitted = time.perf_counter()
+        queue_s, run = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed_run, model, sample, policy, submitted
+        )
+        timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
+        cost = self.settings.cost_per_block * self.settings.compute_weight * run.blocks_run
+        bytes_sent = 0
+        if run.exited:
+            answer = self._answer(model, sample, run, policy)
+        else:
+            answer, bytes_sent = await self._offload(model, sample, run, timings)
+            cost += self.settings.offload_cost
+
+        timings.total_s = time.perf_counter() - sample.received_at
+        hop = pb.Hop(
+            tier=TIER_TO_PROTO[self.tier],
+            first_block=run.first_block,
+            last_block=run.last_block,
+            timings=timings,
+            bytes_sent=bytes_sent,
+            exit_confidences=run.exit_confidences,
+        )
+        downstream = list(answer.hops)
+        del answer.hops[:]
+        answer.hops.extend([hop, *downstream])
+        answer.cost += cost
+        return answer
+
+    async def _offload(
+        self, model: HostedModel, sample: Sample, run: LocalRun, timings: pb.StageTimings
+    ) -> tuple[pb.InferResponse, int]:
+        """Send the activation to the next tier; fills the codec and network timings."""
+        assert self.link is not None, f"{self.tier.value} hosts blocks {model.hosted} but has no next tier"
+        encode_started = time.perf_counter()
+        request = pb.ContinueRequest(
+            model=model.name,
+            request_id=sample.request_id,
+            next_block=run.last_block + 1,
+            activation=encode(run.activation, self.settings.codec),
+            policy=sample.policy,
+            top_k=sample.top_k,
+        )
+        sent = time.perf_counter()
+        timings.codec_s += sent - encode_started
+        remaining = None if sample.timeout_s is None else sample.timeout_s - (sent - sample.received_at)
+        if remaining is not None:
+            request.timeout_s = max(remaining, 1e-3)
+        answer = await self.link.call(request, remaining)
+        downstream_s = answer.hops[0].timings.total_s if answer.hops else 0.0
+        timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
+        return answer, request.ByteSize()
+
+    def _answer(self, model: HostedModel, sample: Sample, run: LocalRun, policy: ExitPolicy) -> pb.InferResponse:
+        """The answer of the exit where ``run`` stopped."""
+        labels = model.manifest.labels
+        logits = run.logits.astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        k = min(sample.top_k or DEFAULT_TOP_K, len(labels))
+        ranked = np.argsort(-probabilities, kind="stable")[:k]
+        label = int(ranked[0])
+        return pb.InferResponse(
+            request_id=sample.request_id,
+            model=model.name,
+            label=label,
+            label_name=labels[label],
+            confidence=float(probabilities[label]),
+            top_k=[
+                pb.ClassProbability(label=int(i), label_name=labels[i], probability=float(probabilities[i]))
+                for i in ranked
+            ],
+            logits=run.logits.tolist(),
+            exit_tier=TIER_TO_PROTO[self.tier],
+            exit_block=run.last_block,
+            policy=policy.name,
+            cost_final_layer=self.settings.cost_per_block * model.manifest.num_blocks,
+        )
+
+    async def close(self) -> None:
+        if self.link is not None:
+            await self.link.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed_run(model: HostedModel, sample: Sample, policy: ExitPolicy, submitted: float) -> tuple[float, LocalRun]:
+    """Runs on a worker thread: the time spent waiting for it, then the blocks."""
+    queue_s = time.perf_counter() - submitted
+    return queue_s, model.run(sample.start_block, sample.x, policy)

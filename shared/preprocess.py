@@ -1,0 +1,53 @@
+"""Raw inputs to the tensor that block 1 takes, identical in training and serving.
+
+Image bytes (PNG, JPEG, anything Pillow reads) are decoded, converted to the
+model's channel count, resized to its input size if needed, scaled to [0, 1]
+and normalised with the manifest's mean and std.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from shared.errors import InvalidInput
+from shared.manifest import ImageInput
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+
+
+def normalize_images(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
+    """uint8 ``[N, H, W]`` or ``[N, C, H, W]`` pixels -> float32 ``[N, C, H, W]``."""
+    if pixels.ndim == 3:
+        pixels = pixels[:, None, :, :]
+    scaled = pixels.astype(np.float32) / np.float32(255.0)
+    return (scaled - np.float32(spec.mean)) / np.float32(spec.std)
+
+
+def decode_image(data: bytes, spec: ImageInput) -> np.ndarray:
+    """Encoded image bytes -> float32 ``[1, C, H, W]``; raises :class:`InvalidInput`."""
+    if not data:
+        raise InvalidInput("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InvalidInput(
+                    f"the image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} are accepted"
+                )
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(
+            f"the {len(data):,} bytes sent are not an image Pillow can read (PNG, JPEG, ...): {exc}"
+        ) from None
+    image = image.convert("L" if spec.channels == 1 else "RGB")
+    if image.size != (spec.width, spec.height):
+        image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
+    pixels = pixels[None, :, :] if spec.channels == 1 else pixels.transpose(2, 0, 1)
+    return normalize_images(pixels[None], spec)

@@ -1,0 +1,188 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
+    FP32: _ClassVar[DataType]
+    FP16: _ClassVar[DataType]
+    INT8: _ClassVar[DataType]
+    INT64: _ClassVar[DataType]
+    UINT8: _ClassVar[DataType]
+
+class TierName(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_UNSPECIFIED: _ClassVar[TierName]
+    DEVICE: _ClassVar[TierName]
+    EDGE: _ClassVar[TierName]
+    CLOUD: _ClassVar[TierName]
+DATA_TYPE_UNSPECIFIED: DataType
+FP32: DataType
+FP16: DataType
+INT8: DataType
+INT64: DataType
+UINT8: DataType
+TIER_UNSPECIFIED: TierName
+DEVICE: TierName
+EDGE: TierName
+CLOUD: TierName
+
+class Quantization(_message.Message):
+    __slots__ = ("scale", "zero_point")
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ZERO_POINT_FIELD_NUMBER: _ClassVar[int]
+    scale: float
+    zero_point: int
+    def __init__(self, scale: _Optional[float] = ..., zero_point: _Optional[int] = ...) -> None: ...
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "raw", "quantization")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    dtype: DataType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    raw: bytes
+    quantization: Quantization
+    def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., raw: _Optional[bytes] = ..., quantization: _Optional[_Union[Quantization, _Mapping]] = ...) -> None: ...
+
+class PolicyOverride(_message.Message):
+    __slots__ = ("threshold", "exit_thresholds")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EXIT_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    exit_thresholds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, threshold: _Optional[float] = ..., exit_thresholds: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class InferRequest(_message.Message):
+    __slots__ = ("model", "request_id", "image", "tensor", "policy", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_id: str
+    image: bytes
+    tensor: Tensor
+    policy: PolicyOverride
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class ContinueRequest(_message.Message):
+    __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "hops", "timeout_s")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_id: str
+    next_block: int
+    activation: Tensor
+    policy: PolicyOverride
+    top_k: int
+    hops: _containers.RepeatedCompositeFieldContainer[Hop]
+    timeout_s: float
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class ClassProbability(_message.Message):
+    __slots__ = ("label", "label_name", "probability")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    label: int
+    label_name: str
+    probability: float
+    def __init__(self, label: _Optional[int] = ..., label_name: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class StageTimings(_message.Message):
+    __slots__ = ("queue_s", "decode_s", "compute_s", "codec_s", "network_s", "total_s")
+    QUEUE_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_S_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
+    CODEC_S_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_S_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_S_FIELD_NUMBER: _ClassVar[int]
+    queue_s: float
+    decode_s: float
+    compute_s: float
+    codec_s: float
+    network_s: float
+    total_s: float
+    def __init__(self, queue_s: _Optional[float] = ..., decode_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., codec_s: _Optional[float] = ..., network_s: _Optional[float] = ..., total_s: _Optional[float] = ...) -> None: ...
+
+class Hop(_message.Message):
+    __slots__ = ("tier", "first_block", "last_block", "timings", "bytes_sent", "exit_confidences")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    LAST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    tier: TierName
+    first_block: int
+    last_block: int
+    timings: StageTimings
+    bytes_sent: int
+    exit_confidences: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, tier: _Optional[_Union[TierName, str]] = ..., first_block: _Optional[int] = ..., last_block: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., bytes_sent: _Optional[int] = ..., exit_confidences: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class InferResponse(_message.Message):
+    __slots__ = ("request_id", "model", "label", "label_name", "confidence", "top_k", "logits", "exit_tier", "exit_block", "hops", "policy", "cost", "cost_final_layer")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_TIER_FIELD_NUMBER: _ClassVar[int]
+    EXIT_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    COST_FINAL_LAYER_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    label: int
+    label_name: str
+    confidence: float
+    top_k: _containers.RepeatedCompositeFieldContainer[ClassProbability]
+    logits: _containers.RepeatedScalarFieldContainer[float]
+    exit_tier: TierName
+    exit_block: int
+    hops: _containers.RepeatedCompositeFieldContainer[Hop]
+    policy: str
+    cost: float
+    cost_final_layer: float
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., confidence: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., logits: _Optional[_Iterable[float]] = ..., exit_tier: _Optional[_Union[TierName, str]] = ..., exit_block: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., policy: _Optional[str] = ..., cost: _Optional[float] = ..., cost_final_layer: _Optional[float] = ...) -> None: ...
+
+class StreamResponse(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: InferResponse
+    error: StreamError
+    def __init__(self, response: _Optional[_Union[InferResponse, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
+
+class StreamError(_message.Message):
+    __slots__ = ("request_id", "code", "message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    code: int
+    message: str
+    def __init__(self, request_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,3 @@
+from splitexit.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""`make demo`: three tiers on loopback, a few hundred real test images, a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared import fashion_mnist
+from splitexit.client import DeviceClient
+from splitexit.report import Outcome, format_answer, format_summary, summarize
+from splitexit.samples import LabelledImage, test_images
+from splitexit.testbed import Testbed
+
+CONCURRENCY = 4
+
+
+async def send_all(address: str, samples: list[LabelledImage], threshold: float | None) -> list[Outcome]:
+    """Send every sample as its own ``Infer`` call, ``CONCURRENCY`` at a time, in order."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+    async with DeviceClient(address) as client:
+
+        async def one(sample: LabelledImage) -> Outcome:
+            async with slots:
+                started = time.perf_counter()
+                response = await client.infer(sample.png, threshold=threshold)
+                return Outcome(sample.label, response, time.perf_counter() - started)
+
+        return await asyncio.gather(*(one(s) for s in samples))
+
+
+def run(samples: int, show: int, threshold: float | None, seed: int) -> None:
+    images = test_images(samples, seed)
+    print(f"Starting cloud, edge and device on loopback (logs in .cache/logs/) ...")
+    with Testbed() as bed:
+        print(f"Sending {samples} Fashion-MNIST test images to the device at {bed.device_address}:")
+        outcomes = asyncio.run(send_all(bed.device_address, images, threshold))
+    for outcome in outcomes[:show]:
+        print(format_answer(outcome, list(fashion_mnist.LABELS)))
+    print(f"  ... {len(outcomes) - show} more\n\nSummary")
+    print(format_summary(summarize(outcomes)))
+    print("\nThe three tiers have stopped.")

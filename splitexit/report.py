@@ -1,0 +1,75 @@
+"""Summaries of a batch of answers: accuracy, where samples exited, latency, bytes, cost."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.proto import splitexit_pb2 as pb
+
+TIERS = ("DEVICE", "EDGE", "CLOUD")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One answered sample, seen from the client."""
+
+    label: int  # the true label
+    response: pb.InferResponse
+    latency_s: float  # client-side round trip
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, float]:
+    """The demo's summary numbers (fractions, seconds, bytes)."""
+    if not outcomes:
+        raise ValueError("no answers to summarize")
+    n = len(outcomes)
+    tiers = Counter(pb.TierName.Name(o.response.exit_tier) for o in outcomes)
+    latencies = np.array([o.latency_s for o in outcomes])
+    link_bytes = {"device_to_edge": 0, "edge_to_cloud": 0}
+    for o in outcomes:
+        for hop in o.response.hops:
+            if hop.tier == pb.DEVICE:
+                link_bytes["device_to_edge"] += hop.bytes_sent
+            elif hop.tier == pb.EDGE:
+                link_bytes["edge_to_cloud"] += hop.bytes_sent
+    cost = sum(o.response.cost for o in outcomes)
+    final = sum(o.response.cost_final_layer for o in outcomes)
+    return {
+        "samples": n,
+        "accuracy": sum(o.response.label == o.label for o in outcomes) / n,
+        **{f"exit_share_{t.lower()}": tiers[t] / n for t in TIERS},
+        "latency_mean_s": float(latencies.mean()),
+        "latency_p95_s": float(np.percentile(latencies, 95)),
+        **{f"bytes_{link}": total for link, total in link_bytes.items()},
+        "cost_relative_to_final_layer": cost / final,
+    }
+
+
+def format_summary(summary: dict[str, float]) -> str:
+    """The summary as an aligned two-column table."""
+    rows = [
+        ("samples", f"{summary['samples']:.0f}"),
+        ("accuracy", f"{summary['accuracy']:.2%}"),
+        *[(f"exited on {t.lower()}", f"{summary[f'exit_share_{t.lower()}']:.1%}") for t in TIERS],
+        ("latency mean", f"{summary['latency_mean_s'] * 1e3:.2f} ms"),
+        ("latency p95", f"{summary['latency_p95_s'] * 1e3:.2f} ms"),
+        ("bytes device→edge", f"{summary['bytes_device_to_edge']:,.0f}"),
+        ("bytes edge→cloud", f"{summary['bytes_edge_to_cloud']:,.0f}"),
+        ("cost vs final layer", f"{summary['cost_relative_to_final_layer']:.1%}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value:>14}" for name, value in rows)
+
+
+def format_answer(outcome: Outcome, labels: list[str] | None = None) -> str:
+    """One line per sample: truth, answer, confidence, where it exited, latency."""
+    r = outcome.response
+    truth = labels[outcome.label] if labels else str(outcome.label)
+    mark = "✓" if r.label == outcome.label else "✗"
+    return (
+        f"  {mark} {r.label_name:<12} (true {truth:<12}) conf {r.confidence:.3f}  "
+        f"exit {pb.TierName.Name(r.exit_tier).lower():<6} block {r.exit_block}  {outcome.latency_s * 1e3:7.2f} ms"
+    )
