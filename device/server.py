@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from device.http import http_gateway
 from device.servicer import DeviceServicer
 from device.settings import DeviceSettings
 from shared.node import TierNode
@@ -15,9 +16,11 @@ from shared.server import run_tier
 async def serve(settings: DeviceSettings | None = None) -> None:
     settings = settings or DeviceSettings()
     node = TierNode.from_settings(settings)
+    servicer = DeviceServicer(node, settings)
+    also_run = [http_gateway(servicer, settings)] if settings.http_port else []
 
     def add_device_service(server: grpc.aio.Server) -> str:
-        pb_grpc.add_DeviceServicer_to_server(DeviceServicer(node, settings), server)
+        pb_grpc.add_DeviceServicer_to_server(servicer, server)
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
-    await run_tier(settings, node, [add_device_service])
+    await run_tier(settings, node, [add_device_service], also_run=also_run)

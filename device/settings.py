@@ -18,6 +18,7 @@ class DeviceSettings(TierSettings):
     model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.DEVICE), extra="forbid")
 
     port: int = 50051
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP gateway port (POST /v1/infer); 0: no gateway")
     next_tier: str | None = "127.0.0.1:50052"
     offload_cost: float = 0.1
     default_model: str = Field("fmnist-cnn", description="the model a request without one gets")

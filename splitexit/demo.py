@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 
 from shared import fashion_mnist
 from splitexit.client import DeviceClient
@@ -12,6 +14,7 @@ from splitexit.samples import LabelledImage, test_images
 from splitexit.testbed import Testbed
 
 CONCURRENCY = 4
+HTTP_PORT = 8080
 
 
 async def send_all(address: str, samples: list[LabelledImage], threshold: float | None) -> list[Outcome]:
@@ -28,14 +31,19 @@ async def send_all(address: str, samples: list[LabelledImage], threshold: float 
         return await asyncio.gather(*(one(s) for s in samples))
 
 
-def run(samples: int, show: int, threshold: float | None, seed: int) -> None:
+def run(samples: int, show: int, threshold: float | None, seed: int, json_path: Path | None = None) -> None:
     images = test_images(samples, seed)
     print(f"Starting cloud, edge and device on loopback (logs in .cache/logs/) ...")
-    with Testbed() as bed:
-        print(f"Sending {samples} Fashion-MNIST test images to the device at {bed.device_address}:")
+    with Testbed(http_port=HTTP_PORT) as bed:
+        print(f"Device: gRPC {bed.device_address}, HTTP http://127.0.0.1:{HTTP_PORT}/v1/infer")
+        print(f"Sending {samples} Fashion-MNIST test images to the device over gRPC:")
         outcomes = asyncio.run(send_all(bed.device_address, images, threshold))
     for outcome in outcomes[:show]:
         print(format_answer(outcome, list(fashion_mnist.LABELS)))
     print(f"  ... {len(outcomes) - show} more\n\nSummary")
-    print(format_summary(summarize(outcomes)))
+    summary = summarize(outcomes)
+    print(format_summary(summary))
     print("\nThe three tiers have stopped.")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=2))

@@ -54,6 +54,8 @@ def start_tier(
     env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1"}
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
+    if tier is Tier.DEVICE:
+        env[f"{prefix}HTTP_PORT"] = "0"  # no HTTP gateway unless the settings ask for one
     env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{tier.value}.log"
@@ -86,11 +88,13 @@ class Testbed:
     """``with Testbed(ports) as bed: ... bed.device_address ...``.
 
     ``settings`` maps a tier to extra settings (field name -> value as a string),
-    exported as that tier's env vars.
+    exported as that tier's env vars. The device's HTTP gateway is off unless
+    ``http_port`` is set.
     """
 
     ports: dict[Tier, int] = field(default_factory=lambda: {Tier.DEVICE: 50051, Tier.EDGE: 50052, Tier.CLOUD: 50053})
     settings: dict[Tier, dict[str, str]] = field(default_factory=dict)
+    http_port: int = 0
     log_dir: Path = Path(".cache/logs")
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
 
@@ -102,9 +106,10 @@ class Testbed:
         try:
             for tier, next_tier in ((Tier.CLOUD, None), (Tier.EDGE, Tier.CLOUD), (Tier.DEVICE, Tier.EDGE)):
                 next_address = f"127.0.0.1:{self.ports[next_tier]}" if next_tier else None
-                self.processes[tier] = start_tier(
-                    tier, self.ports[tier], next_address, self.settings.get(tier, {}), self.log_dir
-                )
+                settings = self.settings.get(tier, {})
+                if tier is Tier.DEVICE and self.http_port:
+                    settings = {"http_port": str(self.http_port), **settings}
+                self.processes[tier] = start_tier(tier, self.ports[tier], next_address, settings, self.log_dir)
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,334 @@
+"""The device's plain-HTTP gateway: the same ``Device.Infer``, for curl and browsers.
+
+Served by uvicorn inside the device process, in the gRPC server's event loop,
+on ``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns
+it off). It starts and stops with the gRPC server. A request becomes the same
+``InferRequest`` a gRPC client would send and goes through the same
+:meth:`DeviceServicer.sample_from` and :meth:`TierNode.process`, so the checks,
+the answers and the error messages are those of gRPC.
+
+``POST /v1/infer`` takes either the raw image bytes::
+
+    curl -s --data-binary @shirt.png -H 'Content-Type: image/png' \\
+        'http://127.0.0.1:8080/v1/infer?threshold=0.9&top_k=3'
+
+(``image/*`` or ``application/octet-stream``; optional query parameters
+``model``, ``threshold`` in [0, 1] -- 0 exits at the first exit, 1 runs every
+block --, ``top_k``), or JSON with the same fields and the image in base64::
+
+    curl -s http://127.0.0.1:8080/v1/infer -H 'Content-Type: application/json' \\
+        -d "{\\"image_base64\\": \\"$(base64 -w0 shirt.png)\\", \\"threshold\\": 0.9}"
+
+The answer is the ``InferResponse`` message as JSON (proto field names, every
+field present even when zero, 64-bit integers as numbers, tiers as lowercase
+names: ``"exit_tier": "edge"``)::
+
+    {"request_id": "...", "model": "fmnist-cnn", "label": 6, "label_name": "Shirt",
+     "confidence": 0.93, "top_k": [{"label": 6, "label_name": "Shirt", "probability": 0.93}, ...],
+     "exit_tier": "edge", "exit_block": 3, "hops": [{"tier": "device", ...}, ...], ...}
+
+Errors are ``{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`` with
+the gRPC status name and message, never a stack trace: INVALID_ARGUMENT and
+OUT_OF_RANGE -> 400 (also bad JSON, bad base64, bad query parameters),
+NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413 (a body over
+``max_image_bytes``, refused from its Content-Length before it is read),
+UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504, anything else -> 500. An
+unsupported Content-Type is 415.
+
+``GET /healthz`` answers 200 ``{"status": "SERVING"}`` while the device serves
+(503 once it drains); ``GET /v1/models`` lists the models with their labels,
+number of blocks and the blocks the device hosts. FastAPI's ``/docs`` works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+import uvicorn
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from google.protobuf.json_format import MessageToDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from device.servicer import DeviceServicer
+from device.settings import DeviceSettings
+from shared.errors import ServingError
+from shared.proto import splitexit_pb2 as pb
+
+log = logging.getLogger(__name__)
+Code = grpc.StatusCode
+GRACE_S = 5.0
+HTTP_STATUS = {
+    Code.INVALID_ARGUMENT: 400,
+    Code.OUT_OF_RANGE: 400,
+    Code.NOT_FOUND: 404,
+    Code.RESOURCE_EXHAUSTED: 413,
+    Code.UNAVAILABLE: 503,
+    Code.DEADLINE_EXCEEDED: 504,
+}
+CODE_OF_HTTP = {400: Code.INVALID_ARGUMENT, 404: Code.NOT_FOUND, 405: Code.UNIMPLEMENTED, 413: Code.RESOURCE_EXHAUSTED}
+UINT32_MAX = 2**32 - 1
+
+
+class HttpError(ServingError):
+    """An error of the HTTP layer itself, with its own status."""
+
+    def __init__(self, status: int, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class InferJSON(BaseModel):
+    """The JSON form of ``POST /v1/infer``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_base64: str = Field(description="the encoded image (PNG, JPEG, ...), base64; a data: URL also works")
+    model: str = Field("", description="empty: the device's default model")
+    threshold: float | None = Field(None, description="exit threshold at every exit, in [0, 1]")
+    top_k: int = Field(0, ge=0, le=UINT32_MAX, description="classes in the answer; 0: the server default")
+
+
+def error_response(status: int, code: grpc.StatusCode, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code.name, "message": message}}, status_code=status)
+
+
+def _serving_error_response(error: ServingError) -> JSONResponse:
+    status = error.status if isinstance(error, HttpError) else HTTP_STATUS.get(error.code, 500)
+    return error_response(status, error.code, error.message)
+
+
+def _validation_message(errors: Any) -> str:
+    """Pydantic's error list as one readable line: ``top_k: Input should be ...``."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts) or "the request is malformed"
+
+
+def answer_json(answer: pb.InferResponse) -> dict[str, Any]:
+    """An ``InferResponse`` as the JSON the gateway returns (see the module docstring)."""
+    body = MessageToDict(
+        answer,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=True,
+        unquote_int64_if_possible=True,
+    )
+    body["exit_tier"] = pb.TierName.Name(answer.exit_tier).lower()
+    for hop_json, hop in zip(body["hops"], answer.hops, strict=True):
+        hop_json["tier"] = pb.TierName.Name(hop.tier).lower()
+    return body
+
+
+def _too_large(size: str, limit: int, what: str) -> HttpError:
+    return HttpError(
+        413,
+        Code.RESOURCE_EXHAUSTED,
+        f"the {what} is {size}; the device accepts at most {limit:,} bytes (SPLITEXIT_DEVICE_MAX_IMAGE_BYTES)",
+    )
+
+
+async def _read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HttpError(400, Code.INVALID_ARGUMENT, f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise _too_large(f"{int(declared):,} bytes", limit, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(f"over {limit:,} bytes", limit, what)
+    return bytes(body)
+
+
+def _decode_base64(text: str) -> bytes:
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise HttpError(400, Code.INVALID_ARGUMENT, f"image_base64 is not valid base64: {exc}") from None
+
+
+async def _infer_request(request: Request, settings: DeviceSettings, query: InferJSON) -> pb.InferRequest:
+    """Either form of ``POST /v1/infer`` as the ``InferRequest`` a gRPC client would send."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        if request.query_params:
+            raise HttpError(
+                400, Code.INVALID_ARGUMENT, "with a JSON body, send model, threshold and top_k in it, not in the query"
+            )
+        limit = 4 * -(-settings.max_image_bytes // 3) + 4096  # the base64 of the largest image, and the rest
+        body = await _read_body(request, limit, "JSON body")
+        try:
+            fields = InferJSON.model_validate_json(body)
+        except ValidationError as exc:
+            raise HttpError(400, Code.INVALID_ARGUMENT, f"bad JSON body: {_validation_message(exc.errors())}") from None
+        image = _decode_base64(fields.image_base64)
+        if len(image) > settings.max_image_bytes:
+            raise _too_large(f"{len(image):,} bytes", settings.max_image_bytes, "image in image_base64")
+    elif media_type.startswith("image/") or media_type == "application/octet-stream":
+        image = await _read_body(request, settings.max_image_bytes, "image")
+        fields = query
+    else:
+        raise HttpError(
+            415,
+            Code.INVALID_ARGUMENT,
+            f"unsupported Content-Type {media_type or '(none)'!r}: send the image bytes as image/* or "
+            "application/octet-stream, or JSON {\"image_base64\": ...} as application/json",
+        )
+    policy = pb.PolicyOverride(threshold=fields.threshold) if fields.threshold is not None else None
+    return pb.InferRequest(model=fields.model, image=image, policy=policy, top_k=fields.top_k)
+
+
+def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
+    """The gateway's routes over a device's servicer (and through it, its node)."""
+    app = FastAPI(title="splitexit device", summary="Early-exit inference across device, edge and cloud")
+    app.state.serving = True
+    registry = servicer.node.registry
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, Code.INVALID_ARGUMENT, _validation_message(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, CODE_OF_HTTP.get(exc.status_code, Code.UNKNOWN), str(exc.detail))
+
+    @app.post(
+        "/v1/infer",
+        summary="Classify one image",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": InferJSON.model_json_schema()},
+                },
+            }
+        },
+    )
+    async def infer(
+        request: Request,
+        model: str = Query("", description="raw bytes only; empty: the default model"),
+        threshold: float | None = Query(None, description="raw bytes only; exit threshold in [0, 1]"),
+        top_k: int = Query(0, ge=0, le=UINT32_MAX, description="raw bytes only; 0: the server default"),
+    ) -> JSONResponse:
+        try:
+            query = InferJSON(image_base64="", model=model, threshold=threshold, top_k=top_k)
+            message = await _infer_request(request, settings, query)
+            answer = await servicer.node.process(servicer.sample_from(message, None))
+        except ServingError as error:
+            return _serving_error_response(error)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line to the client, the trace to the log
+            log.exception("unexpected error in the device's HTTP gateway")
+            return error_response(500, Code.INTERNAL, f"internal error in the device ({type(exc).__name__}); see its log")
+        return JSONResponse(answer_json(answer))
+
+    @app.get("/healthz", summary="200 while the device serves")
+    async def healthz() -> JSONResponse:
+        if not app.state.serving:
+            return JSONResponse({"status": "NOT_SERVING"}, status_code=503)
+        return JSONResponse({"status": "SERVING"})
+
+    @app.get("/v1/models", summary="The models this device serves")
+    async def models() -> dict[str, Any]:
+        return {
+            "default_model": settings.default_model,
+            "models": [
+                {
+                    "name": m.name,
+                    "version": m.manifest.version,
+                    "task": m.manifest.task,
+                    "labels": m.manifest.labels,
+                    "num_blocks": m.manifest.num_blocks,
+                    "hosted": {"first": m.hosted.first, "last": m.hosted.last},
+                    "input": m.manifest.input.model_dump(),
+                }
+                for m in registry
+            ],
+        }
+
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the device's ``run_tier`` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind now, so a taken port fails the device at start with a clear message."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot bind the device's HTTP gateway to {host}:{port} ({exc.strerror}); "
+            "set SPLITEXIT_DEVICE_HTTP_PORT to a free port, or 0 to turn the gateway off"
+        ) from None
+    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
+    sock.setblocking(False)
+    return sock
+
+
+def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Bind the HTTP port now; the returned coroutine serves it until ``stop`` is set.
+
+    Pass it to ``run_tier(..., also_run=[...])``. If the HTTP server ends on
+    its own, it sets ``stop`` so the whole device goes down with it.
+    """
+    sock = _listen(settings.host, settings.http_port)
+    app = create_app(servicer, settings)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,  # keep the device's logging as it is
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACE_S,
+    )
+
+    async def serve(stop: asyncio.Event) -> None:
+        server = _EmbeddedServer(config)
+
+        async def run_server() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            except SystemExit as exc:  # uvicorn exits on startup failures; end this task instead
+                raise RuntimeError(f"the device's HTTP gateway failed to start (exit {exc.code})") from None
+
+        serving = asyncio.create_task(run_server())
+        stopping = asyncio.create_task(stop.wait())
+        log.info("device HTTP gateway on http://%s:%d", settings.host, settings.http_port)
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping.done():  # the server ended by itself: take the device down too
+            stopping.cancel()
+            stop.set()
+        app.state.serving = False
+        server.should_exit = True
+        await serving
+
+    return serve

@@ -1,0 +1,171 @@
+"""The device's HTTP gateway against a real device process on the shared testbed's edge and cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.manifest import Tier
+from shared.proto import splitexit_pb2 as pb
+from splitexit.client import DeviceClient, request
+from splitexit.samples import LabelledImage
+from splitexit.testbed import start_tier
+from tests.conftest import free_port
+
+MAX_IMAGE_BYTES = 64 << 10  # small, so that an oversized body fits in the socket buffers
+
+
+@dataclass(frozen=True)
+class Gateway:
+    http: httpx.Client
+    grpc_address: str
+
+
+@pytest.fixture(scope="module")
+def gateway(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A device of its own, with its HTTP port, in front of the testbed's edge."""
+    http_port = free_port()
+    settings = {"http_port": str(http_port), "max_image_bytes": str(MAX_IMAGE_BYTES)}
+    device = start_tier(Tier.DEVICE, free_port(), edge_address, settings, tmp_path_factory.mktemp("http-device"))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
+            yield Gateway(http, device.address)
+    finally:
+        device.stop()
+
+
+def grpc_infer(address: str, message: pb.InferRequest) -> pb.InferResponse:
+    async def go() -> pb.InferResponse:
+        async with DeviceClient(address) as client:
+            return await client.stub.Infer(message, timeout=30)
+
+    return asyncio.run(go())
+
+
+def post_png(gateway: Gateway, png: bytes, **params: object) -> httpx.Response:
+    return gateway.http.post("/v1/infer", content=png, params=params, headers={"Content-Type": "image/png"})
+
+
+def post_json(gateway: Gateway, body: object) -> httpx.Response:
+    return gateway.http.post("/v1/infer", json=body)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_raw_bytes_and_base64_json_give_the_grpc_answer(gateway: Gateway, images: list[LabelledImage]) -> None:
+    for image in images[:3]:
+        expected = grpc_infer(gateway.grpc_address, request(image.png, threshold=0.5))
+        raw = post_png(gateway, image.png, threshold=0.5, top_k=3)
+        by_json = post_json(gateway, {"image_base64": b64(image.png), "threshold": 0.5, "top_k": 3})
+        for answer in (raw, by_json):
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["label"] == expected.label and body["label_name"] == expected.label_name
+            assert body["exit_tier"] == pb.TierName.Name(expected.exit_tier).lower()
+            assert body["exit_block"] == expected.exit_block
+            assert body["logits"] == pytest.approx(list(expected.logits), abs=1e-5)
+            assert body["confidence"] == pytest.approx(expected.confidence, abs=1e-6)
+            assert [c["label"] for c in body["top_k"]][:1] == [expected.label] and len(body["top_k"]) == 3
+            assert body["model"] == "fmnist-cnn" and body["request_id"]
+            assert [hop["tier"] for hop in body["hops"]][0] == "device"
+
+
+def test_threshold_picks_the_exit(gateway: Gateway, images: list[LabelledImage]) -> None:
+    blocks = gateway.http.get("/v1/models").json()["models"][0]["num_blocks"]
+    early = post_png(gateway, images[0].png, threshold=0).json()
+    assert (early["exit_tier"], early["exit_block"]) == ("device", 1)
+    assert [hop["tier"] for hop in early["hops"]] == ["device"] and early["hops"][0]["bytes_sent"] == 0
+
+    late = post_json(gateway, {"image_base64": b64(images[0].png), "threshold": 1}).json()
+    assert (late["exit_tier"], late["exit_block"]) == ("cloud", blocks)
+    assert [hop["tier"] for hop in late["hops"]] == ["device", "edge", "cloud"]
+    assert isinstance(late["hops"][0]["bytes_sent"], int) and late["hops"][0]["bytes_sent"] > 0
+
+
+def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+OVERSIZED = b"\x89PNG" + b"\0" * MAX_IMAGE_BYTES
+BAD_REQUESTS = {
+    # id: (send, status, code, phrases)
+    "not-an-image": (lambda g: post_png(g, b"GIF89a? definitely not pixels"), 400, "INVALID_ARGUMENT", ["not an image"]),
+    "empty": (lambda g: post_png(g, b""), 400, "INVALID_ARGUMENT", ["empty"]),
+    "unknown-model": (lambda g: post_png(g, b"x", model="no-such-model"), 404, "NOT_FOUND", ["no-such-model"]),
+    "bad-threshold": (lambda g: post_png(g, g.png, threshold=1.5), 400, "INVALID_ARGUMENT", ["[0, 1]"]),
+    "bad-top-k": (lambda g: post_png(g, g.png, top_k=-1), 400, "INVALID_ARGUMENT", ["top_k"]),
+    "oversized": (lambda g: post_png(g, OVERSIZED), 413, "RESOURCE_EXHAUSTED", [f"at most {MAX_IMAGE_BYTES:,} bytes"]),
+    "oversized-chunked": (
+        lambda g: g.http.post("/v1/infer", content=chunks(OVERSIZED), headers={"Content-Type": "image/png"}),
+        413, "RESOURCE_EXHAUSTED", ["at most"],
+    ),
+    "oversized-json": (lambda g: post_json(g, {"image_base64": b64(OVERSIZED)}), 413, "RESOURCE_EXHAUSTED", ["image_base64", "at most"]),
+    "bad-base64": (lambda g: post_json(g, {"image_base64": "not base64!"}), 400, "INVALID_ARGUMENT", ["base64"]),
+    "bad-json": (
+        lambda g: g.http.post("/v1/infer", content=b'{"image_base64": ', headers={"Content-Type": "application/json"}),
+        400, "INVALID_ARGUMENT", ["JSON"],
+    ),
+    "json-without-image": (lambda g: post_json(g, {"model": "fmnist-cnn"}), 400, "INVALID_ARGUMENT", ["image_base64"]),
+    "json-unknown-model": (
+        lambda g: post_json(g, {"image_base64": b64(g.png), "model": "nope"}), 404, "NOT_FOUND", ["nope"],
+    ),
+    "form-content-type": (
+        lambda g: g.http.post("/v1/infer", content=g.png, headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        415, "INVALID_ARGUMENT", ["Content-Type"],
+    ),
+    "no-route": (lambda g: g.http.get("/v2/nothing"), 404, "NOT_FOUND", []),
+}
+
+
+@dataclass(frozen=True)
+class WithImage:
+    """The gateway plus a good image, for the requests above that need one."""
+
+    http: httpx.Client
+    png: bytes
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_bad_requests_get_a_clear_error_then_the_next_is_served(
+    gateway: Gateway, images: list[LabelledImage], case: tuple
+) -> None:
+    send, status, code, phrases = case
+    answer = send(WithImage(gateway.http, images[0].png))
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code
+    for phrase in phrases:
+        assert phrase in error["message"], error["message"]
+    assert "Traceback" not in answer.text
+    assert post_png(gateway, images[0].png).status_code == 200
+
+
+def test_healthz_and_models(gateway: Gateway) -> None:
+    health = gateway.http.get("/healthz")
+    assert health.status_code == 200 and health.json() == {"status": "SERVING"}
+    listing = gateway.http.get("/v1/models").json()
+    assert listing["default_model"] == "fmnist-cnn"
+    (model,) = [m for m in listing["models"] if m["name"] == "fmnist-cnn"]
+    assert len(model["labels"]) == 10 and model["num_blocks"] >= 2
+    assert model["hosted"]["first"] == 1 and 1 <= model["hosted"]["last"] < model["num_blocks"]
+
+
+def test_the_gateway_stops_with_the_device(edge_address: str, tmp_path: Path) -> None:
+    http_port = free_port()
+    device = start_tier(Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=10).status_code == 200
+    finally:
+        device.stop()
+    assert device.process.returncode == 0, device.log_path.read_text()[-2000:]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2)
