@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data demo test train proto bench clean
+.PHONY: help setup data demo test train proto bench results clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,3 +36,11 @@ proto: setup  ## regenerate the gRPC stubs in shared/proto/ from protos/
 
 clean:  ## remove the venv and caches (not the shipped model)
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info
+
+bench: data  ## measure served vs bare onnxruntime latency; writes bench/results/serving.json
+	$(PY) -m bench.serving
+
+results: data  ## rerun demo + bench and regenerate the README's results tables
+	$(PY) -m splitexit demo --json bench/results/demo.json
+	$(PY) -m bench.serving
+	$(PY) -m bench.readme

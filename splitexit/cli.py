@@ -55,7 +55,7 @@ def _health(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from splitexit import demo
 
-    demo.run(samples=args.samples, show=args.show, threshold=args.threshold, seed=args.seed)
+    demo.run(samples=args.samples, show=args.show, threshold=args.threshold, seed=args.seed, json_path=args.json)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--show", type=int, default=10, help="answers to print one by one")
     demo.add_argument("--threshold", type=float, help="override the tiers' exit threshold")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", type=Path, help="also write the summary to this JSON file")
     demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)
