@@ -4,7 +4,7 @@ Served by uvicorn inside the device process, in the gRPC server's event loop,
 on ``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns
 it off). It starts and stops with the gRPC server. A request becomes the same
 ``InferRequest`` a gRPC client would send and goes through the same
-:meth:`DeviceServicer.sample_from` and :meth:`TierNode.process`, so the checks,
+:meth:`DeviceServicer.infer` as gRPC does, so the checks,
 the answers and the error messages are those of gRPC.
 
 ``POST /v1/infer`` takes either the raw image bytes::
@@ -233,7 +233,7 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
         try:
             query = InferJSON(image_base64="", model=model, threshold=threshold, top_k=top_k)
             message = await _infer_request(request, settings, query)
-            answer = await servicer.node.process(servicer.sample_from(message, None))
+            answer = await servicer.infer(message, None)
         except ServingError as error:
             return _serving_error_response(error)
         except Exception as exc:  # noqa: BLE001 - a bug: one line to the client, the trace to the log

@@ -1,9 +1,11 @@
 """``Device.Infer`` and ``Device.InferStream``: the only API clients call.
 
 The device turns a request's input into block 1's tensor (decoding image
-bytes, or checking a preprocessed tensor), then hands it to its
+bytes, or checking a preprocessed tensor), asks its policy for the sample's
+:class:`Plan` (unless the client spelled one out), then hands it to its
 :class:`TierNode`, which runs the first blocks and passes the sample on if the
-policy does not let it exit here.
+plan does not let it exit here. When the answer is back, the policy sees the
+confidences the sample showed, so online policies learn without labels.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import grpc
 from device.settings import DeviceSettings
 from shared.errors import InvalidInput
 from shared.node import Sample, TierNode
+from shared.policy import OVERRIDE, Plan, Policy, TierThresholds, is_explicit, observed_confidences
 from shared.preprocess import decode_image
 from shared.proto import splitexit_pb2 as pb
 from shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -28,8 +31,19 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     def __init__(self, node: TierNode, settings: DeviceSettings) -> None:
         self.node = node
         self.settings = settings
+        self.policies: dict[str, Policy] = {TierThresholds.name: TierThresholds()}
 
-    def sample_from(self, request: pb.InferRequest, timeout_s: float | None) -> Sample:
+    def plan_for(self, request: pb.InferRequest, num_exits: int) -> tuple[Plan, Policy | None]:
+        """The sample's plan, and the policy to tell what happened (None for a client's own plan)."""
+        if is_explicit(request.policy):
+            return Plan.from_proto(request.policy, num_exits, OVERRIDE), None
+        name = request.policy.name or TierThresholds.name
+        policy = self.policies.get(name)
+        if policy is None:
+            raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(sorted(self.policies))}")
+        return policy.plan(), policy
+
+    def sample_from(self, request: pb.InferRequest, plan: Plan, timeout_s: float | None) -> Sample:
         """Decode and check a request's input; raises InvalidInput / UnknownModel."""
         received_at = time.perf_counter()
         model = self.node.registry.get(request.model or self.settings.default_model)
@@ -51,18 +65,24 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             request_id=request.request_id or uuid.uuid4().hex,
             start_block=1,
             x=x,
-            policy=request.policy,
+            plan=plan.to_proto(),
             top_k=request.top_k,
             received_at=received_at,
             timeout_s=timeout_s,
             decode_s=time.perf_counter() - received_at,
         )
 
-    def _handler(self, request: pb.InferRequest, timeout_s: float | None) -> Handler:
-        async def handle() -> pb.InferResponse:
-            return await self.node.process(self.sample_from(request, timeout_s))
+    async def infer(self, request: pb.InferRequest, timeout_s: float | None) -> pb.InferResponse:
+        """Plan, run and learn from one request (what both gRPC and HTTP call)."""
+        model = self.node.registry.get(request.model or self.settings.default_model)
+        plan, policy = self.plan_for(request, model.manifest.num_blocks)
+        answer = await self.node.process(self.sample_from(request, plan, timeout_s))
+        if policy is not None:
+            policy.observe(plan, observed_confidences(answer))
+        return answer
 
-        return handle
+    def _handler(self, request: pb.InferRequest, timeout_s: float | None) -> Handler:
+        return lambda: self.infer(request, timeout_s)
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         return await answer_unary(self._handler(request, context.time_remaining()), context, "device")

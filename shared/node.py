@@ -18,7 +18,7 @@ import numpy as np
 
 from shared.link import TierLink
 from shared.manifest import Tier
-from shared.policy import ExitPolicy, ThresholdPolicy
+from shared.policy import Plan, TierThresholds, check_thresholds
 from shared.proto import splitexit_pb2 as pb
 from shared.runtime import HostedModel, LocalRun, ModelRegistry
 from shared.settings import TierSettings
@@ -36,7 +36,7 @@ class Sample:
     request_id: str
     start_block: int
     x: np.ndarray
-    policy: pb.PolicyOverride
+    plan: pb.PolicyOverride  # the device's plan for this sample (empty: each tier's own thresholds)
     top_k: int
     received_at: float  # time.perf_counter() when the request arrived
     timeout_s: float | None = None
@@ -53,7 +53,7 @@ class TierNode:
         self.registry = registry
         self.link = link
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix=f"{self.tier.value}-onnx")
-        self._policies = {model.name: self._configured_policy(model) for model in registry}
+        self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
@@ -69,29 +69,32 @@ class TierNode:
         link = TierLink(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
         return cls(settings, registry, link)
 
-    def _configured_policy(self, model: HostedModel) -> ExitPolicy:
+    def _configured_thresholds(self, model: HostedModel) -> tuple[float, ...]:
         exits = model.manifest.num_blocks
         thresholds = self.settings.exit_thresholds.get(model.name, [self.settings.exit_threshold] * exits)
         if len(thresholds) != exits:
             raise ValueError(f"exit_thresholds for {model.name} needs {exits} values, got {len(thresholds)}")
-        return ThresholdPolicy(thresholds)
+        check_thresholds(thresholds)
+        return tuple(thresholds)
 
     async def process(self, sample: Sample) -> pb.InferResponse:
         """Run this tier's part of ``sample`` and return the whole answer."""
         model = self.registry.get(sample.model)
         model.check_resumable(self.tier, sample.start_block)
         check_float_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
-        policy = ThresholdPolicy.from_override(sample.policy, model.manifest.num_blocks) or self._policies[model.name]
+        plan = Plan.from_proto(sample.plan, model.manifest.num_blocks, TierThresholds.name)
+        thresholds = plan.thresholds or self._thresholds[model.name]
+        stop_block = plan.stop_block(self.tier, model.hosted)
 
         submitted = time.perf_counter()
         queue_s, run = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _timed_run, model, sample, policy, submitted
+            self._executor, _timed_run, model, sample, thresholds, stop_block, submitted
         )
         timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
         cost = self.settings.cost_per_block * self.settings.compute_weight * run.blocks_run
         bytes_sent = 0
         if run.exited:
-            answer = self._answer(model, sample, run, policy)
+            answer = self._answer(model, sample, run, plan.policy)
         else:
             answer, bytes_sent = await self._offload(model, sample, run, timings)
             cost += self.settings.offload_cost
@@ -122,7 +125,7 @@ class TierNode:
             request_id=sample.request_id,
             next_block=run.last_block + 1,
             activation=encode(run.activation, self.settings.codec),
-            policy=sample.policy,
+            policy=sample.plan,
             top_k=sample.top_k,
         )
         sent = time.perf_counter()
@@ -135,7 +138,7 @@ class TierNode:
         timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
         return answer, request.ByteSize()
 
-    def _answer(self, model: HostedModel, sample: Sample, run: LocalRun, policy: ExitPolicy) -> pb.InferResponse:
+    def _answer(self, model: HostedModel, sample: Sample, run: LocalRun, policy: str) -> pb.InferResponse:
         """The answer of the exit where ``run`` stopped."""
         labels = model.manifest.labels
         logits = run.logits.astype(np.float64)
@@ -157,7 +160,7 @@ class TierNode:
             logits=run.logits.tolist(),
             exit_tier=TIER_TO_PROTO[self.tier],
             exit_block=run.last_block,
-            policy=policy.name,
+            policy=policy,
             cost_final_layer=self.settings.cost_per_block * model.manifest.num_blocks,
         )
 
@@ -167,7 +170,9 @@ class TierNode:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _timed_run(model: HostedModel, sample: Sample, policy: ExitPolicy, submitted: float) -> tuple[float, LocalRun]:
+def _timed_run(
+    model: HostedModel, sample: Sample, thresholds: tuple[float, ...], stop_block: int, submitted: float
+) -> tuple[float, LocalRun]:
     """Runs on a worker thread: the time spent waiting for it, then the blocks."""
     queue_s = time.perf_counter() - submitted
-    return queue_s, model.run(sample.start_block, sample.x, policy)
+    return queue_s, model.run(sample.start_block, sample.x, thresholds, stop_block)

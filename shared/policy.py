@@ -1,61 +1,120 @@
-"""Exit policies: given a sample's confidence at an exit, stop here or go on.
+"""Exit policies: per sample, where it may stop and where it must travel on.
 
-Pure Python, no I/O. A tier asks its policy after every block it runs; the
-block where the policy says "exit" answers, and if no hosted block does, the
-activation travels to the next tier. The final exit always answers.
+Pure Python, no I/O. The device's policy decides a :class:`Plan` once per
+sample; the plan travels with the sample (``PolicyOverride`` on the wire) and
+every tier follows it: after each block it runs, a tier exits if the exit's
+confidence beats the plan's threshold, and it passes the sample on when it
+reaches the plan's stop point or the end of its hosted blocks. The final exit
+always answers. When the answer comes back, the device shows the policy what
+was observed (:meth:`Policy.observe`), so online policies learn without labels.
 
-``confidence`` is the top softmax probability at the exit (C_i in the papers).
+``confidence`` is the top softmax probability at an exit (C_i in the papers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from shared.errors import InvalidInput
+from shared.manifest import BlockRange, Tier
 from shared.proto import splitexit_pb2 as pb
 
-
-class ExitPolicy(Protocol):
-    """Decides, exit by exit, whether a sample stops."""
-
-    name: str
-
-    def should_exit(self, block: int, confidence: float) -> bool: ...
+OVERRIDE = "override"  # the policy name of a plan a client spelled out in its request
 
 
-class ThresholdPolicy:
-    """Exit at block k when C_k > α_k (BranchyNet / DeeBERT style).
+@dataclass(frozen=True)
+class Plan:
+    """How one sample may exit, decided at the device and followed by every tier."""
 
-    Strictly greater: α = 0 exits at the first exit, α = 1 never exits early
-    (a float32 softmax can round to exactly 1.0).
-    """
+    policy: str
+    # α per exit: exit at block k when C_k > α_k (strictly). None: each tier's own thresholds.
+    thresholds: tuple[float, ...] | None = None
+    # The device / edge pass the sample on after this block even if they host more.
+    last_block: Mapping[Tier, int] = field(default_factory=dict)
 
-    name = "thresholds"
+    def stop_block(self, tier: Tier, hosted: BlockRange) -> int:
+        """The last block ``tier`` runs for this sample before passing it on."""
+        cap = self.last_block.get(tier, 0)
+        return min(hosted.last, cap) if cap else hosted.last
 
-    def __init__(self, thresholds: Sequence[float]) -> None:
-        for value in thresholds:
-            if not 0.0 <= value <= 1.0:
-                raise InvalidInput(f"exit thresholds must lie in [0, 1], got {value}")
-        self.thresholds = tuple(float(t) for t in thresholds)
-
-    def should_exit(self, block: int, confidence: float) -> bool:
-        return confidence > self.thresholds[block - 1]
+    def to_proto(self) -> pb.PolicyOverride:
+        return pb.PolicyOverride(
+            name=self.policy,
+            exit_thresholds=self.thresholds or (),
+            device_last_block=self.last_block.get(Tier.DEVICE, 0),
+            edge_last_block=self.last_block.get(Tier.EDGE, 0),
+        )
 
     @classmethod
-    def from_override(cls, override: pb.PolicyOverride, num_exits: int) -> ThresholdPolicy | None:
-        """The per-request policy a client asked for, or None to keep the tier's own."""
+    def from_proto(cls, override: pb.PolicyOverride, num_exits: int, default_policy: str) -> Plan:
+        """The plan a request carries; checks thresholds and stop points."""
+        thresholds: tuple[float, ...] | None = None
         if override.exit_thresholds:
             if len(override.exit_thresholds) != num_exits:
                 raise InvalidInput(
                     f"exit_thresholds needs one value per exit ({num_exits}), got {len(override.exit_thresholds)}"
                 )
-            return cls(override.exit_thresholds)
-        if override.HasField("threshold"):
-            return cls([override.threshold] * num_exits)
-        return None
+            thresholds = tuple(override.exit_thresholds)
+        elif override.HasField("threshold"):
+            thresholds = (override.threshold,) * num_exits
+        check_thresholds(thresholds or ())
+        last_block = {}
+        for tier, block in ((Tier.DEVICE, override.device_last_block), (Tier.EDGE, override.edge_last_block)):
+            if block > num_exits:
+                raise InvalidInput(f"{tier.value}_last_block {block} is beyond the model's {num_exits} blocks")
+            if block:
+                last_block[tier] = block
+        return cls(override.name or default_policy, thresholds, last_block)
+
+
+def check_thresholds(thresholds: Sequence[float]) -> None:
+    for value in thresholds:
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"exit thresholds must lie in [0, 1], got {value}")
+
+
+def is_explicit(override: pb.PolicyOverride) -> bool:
+    """Whether a client's override spells out a plan (rather than naming a policy or nothing)."""
+    return bool(
+        override.exit_thresholds
+        or override.HasField("threshold")
+        or override.device_last_block
+        or override.edge_last_block
+    )
+
+
+class Policy(Protocol):
+    """A device-side policy: plans each sample, and may learn from what it observed."""
+
+    name: str
+
+    def plan(self) -> Plan: ...
+
+    def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
+        """``confidences`` maps every exit the sample ran (1-based block) to C_k."""
+
+
+class TierThresholds:
+    """BranchyNet / DeeBERT style: every tier exits with its own configured α per exit."""
+
+    name = "thresholds"
+
+    def plan(self) -> Plan:
+        return Plan(self.name)
+
+    def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
+        """Fixed thresholds learn nothing."""
+
+
+def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:
+    """Every exit a sample ran, across all tiers: block -> C_k."""
+    return {
+        hop.first_block + i: confidence for hop in answer.hops for i, confidence in enumerate(hop.exit_confidences)
+    }
 
 
 def top_probability(logits: np.ndarray) -> float:

@@ -1,15 +1,16 @@
 """The models a tier hosts, as onnxruntime sessions, and the block-by-block loop.
 
 A tier loads only the segments of its hosted range. :meth:`HostedModel.run`
-resumes a sample at any hosted block and runs block after block, asking the
-policy at every exit, until the policy says exit, the final block answers, or
-the hosted range ends (the sample must then travel on). The loop is plain
+resumes a sample at any hosted block and runs block after block, checking the
+threshold at every exit, until a confident exit, the final block, or the
+plan's stop point (the sample must then travel on). The loop is plain
 synchronous code: servers run it on a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import onnxruntime as ort
 
 from shared.errors import OutOfRange, UnknownModel
 from shared.manifest import BlockRange, Manifest, Tier, load_manifest, verified_segment_path
-from shared.policy import ExitPolicy, top_probability
+from shared.policy import top_probability
 
 
 @dataclass
@@ -74,17 +75,20 @@ class HostedModel:
         logits, activation = self._sessions[block].run(["logits", "activation"], {"x": x})
         return logits, activation
 
-    def run(self, start_block: int, x: np.ndarray, policy: ExitPolicy) -> LocalRun:
-        """Run blocks from ``start_block`` until an exit or the end of the hosted range."""
-        result = LocalRun(first_block=start_block)
+    def run(self, start_block: int, x: np.ndarray, thresholds: Sequence[float], stop_block: int) -> LocalRun:
+        """Run blocks from ``start_block`` until an exit (C_k > α_k, or the final block) or ``stop_block``.
+
+        A ``stop_block`` before ``start_block`` runs nothing: the tier relays ``x`` as it came.
+        """
+        result = LocalRun(first_block=start_block, last_block=start_block - 1, activation=x)
         started = time.perf_counter()
-        for block in range(start_block, self.hosted.last + 1):
+        for block in range(start_block, stop_block + 1):
             logits, x = self.run_block(block, x)
             confidence = top_probability(logits[0])
             result.last_block = block
             result.exit_confidences.append(confidence)
             result.logits = logits[0]
-            if block == self.manifest.num_blocks or policy.should_exit(block, confidence):
+            if block == self.manifest.num_blocks or confidence > thresholds[block - 1]:
                 result.exited = True
                 break
         result.activation = x

@@ -113,7 +113,7 @@ class TierServicer(pb_grpc.TierServicer):
                 request_id=request.request_id,
                 start_block=request.next_block,
                 x=x,
-                policy=request.policy,
+                plan=request.policy,
                 top_k=request.top_k,
                 received_at=received_at,
                 timeout_s=timeout_s,

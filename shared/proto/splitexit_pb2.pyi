@@ -54,12 +54,18 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., raw: _Optional[bytes] = ..., quantization: _Optional[_Union[Quantization, _Mapping]] = ...) -> None: ...
 
 class PolicyOverride(_message.Message):
-    __slots__ = ("threshold", "exit_thresholds")
+    __slots__ = ("threshold", "exit_thresholds", "device_last_block", "edge_last_block", "name")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     EXIT_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LAST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    EDGE_LAST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     threshold: float
     exit_thresholds: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, threshold: _Optional[float] = ..., exit_thresholds: _Optional[_Iterable[float]] = ...) -> None: ...
+    device_last_block: int
+    edge_last_block: int
+    name: str
+    def __init__(self, threshold: _Optional[float] = ..., exit_thresholds: _Optional[_Iterable[float]] = ..., device_last_block: _Optional[int] = ..., edge_last_block: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
     __slots__ = ("model", "request_id", "image", "tensor", "policy", "top_k")
