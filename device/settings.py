@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.manifest import Tier
-from shared.settings import TierSettings, tier_env_prefix
+from shared.policies import PolicyParams
+from shared.settings import MetricsPort, TierSettings, tier_env_prefix
 
 
 class DeviceSettings(TierSettings):
@@ -18,9 +20,17 @@ class DeviceSettings(TierSettings):
     model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.DEVICE), extra="forbid")
 
     port: int = 50051
+    metrics_port: MetricsPort = 9101
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP gateway port (POST /v1/infer); 0: no gateway")
     next_tier: str | None = "127.0.0.1:50052"
     offload_cost: float = 0.1
     default_model: str = Field("fmnist-cnn", description="the model a request without one gets")
     max_image_bytes: int = Field(8 << 20, ge=1, description="largest encoded image accepted")
+    max_text_bytes: int = Field(1 << 20, ge=1, description="largest UTF-8 text accepted (before tokenizing)")
     stream_concurrency: int = Field(64, ge=1, description="requests in flight per InferStream")
+    policies: dict[str, str] = Field(
+        default_factory=dict, description="per model, the policy requests naming none get (default: thresholds)"
+    )
+    policy: PolicyParams = Field(default_factory=PolicyParams, description="the policies' hyperparameters and costs")
+    state_dir: Path = Field(Path(".cache/policy-state"), description="learned policy state, saved and restored here")
+    state_save_every: int = Field(20, ge=1, description="save a policy's state every this many samples (and at exit)")

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic_settings import SettingsConfigDict
 
 from shared.manifest import Tier
-from shared.settings import TierSettings, tier_env_prefix
+from shared.settings import MetricsPort, TierSettings, tier_env_prefix
 
 
 class EdgeSettings(TierSettings):
@@ -17,5 +17,6 @@ class EdgeSettings(TierSettings):
     model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.EDGE), extra="forbid")
 
     port: int = 50052
+    metrics_port: MetricsPort = 9102
     next_tier: str | None = "127.0.0.1:50053"
     offload_cost: float = 0.1

@@ -10,6 +10,12 @@ Every segment has one input ``x`` (the previous block's activation, or the
 preprocessed input for block 1) and two outputs: ``logits`` from the block's
 exit head and ``activation`` to hand to block k+1. Blocks are numbered from 1,
 so "exit k" is the head after block k and the final exit is ``len(blocks)``.
+
+Two families share this layout. An image model (``task="image-classification"``,
+:class:`ImageInput`) takes a float image tensor ``[1, C, H, W]``; a text model
+(``task="text-classification"``, :class:`TextInput`) takes int64 token ids
+``[1, tokens]`` and passes hidden states ``[1, tokens, hidden]`` between blocks,
+with the tokenizer file shipped in the package.
 """
 
 from __future__ import annotations
@@ -52,14 +58,21 @@ class BlockRange(BaseModel):
 
 
 class TensorSpec(BaseModel):
-    """Shape and dtype of one segment input/output; ``None`` marks a dynamic axis."""
+    """Shape and dtype of one segment input/output; ``None`` marks a dynamic axis.
+
+    The leading axis is the batch. Other dynamic axes (a text model's token
+    positions) hold from 1 to ``max_length`` values; ``vocab_size`` bounds the
+    values of an int64 tensor of token ids.
+    """
 
     dtype: Literal["float32", "int64"] = "float32"
     shape: list[int | None]
+    max_length: int | None = Field(None, ge=1, description="the most values a dynamic non-batch axis may hold")
+    vocab_size: int | None = Field(None, ge=1, description="int64 ids only: every value lies in [0, vocab_size)")
 
-    def per_sample_shape(self) -> tuple[int, ...]:
-        """The shape without the leading batch axis (all other axes are fixed)."""
-        return tuple(int(d) for d in self.shape[1:] if d is not None)
+    def per_sample_shape(self) -> tuple[int | None, ...]:
+        """The shape without the leading batch axis (``None`` where the axis is dynamic)."""
+        return tuple(self.shape[1:])
 
 
 class ImageInput(BaseModel):
@@ -71,6 +84,21 @@ class ImageInput(BaseModel):
     width: int
     mean: float
     std: float
+
+
+class TextInput(BaseModel):
+    """How UTF-8 text becomes the token ids that block 1 takes.
+
+    ``tokenizer`` names a Hugging Face ``tokenizer.json`` inside the package
+    (normalisation, e.g. lowercasing, and the special tokens live in it). Ids
+    are ``[CLS] tokens... [SEP]``; a text longer than ``max_tokens`` ids
+    (special tokens included) is refused, or cut to that length on request.
+    """
+
+    kind: Literal["text"] = "text"
+    tokenizer: str = "tokenizer.json"
+    tokenizer_sha256: str
+    max_tokens: int = Field(ge=3, le=512, description="ids per sample, [CLS] and [SEP] included")
 
 
 class BlockSpec(BaseModel):
@@ -89,8 +117,8 @@ class Manifest(BaseModel):
 
     name: str
     version: str
-    task: Literal["image-classification"]
-    input: ImageInput
+    task: Literal["image-classification", "text-classification"]
+    input: ImageInput | TextInput = Field(discriminator="kind")
     labels: list[str]
     blocks: list[BlockSpec]
     default_ranges: dict[Tier, BlockRange]
@@ -100,6 +128,9 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
+        expected_task = {"image": "image-classification", "text": "text-classification"}[self.input.kind]
+        if self.task != expected_task:
+            raise ValueError(f"a {self.task} model cannot take {self.input.kind} input")
         numbers = [b.index for b in self.blocks]
         if numbers != list(range(1, len(numbers) + 1)):
             raise ValueError(f"blocks must be numbered 1..N in order, got {numbers}")

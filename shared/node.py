@@ -18,11 +18,12 @@ import numpy as np
 
 from shared.link import TierLink
 from shared.manifest import Tier
+from shared.metrics import TierMetrics
 from shared.policy import Plan, TierThresholds, check_thresholds
 from shared.proto import splitexit_pb2 as pb
 from shared.runtime import HostedModel, LocalRun, ModelRegistry
 from shared.settings import TierSettings
-from shared.tensors import check_float_input, encode
+from shared.tensors import check_input, encode
 
 DEFAULT_TOP_K = 5
 TIER_TO_PROTO = {Tier.DEVICE: pb.DEVICE, Tier.EDGE: pb.EDGE, Tier.CLOUD: pb.CLOUD}
@@ -30,7 +31,7 @@ TIER_TO_PROTO = {Tier.DEVICE: pb.DEVICE, Tier.EDGE: pb.EDGE, Tier.CLOUD: pb.CLOU
 
 @dataclass
 class Sample:
-    """A sample as a tier receives it, already decoded to a float tensor."""
+    """A sample as a tier receives it, already decoded to block input (float tensor or token ids)."""
 
     model: str
     request_id: str
@@ -54,6 +55,7 @@ class TierNode:
         self.link = link
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix=f"{self.tier.value}-onnx")
         self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
+        self.metrics = TierMetrics(self.tier, [model.name for model in registry])
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
@@ -81,7 +83,7 @@ class TierNode:
         """Run this tier's part of ``sample`` and return the whole answer."""
         model = self.registry.get(sample.model)
         model.check_resumable(self.tier, sample.start_block)
-        check_float_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
+        check_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
         plan = Plan.from_proto(sample.plan, model.manifest.num_blocks, TierThresholds.name)
         thresholds = plan.thresholds or self._thresholds[model.name]
         stop_block = plan.stop_block(self.tier, model.hosted)
@@ -108,6 +110,7 @@ class TierNode:
             bytes_sent=bytes_sent,
             exit_confidences=run.exit_confidences,
         )
+        self.metrics.observe_hop(model.name, hop, thresholds, answer if run.exited else None)
         downstream = list(answer.hops)
         del answer.hops[:]
         answer.hops.extend([hop, *downstream])

@@ -35,6 +35,9 @@ class Plan:
     thresholds: tuple[float, ...] | None = None
     # The device / edge pass the sample on after this block even if they host more.
     last_block: Mapping[Tier, int] = field(default_factory=dict)
+    # Which of its choices the deciding policy made, as (group, arm), handed back to
+    # Policy.observe(); never on the wire. None: the plan is no arm of a bandit.
+    arm: tuple[int, int] | None = None
 
     def stop_block(self, tier: Tier, hosted: BlockRange) -> int:
         """The last block ``tier`` runs for this sample before passing it on."""
@@ -92,7 +95,8 @@ class Policy(Protocol):
 
     name: str
 
-    def plan(self) -> Plan: ...
+    def plan(self, embedding: np.ndarray) -> Plan:
+        """``embedding`` is :func:`embed` of the sample's block-1 input; most policies ignore it."""
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
         """``confidences`` maps every exit the sample ran (1-based block) to C_k."""
@@ -103,11 +107,36 @@ class TierThresholds:
 
     name = "thresholds"
 
-    def plan(self) -> Plan:
+    def plan(self, embedding: np.ndarray) -> Plan:
         return Plan(self.name)
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
         """Fixed thresholds learn nothing."""
+
+
+def exits_at(block: int, confidence: float, thresholds: Sequence[float], num_blocks: int) -> bool:
+    """The exit rule every tier applies after every block: the final exit, or C_k > α_k."""
+    return block == num_blocks or confidence > thresholds[block - 1]
+
+
+def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
+    """A cheap, label-free description of a block-1 input (batch 1), for routers.
+
+    An image ``[1, C, H, W]`` becomes its mean intensity on a ``cells`` x ``cells``
+    grid per channel; token ids become a hashed bag of tokens (``cells``² bins);
+    anything else, the means of ``cells``² equal chunks. Always float64 and
+    computed on a fresh copy, so the same input gives the same bits everywhere.
+    """
+    if x.ndim == 4:
+        image = x[0].astype(np.float64)
+        rows = np.array_split(np.arange(image.shape[1]), cells)
+        cols = np.array_split(np.arange(image.shape[2]), cells)
+        return np.array([image[c][np.ix_(r, k)].mean() for c in range(image.shape[0]) for r in rows for k in cols])
+    flat = x.reshape(-1)
+    if np.issubdtype(flat.dtype, np.integer):
+        counts = np.bincount(flat.astype(np.int64) % cells**2, minlength=cells**2).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
+    return np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
 
 
 def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from shared.errors import OutOfRange, UnknownModel
 from shared.manifest import BlockRange, Manifest, Tier, load_manifest, verified_segment_path
-from shared.policy import top_probability
+from shared.policy import exits_at, top_probability
 
 
 @dataclass
@@ -45,6 +45,7 @@ class HostedModel:
     def __init__(self, package_dir: Path, manifest: Manifest, hosted: BlockRange, onnx_threads: int) -> None:
         if hosted.last > manifest.num_blocks:
             raise ValueError(f"{manifest.name} has {manifest.num_blocks} blocks; cannot host {hosted}")
+        self.package_dir = package_dir
         self.manifest = manifest
         self.hosted = hosted
         options = ort.SessionOptions()
@@ -88,7 +89,7 @@ class HostedModel:
             result.last_block = block
             result.exit_confidences.append(confidence)
             result.logits = logits[0]
-            if block == self.manifest.num_blocks or confidence > thresholds[block - 1]:
+            if exits_at(block, confidence, thresholds, self.manifest.num_blocks):
                 result.exited = True
                 break
         result.activation = x

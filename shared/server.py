@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shared.link import channel_options
+from shared.metrics import serve_metrics
 from shared.node import TierNode
 from shared.proto import splitexit_pb2 as pb
 from shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -46,6 +47,9 @@ async def run_tier(
     )
     if server.add_insecure_port(settings.address) == 0:
         raise OSError(f"cannot bind the {settings.tier.value} to {settings.address}")
+    if settings.metrics_port:
+        also_run = [*also_run, serve_metrics(node.metrics.registry, settings.host, settings.metrics_port)]
+        log.info("%s metrics on http://%s:%d/metrics", settings.tier.value, settings.host, settings.metrics_port)
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

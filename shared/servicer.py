@@ -103,7 +103,7 @@ class TierServicer(pb_grpc.TierServicer):
         self.node = node
         self.where = node.tier.value
 
-    def _handler(self, request: pb.ContinueRequest, timeout_s: float | None) -> Handler:
+    def _handler(self, request: pb.ContinueRequest, timeout_s: float | None, method: str) -> Handler:
         received_at = time.perf_counter()
 
         async def handle() -> pb.InferResponse:
@@ -121,17 +121,17 @@ class TierServicer(pb_grpc.TierServicer):
             )
             return await self.node.process(sample)
 
-        return handle
+        return self.node.metrics.tracked(method, request.model, handle)
 
     async def Continue(self, request: pb.ContinueRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
-        return await answer_unary(self._handler(request, context.time_remaining()), context, self.where)
+        return await answer_unary(self._handler(request, context.time_remaining(), "Continue"), context, self.where)
 
     async def ContinueStream(
         self, request_iterator: AsyncIterator[pb.ContinueRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
         async for answer in answer_stream(
             request_iterator,
-            lambda request: self._handler(request, request.timeout_s or None),
+            lambda request: self._handler(request, request.timeout_s or None, "ContinueStream"),
             lambda request: request.request_id,
             self.STREAM_CONCURRENCY,
             self.where,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import yaml
 from pydantic import Field
@@ -32,6 +32,7 @@ from shared.tensors import Codec
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 CONFIG_ENV = "SPLITEXIT_CONFIG"
+MetricsPort = Annotated[int, Field(ge=0, le=65535, description="Prometheus /metrics port; 0: none")]
 
 
 class TierSettings(BaseSettings):
@@ -42,6 +43,7 @@ class TierSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 in containers")
     port: int = Field(description="gRPC port")
+    metrics_port: MetricsPort
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="folder of model packages")
     hosted: dict[str, BlockRange] = Field(
         default_factory=dict,

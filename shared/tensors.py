@@ -77,15 +77,28 @@ def decode(tensor: pb.Tensor) -> np.ndarray:
     return values
 
 
-def check_float_input(array: np.ndarray, spec: TensorSpec, what: str) -> None:
-    """Raise :class:`InvalidInput` unless ``array`` is one float sample shaped as ``spec`` expects."""
-    expected = (1, *spec.per_sample_shape())
-    if array.dtype != np.float32:
-        raise InvalidInput(f"{what} must be a float tensor (FP32, FP16 or quantized INT8), got {array.dtype}")
-    if array.shape != expected:
-        raise InvalidInput(f"{what} must have shape {list(expected)}, got {list(array.shape)}")
-    if not np.isfinite(array).all():
+def check_input(array: np.ndarray, spec: TensorSpec, what: str) -> None:
+    """Raise :class:`InvalidInput` unless ``array`` is one sample of the dtype and shape ``spec`` expects.
+
+    Float inputs (images, activations) arrive as float32 whatever their codec and
+    must be finite; int64 inputs (token ids) must lie in ``[0, spec.vocab_size)``.
+    A dynamic axis takes 1 to ``spec.max_length`` values.
+    """
+    if array.dtype != np.dtype(spec.dtype):
+        kind = "a float tensor (FP32, FP16 or quantized INT8)" if spec.dtype == "float32" else "an INT64 tensor of token ids"
+        raise InvalidInput(f"{what} must be {kind}, got {array.dtype}")
+    expected = [1, *spec.per_sample_shape()]
+    if array.ndim != len(expected) or any(d is not None and n != d for n, d in zip(array.shape, expected)):
+        shown = ", ".join("N" if d is None else str(d) for d in expected)
+        raise InvalidInput(f"{what} must have shape [{shown}], got {list(array.shape)}")
+    dynamic = [n for n, d in zip(array.shape, expected) if d is None]
+    if any(n < 1 for n in dynamic) or (spec.max_length is not None and any(n > spec.max_length for n in dynamic)):
+        limit = f"1 to {spec.max_length}" if spec.max_length is not None else "at least 1"
+        raise InvalidInput(f"{what} has shape {list(array.shape)}; its dynamic axes take {limit} values")
+    if spec.dtype == "float32" and not np.isfinite(array).all():
         raise InvalidInput(f"{what} contains NaN or infinite values")
+    if spec.vocab_size is not None and array.size and (array.min() < 0 or array.max() >= spec.vocab_size):
+        raise InvalidInput(f"{what} holds ids outside [0, {spec.vocab_size})")
 
 
 def _dtype_name(value: int) -> str:

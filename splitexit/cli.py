@@ -24,21 +24,28 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from splitexit.client import DeviceClient
+    from splitexit.client import DeviceClient, request, text_request
+
+    if not args.images and not args.text:
+        sys.exit("splitexit infer: give IMAGE files, or --text \"...\" (with --model naming a text model)")
 
     async def send() -> int:
         failures = 0
         async with DeviceClient(args.address) as client:
-            for path in args.images:
+            messages = [(str(path), request(path.read_bytes(), args.model, args.threshold)) for path in args.images]
+            messages += [
+                (repr(text), text_request(text, args.model, args.threshold, truncate=args.truncate)) for text in args.text
+            ]
+            for name, message in messages:
                 try:
-                    r = await client.infer(path.read_bytes(), model=args.model, threshold=args.threshold)
+                    r = await client.stub.Infer(message, timeout=30)
                 except grpc.aio.AioRpcError as exc:
-                    print(f"{path}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                    print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
                     failures += 1
                     continue
                 tier = pb.TierName.Name(r.exit_tier).lower()
                 total_ms = r.hops[0].timings.total_s * 1e3 if r.hops else 0.0
-                print(f"{path}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms")
+                print(f"{name}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms")
         return failures
 
     sys.exit(1 if asyncio.run(send()) else 0)
@@ -50,6 +57,47 @@ def _health(args: argparse.Namespace) -> None:
     serving = asyncio.run(is_serving(args.address, timeout_s=args.timeout))
     print(f"{args.address}: {'SERVING' if serving else 'NOT SERVING'}")
     sys.exit(0 if serving else 1)
+
+
+def _loadgen(args: argparse.Namespace) -> None:
+    from splitexit import loadgen
+
+    images = loadgen.load_pack(args.samples or loadgen.SAMPLE_PACK)
+    print(f"Sending {len(images)} Fashion-MNIST test images round-robin to {args.address} at {args.rate:g}/s", flush=True)
+    try:
+        asyncio.run(
+            loadgen.generate(
+                args.address,
+                images,
+                args.rate,
+                duration_s=args.duration,
+                threshold=args.threshold,
+                model=args.model,
+                concurrency=args.concurrency,
+                report_every_s=args.report_every,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+def _policy_show(args: argparse.Namespace) -> None:
+    from splitexit.policy_show import fetch, format_state
+
+    try:
+        state = asyncio.run(fetch(args.address, args.model, args.policy))
+    except grpc.aio.AioRpcError as exc:
+        sys.exit(f"{args.address}: {exc.code().name}: {exc.details()}")
+    print(format_state(state))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from splitexit import evaluate
+
+    evaluate.run(
+        scenarios=args.scenario, seeds=args.seeds, limit=args.limit, sweeps=not args.no_sweeps,
+        plots_dir=args.plots, readme=args.readme, models_dir=args.models_dir,
+    )  # fmt: skip
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -66,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("tier", choices=["device", "edge", "cloud"])
     serve.set_defaults(run=_serve)
 
-    infer = commands.add_parser("infer", help="classify image files through a running device")
-    infer.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    infer = commands.add_parser("infer", help="classify image files or texts through a running device")
+    infer.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    infer.add_argument("--text", action="append", default=[], help="a text to classify (repeatable; needs a text --model)")
+    infer.add_argument("--truncate", action="store_true", help="cut texts over the model's token limit instead of failing")
     infer.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
     infer.add_argument("--model", default="", help="model name (default: the device's default)")
     infer.add_argument("--threshold", type=float, help="exit threshold at every exit, for these requests")
@@ -78,6 +128,17 @@ def main(argv: list[str] | None = None) -> None:
     health.add_argument("--timeout", type=float, default=2.0)
     health.set_defaults(run=_health)
 
+    loadgen = commands.add_parser("loadgen", help="send real test images to a device at a steady rate (for dashboards)")
+    loadgen.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
+    loadgen.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    loadgen.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0: until interrupted")
+    loadgen.add_argument("--threshold", type=float, help="exit threshold at every exit (default: the tiers' own)")
+    loadgen.add_argument("--model", default="", help="model name (default: the device's default)")
+    loadgen.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
+    loadgen.add_argument("--report-every", type=float, default=10.0, help="seconds between summaries")
+    loadgen.add_argument("--samples", type=Path, help="an .npz image pack (default: the 200 shipped test images)")
+    loadgen.set_defaults(run=_loadgen)
+
     demo = commands.add_parser("demo", help="start three local tiers, send real test images, summarize")
     demo.add_argument("--samples", type=int, default=300)
     demo.add_argument("--show", type=int, default=10, help="answers to print one by one")
@@ -85,6 +146,25 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", type=Path, help="also write the summary to this JSON file")
     demo.set_defaults(run=_demo)
+
+    policy = commands.add_parser("policy", help="what a running device's policies have learned")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_commands.add_parser("show", help="arms, pulls, mean rewards, the best arm and its plan")
+    show.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
+    show.add_argument("--model", default="", help="model name (default: the device's default)")
+    show.add_argument("--policy", default="", help="policy name (default: the model's default)")
+    show.set_defaults(run=_policy_show)
+
+    evaluate = commands.add_parser("evaluate", help="replay test streams through every policy; the papers' tables")
+    evaluate.add_argument("--scenario", action="append", metavar="NAME",
+                          help="fmnist-clean, fmnist-drift, sentiment-imdb, bbc-topic; repeat for several (default: all)")  # fmt: skip
+    evaluate.add_argument("--seeds", type=int, default=5, help="random stream orders per policy")
+    evaluate.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")
+    evaluate.add_argument("--no-sweeps", action="store_true", help="skip the sweeps over o and λ")
+    evaluate.add_argument("--plots", type=Path, default=Path("docs/policies"), help="where the PNG plots go")
+    evaluate.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    evaluate.add_argument("--models-dir", type=Path, help="model packages (default: the device's models_dir)")
+    evaluate.set_defaults(run=_evaluate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -38,6 +38,17 @@ class DeviceClient:
         """Classify one encoded image (PNG, JPEG, ...)."""
         return await self.stub.Infer(request(image, model, threshold), timeout=timeout_s)
 
+    async def infer_text(
+        self,
+        text: str,
+        model: str = "",
+        threshold: float | None = None,
+        truncate: bool = False,
+        timeout_s: float | None = 30.0,
+    ) -> pb.InferResponse:
+        """Classify one text with a text model (``truncate``: cut it to the model's token limit)."""
+        return await self.stub.Infer(text_request(text, model, threshold, truncate=truncate), timeout=timeout_s)
+
     async def infer_many(self, requests: Iterable[pb.InferRequest]) -> AsyncIterator[pb.StreamResponse]:
         """Send requests on one ``InferStream``; answers arrive as they complete."""
         async for answer in self.stub.InferStream(iter(requests)):
@@ -47,6 +58,15 @@ class DeviceClient:
 def request(image: bytes, model: str = "", threshold: float | None = None, request_id: str = "") -> pb.InferRequest:
     policy = pb.PolicyOverride(threshold=threshold) if threshold is not None else None
     return pb.InferRequest(model=model, request_id=request_id, image=image, policy=policy)
+
+
+def text_request(
+    text: str, model: str = "", threshold: float | None = None, request_id: str = "", truncate: bool = False
+) -> pb.InferRequest:
+    policy = pb.PolicyOverride(threshold=threshold) if threshold is not None else None
+    return pb.InferRequest(
+        model=model, request_id=request_id, text=text.encode("utf-8"), policy=policy, truncate=truncate
+    )
 
 
 async def is_serving(address: str, timeout_s: float = 1.0) -> bool:

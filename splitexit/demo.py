@@ -1,4 +1,9 @@
-"""`make demo`: three tiers on loopback, a few hundred real test images, a summary."""
+"""`make demo`: three tiers on loopback; a few hundred real test images, then real sentences; summaries.
+
+Both model families go through the same running testbed: Fashion-MNIST test
+images to the image CNN, then imdb sentences to the text model, which never saw
+imdb in training (it learned sentiment from amazon and yelp reviews).
+"""
 
 from __future__ import annotations
 
@@ -7,42 +12,67 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from shared import fashion_mnist
-from splitexit.client import DeviceClient
-from splitexit.report import Outcome, format_answer, format_summary, summarize
-from splitexit.samples import LabelledImage, test_images
+from shared.proto import splitexit_pb2 as pb
+from shared.text_data import SENTIMENT_LABELS, sentiment
+from splitexit.client import DeviceClient, request, text_request
+from splitexit.report import Outcome, format_answer, format_summary, format_tier_times, summarize, tier_times
+from splitexit.samples import test_images
 from splitexit.testbed import Testbed
 
 CONCURRENCY = 4
 HTTP_PORT = 8080
+TEXT_MODEL = "minilm-sentiment"
+TEXT_DOMAIN = "imdb"
 
 
-async def send_all(address: str, samples: list[LabelledImage], threshold: float | None) -> list[Outcome]:
-    """Send every sample as its own ``Infer`` call, ``CONCURRENCY`` at a time, in order."""
+async def send_all(address: str, requests: list[tuple[int, pb.InferRequest]]) -> list[Outcome]:
+    """Send every (true label, request) as its own ``Infer`` call, ``CONCURRENCY`` at a time, in order."""
     slots = asyncio.Semaphore(CONCURRENCY)
     async with DeviceClient(address) as client:
 
-        async def one(sample: LabelledImage) -> Outcome:
+        async def one(label: int, message: pb.InferRequest) -> Outcome:
             async with slots:
                 started = time.perf_counter()
-                response = await client.infer(sample.png, threshold=threshold)
-                return Outcome(sample.label, response, time.perf_counter() - started)
+                response = await client.stub.Infer(message, timeout=30)
+                return Outcome(label, response, time.perf_counter() - started)
 
-        return await asyncio.gather(*(one(s) for s in samples))
+        return await asyncio.gather(*(one(label, message) for label, message in requests))
+
+
+def report(outcomes: list[Outcome], show: int, labels: list[str], notes: list[str] | None = None) -> dict[str, object]:
+    """Print the first ``show`` answers (with a note each, if given), the summary and the time per tier."""
+    for i, outcome in enumerate(outcomes[:show]):
+        print(format_answer(outcome, labels) + (f"  {notes[i]}" if notes else ""))
+    print(f"  ... {len(outcomes) - show} more\n\nSummary")
+    summary = summarize(outcomes)
+    print(format_summary(summary))
+    times = tier_times(outcomes)
+    print("Mean time per tier (samples that reached it; own = without the tiers after it)")
+    print(format_tier_times(times))
+    return {**summary, "tier_times": times}
 
 
 def run(samples: int, show: int, threshold: float | None, seed: int, json_path: Path | None = None) -> None:
     images = test_images(samples, seed)
-    print(f"Starting cloud, edge and device on loopback (logs in .cache/logs/) ...")
+    imdb = sentiment(TEXT_DOMAIN)
+    sentences = [imdb[i] for i in np.random.default_rng(seed).choice(len(imdb), min(samples, len(imdb)), replace=False)]
+    print("Starting cloud, edge and device on loopback (logs in .cache/logs/) ...")
     with Testbed(http_port=HTTP_PORT) as bed:
         print(f"Device: gRPC {bed.device_address}, HTTP http://127.0.0.1:{HTTP_PORT}/v1/infer")
         print(f"Sending {samples} Fashion-MNIST test images to the device over gRPC:")
-        outcomes = asyncio.run(send_all(bed.device_address, images, threshold))
-    for outcome in outcomes[:show]:
-        print(format_answer(outcome, list(fashion_mnist.LABELS)))
-    print(f"  ... {len(outcomes) - show} more\n\nSummary")
-    summary = summarize(outcomes)
-    print(format_summary(summary))
+        image_requests = [(image.label, request(image.png, threshold=threshold)) for image in images]
+        image_outcomes = asyncio.run(send_all(bed.device_address, image_requests))
+        print(f"Sending {len(sentences)} {TEXT_DOMAIN} sentences to {TEXT_MODEL} on the same tiers:")
+        text_requests = [(s.label, text_request(s.text, TEXT_MODEL, threshold)) for s in sentences]
+        text_outcomes = asyncio.run(send_all(bed.device_address, text_requests))
+    print("\nImages (fmnist-cnn)")
+    summary = report(image_outcomes, show, list(fashion_mnist.LABELS))
+    print(f"\nText ({TEXT_MODEL}, trained on amazon + yelp reviews, deployed on unseen {TEXT_DOMAIN} sentences)")
+    notes = [repr(s.text[:60] + ("…" if len(s.text) > 60 else "")) for s in sentences]
+    summary["text"] = report(text_outcomes, show, list(SENTIMENT_LABELS), notes)
     print("\nThe three tiers have stopped.")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -73,3 +73,31 @@ def format_answer(outcome: Outcome, labels: list[str] | None = None) -> str:
         f"  {mark} {r.label_name:<12} (true {truth:<12}) conf {r.confidence:.3f}  "
         f"exit {pb.TierName.Name(r.exit_tier).lower():<6} block {r.exit_block}  {outcome.latency_s * 1e3:7.2f} ms"
     )
+
+
+def tier_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
+    """Mean seconds each tier spent on the samples that reached it.
+
+    ``own`` is the tier's time without the tiers after it (its total less the
+    network wait and the next tier's total); ``compute`` is its onnxruntime time.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {t: [] for t in TIERS}
+    for o in outcomes:
+        hops = list(o.response.hops)
+        for hop, after in zip(hops, [*hops[1:], None]):
+            downstream = after.timings.total_s if after is not None else 0.0
+            own = hop.timings.total_s - hop.timings.network_s - downstream
+            samples[pb.TierName.Name(hop.tier)].append((own, hop.timings.compute_s))
+    return {
+        t.lower(): {"samples": len(v), "own_s": float(np.mean([s[0] for s in v])), "compute_s": float(np.mean([s[1] for s in v]))}
+        for t, v in samples.items()
+        if v
+    }
+
+
+def format_tier_times(times: dict[str, dict[str, float]]) -> str:
+    """One line per tier: how many samples reached it, its mean own time and compute time."""
+    return "\n".join(
+        f"  {tier:<6} {t['samples']:>5.0f} samples  own {t['own_s'] * 1e3:6.2f} ms  compute {t['compute_s'] * 1e3:6.2f} ms"
+        for tier, t in times.items()
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,13 @@ from shared.settings import tier_env_prefix
 from splitexit.client import is_serving
 
 START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
@@ -51,7 +59,7 @@ def start_tier(
 ) -> TierProcess:
     """Start ``splitexit serve TIER`` on loopback and wait until it reports SERVING."""
     prefix = tier_env_prefix(tier)
-    env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1"}
+    env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1", f"{prefix}METRICS_PORT": "0"}
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
     if tier is Tier.DEVICE:
@@ -89,12 +97,15 @@ class Testbed:
 
     ``settings`` maps a tier to extra settings (field name -> value as a string),
     exported as that tier's env vars. The device's HTTP gateway is off unless
-    ``http_port`` is set.
+    ``http_port`` is set, and a tier serves ``/metrics`` only if ``metrics_ports`` names it.
     """
+
+    __test__ = False  # not a pytest test class, despite the name
 
     ports: dict[Tier, int] = field(default_factory=lambda: {Tier.DEVICE: 50051, Tier.EDGE: 50052, Tier.CLOUD: 50053})
     settings: dict[Tier, dict[str, str]] = field(default_factory=dict)
     http_port: int = 0
+    metrics_ports: dict[Tier, int] = field(default_factory=dict)
     log_dir: Path = Path(".cache/logs")
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
 
@@ -109,6 +120,8 @@ class Testbed:
                 settings = self.settings.get(tier, {})
                 if tier is Tier.DEVICE and self.http_port:
                     settings = {"http_port": str(self.http_port), **settings}
+                if tier in self.metrics_ports:
+                    settings = {"metrics_port": str(self.metrics_ports[tier]), **settings}
                 self.processes[tier] = start_tier(tier, self.ports[tier], next_address, settings, self.log_dir)
         except BaseException:
             self.stop()

@@ -10,6 +10,7 @@ never install torch.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -113,6 +114,45 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         current = ""
     assert not current, "the Dockerfile ends inside a continuation line"
     return instructions
+
+
+def stages(instructions: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(name, instructions) of every build stage in order; a stage without ``AS name`` is named by its index."""
+    found: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, args in instructions:
+        if keyword == "FROM":
+            words = args.split()
+            name = words[words.index("AS") + 1] if "AS" in words else str(len(found))
+            found.append((name, []))
+        elif found:
+            found[-1][1].append((keyword, args))
+    return found
+
+
+def copies_from(instructions: list[tuple[str, str]], stage: str) -> list[str]:
+    """Sources of the ``COPY --from=stage`` instructions among ``instructions``."""
+    sources = []
+    for keyword, args in instructions:
+        words = args.split()
+        if keyword == "COPY" and f"--from={stage}" in words:
+            sources += [w for w in words if not w.startswith("--")][:-1]
+    return sources
+
+
+def model_stages(instructions: list[tuple[str, str]]) -> set[str]:
+    """Stages the final image takes nothing but model packages from: they may use torch to build them."""
+    final = stages(instructions)[-1][1]
+    names = {name for name, _ in stages(instructions)[:-1]}
+    return {
+        name for name in names
+        if (sources := copies_from(final, name)) and all(s.rstrip("/").endswith("/models") for s in sources)
+    }  # fmt: skip
+
+
+def serving_instructions(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The instructions of every stage whose files can reach the image beyond model packages."""
+    skipped = model_stages(instructions)
+    return [i for name, body in stages(instructions) if name not in skipped for i in body]
 
 
 def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
@@ -227,11 +267,13 @@ def test_image_points_every_tier_at_the_shipped_models(
 ) -> None:
     """Installed into site-packages, the default models_dir (next to the sources) is not in the image."""
     copied = {}
-    for keyword, args in dockerfile:
+    exporters = model_stages(dockerfile)
+    for keyword, args in stages(dockerfile)[-1][1]:
         words = [w for w in args.split() if not w.startswith("--")]
-        if keyword == "COPY" and not any(w.startswith("--from=") for w in args.split()):
+        origin = next((w.removeprefix("--from=") for w in args.split() if w.startswith("--from=")), None)
+        if keyword == "COPY" and (origin is None or origin in exporters):
             for source in words[:-1]:
-                copied[source.strip("/")] = words[-1].rstrip("/")
+                copied[Path(source.strip("/")).name] = words[-1].rstrip("/")
     assert "models" in copied, "the image must ship models/"
     image_env = dockerfile_env(dockerfile)
     for tier in TIERS:
@@ -302,6 +344,7 @@ def test_dockerfile_copies_only_files_that_exist_and_reach_the_context(dockerfil
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not dockerignore_excludes(source, patterns), f"COPY {source}: .dockerignore leaves it out"
+    for source in copy_sources(serving_instructions(dockerfile)):
         assert not any(source.strip("/").startswith(p) for p in ("training", "tests", "bench", ".cache")), source
 
 
@@ -322,7 +365,7 @@ def test_image_runs_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> Non
 
 
 def test_image_installs_serving_requirements_only(dockerfile: list[tuple[str, str]]) -> None:
-    runs = " ".join(args for keyword, args in dockerfile if keyword == "RUN")
+    runs = " ".join(args for keyword, args in serving_instructions(dockerfile) if keyword == "RUN")
     assert "-r requirements/serve.txt" in runs
     installs = runs.replace('python -c "import torch"', "")  # the builder checks that torch is absent
     assert "dev.txt" not in installs and "torch" not in installs
@@ -332,6 +375,22 @@ def test_image_installs_serving_requirements_only(dockerfile: list[tuple[str, st
     assert not [r for r in requirements if r.startswith("-")], "serve.txt must not include other files"
     names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
     assert not names & {"torch", "torchvision", "onnx", "grpcio-tools", "pytest"}, names
+
+
+def test_text_slices_are_built_in_a_stage_that_hands_over_only_models(dockerfile: list[tuple[str, str]]) -> None:
+    """The text models' ONNX slices are not in git: a stage with torch builds them, checksum-verified,
+    and the image takes only models/ from it."""
+    builders = {
+        name for name, body in stages(dockerfile)
+        if any(k == "RUN" and "training.text_export" in args for k, args in body)
+    }  # fmt: skip
+    assert builders, "no stage runs `python -m training.text_export`"
+    assert builders <= model_stages(dockerfile), f"the image must take only models/ from {builders}"
+    body = dict(stages(dockerfile))[builders.pop()]
+    runs = " ".join(args for keyword, args in body if keyword == "RUN")
+    assert "-r requirements/dev.txt" in runs and "--no-deps -r requirements/text.txt" in runs
+    for module in ("text_export", "text_model", "export", "cnn", "data"):
+        assert not dockerignore_excludes(f"training/{module}.py", dockerignore_patterns()), module
 
 
 @pytest.mark.parametrize(
@@ -357,3 +416,155 @@ def test_dockerignore_matcher() -> None:
     assert dockerignore_excludes("__pycache__/x.pyc", patterns)
     assert not dockerignore_excludes("README.md", patterns)
     assert dockerignore_excludes("shared/w.pt", patterns)
+
+
+# -- observability, traffic and link emulation ---------------------------------------------------
+
+PROMETHEUS_CONFIG_IN_CONTAINER = "/etc/prometheus/prometheus.yml"
+GRAFANA_PROVISIONING_IN_CONTAINER = "/etc/grafana/provisioning"
+NETEM_SCRIPT = ROOT / "deploy" / "netem" / "netem.sh"
+
+
+def bind_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host path of the service's bind mounts (short syntax, ``./host:/container[:ro]``)."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${NAME:-default}`` with NAME unset: the default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def tier_env(tier: str, services: dict[str, dict], dockerfile: list[tuple[str, str]]) -> dict[str, str]:
+    return {**dockerfile_env(dockerfile), **environment(services[tier])}
+
+
+def test_every_bind_mount_exists(services: dict[str, dict]) -> None:
+    mounted = {name: bind_mounts(service) for name, service in services.items()}
+    assert mounted["prometheus"] and mounted["grafana"]
+    for name, mounts in mounted.items():
+        for target, source in mounts.items():
+            assert source.exists(), f"{name} mounts {source} (at {target}), which is not in the repository"
+
+
+def test_prometheus_scrapes_every_tier_on_its_metrics_port(
+    services: dict[str, dict], dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file = bind_mounts(services["prometheus"])[PROMETHEUS_CONFIG_IN_CONTAINER]
+    assert f"--config.file={PROMETHEUS_CONFIG_IN_CONTAINER}" in services["prometheus"]["command"]
+    config = yaml.safe_load(config_file.read_text())
+    targets = {t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    expected = set()
+    for tier in TIERS:
+        settings = tier_settings(tier, tier_env(tier, services, dockerfile), monkeypatch)
+        assert settings.metrics_port, f"the {tier} serves no metrics in compose"
+        assert settings.metrics_port in container_ports(services[tier])
+        expected.add(f"{tier}:{settings.metrics_port}")
+    assert targets == expected
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards(services: dict[str, dict]) -> None:
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    provisioning = mounts[GRAFANA_PROVISIONING_IN_CONTAINER]
+    datasources = [
+        source
+        for path in sorted((provisioning / "datasources").glob("*.yml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    ]
+    prometheus_port = container_ports(services["prometheus"]).pop()
+    assert [(s["type"], s["url"]) for s in datasources] == [("prometheus", f"http://prometheus:{prometheus_port}")]
+    providers = [
+        provider
+        for path in sorted((provisioning / "dashboards").glob("*.yml"))
+        for provider in yaml.safe_load(path.read_text())["providers"]
+    ]
+    assert providers, "no dashboard provider"
+    for provider in providers:
+        folder = mounts.get(provider["options"]["path"])
+        assert folder is not None, f"grafana mounts nothing at the provider's path {provider['options']['path']}"
+        dashboards = sorted(folder.glob("*.json"))
+        assert dashboards, f"{folder} holds no dashboard"
+        for path in dashboards:
+            uids = {p["datasource"]["uid"] for p in json.loads(path.read_text())["panels"] if "datasource" in p}
+            assert uids == {datasources[0]["uid"]}, f"{path.name} refers to data sources {uids}"
+    home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, _, name = home.rpartition("/")
+    assert (mounts[folder] / name).is_file(), home
+
+
+def test_third_party_images_are_pinned(services: dict[str, dict]) -> None:
+    for name, service in services.items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        tag = image.rpartition(":")[2]
+        assert ":" in image and tag != "latest" and re.search(r"\d", tag), f"{name}: pin {image} to a version"
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_observability_services_have_healthchecks_and_restart(name: str, services: dict[str, dict]) -> None:
+    service = services[name]
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert service.get("restart") == "unless-stopped"
+
+
+def test_loadgen_sends_to_the_device_once_it_is_healthy(
+    services: dict[str, dict], dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loadgen = services["loadgen"]
+    assert loadgen["profiles"] == ["loadgen"], "the load generator starts only when asked for"
+    assert loadgen["image"] == services["device"]["image"]
+    command = loadgen["command"]
+    assert command[:2] == ["splitexit", "loadgen"]
+    parsed = subprocess.run(
+        [sys.executable, "-m", "splitexit", *command[1:], "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert parsed.returncode == 0, parsed.stderr
+    device = tier_settings("device", tier_env("device", services, dockerfile), monkeypatch)
+    assert command[command.index("--address") + 1] == f"device:{device.port}"
+    assert loadgen["depends_on"] == {"device": {"condition": "service_healthy"}}
+
+
+def test_loadgen_samples_reach_the_image() -> None:
+    """The serving image has no dataset: the loadgen's image pack must be in the context and the package."""
+    from splitexit.loadgen import SAMPLE_PACK
+
+    relative = SAMPLE_PACK.relative_to(ROOT).as_posix()
+    assert SAMPLE_PACK.is_file() and not dockerignore_excludes(relative, dockerignore_patterns())
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(Path(relative).match(f"splitexit/{pattern}") for pattern in package_data["splitexit"])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_netem_sidecar_shapes_the_links_of_its_tier(tier: str, services: dict[str, dict]) -> None:
+    sidecar = services[f"netem-{tier}"]
+    assert sidecar["profiles"] == ["netem"] and sidecar["cap_add"] == ["NET_ADMIN"]
+    assert sidecar["network_mode"] == f"service:{tier}"
+    assert (ROOT / sidecar["build"]["context"] / "Dockerfile").is_file()
+    peers = {link.split("=")[0] for link in map(interpolate, sidecar["command"])}
+    neighbours = {t for t, n in NEXT.items() if n == tier} | ({NEXT[tier]} if tier in NEXT else set())
+    assert peers == neighbours, f"{tier} talks to {neighbours}, its sidecar shapes {peers}"
+
+
+def test_netem_script_applies_each_profile_to_its_peer(tmp_path: Path) -> None:
+    """netem.sh with stand-ins for tc and getent: the qdiscs and filters it would install."""
+    calls = tmp_path / "tc.calls"
+    (tmp_path / "tc").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (tmp_path / "getent").write_text('#!/bin/sh\n[ "$2" = device ] && echo "10.0.0.3 device" || echo "10.0.0.5 cloud"\n')
+    for tool in ("tc", "getent"):
+        (tmp_path / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    run = subprocess.run(["sh", str(NETEM_SCRIPT), "device=4g", "cloud=wan"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = calls.read_text().splitlines()
+    assert "qdisc add dev eth0 parent 1:4 handle 40: netem delay 25ms 8ms rate 20mbit" in lines
+    assert "filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst 10.0.0.3/32 flowid 1:4" in lines
+    assert "qdisc add dev eth0 parent 1:5 handle 50: netem delay 10ms 1ms rate 1gbit" in lines
+    bad = subprocess.run(["sh", str(NETEM_SCRIPT), "device=dialup"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown profile" in bad.stderr

@@ -169,3 +169,38 @@ def test_the_gateway_stops_with_the_device(edge_address: str, tmp_path: Path) ->
     assert device.process.returncode == 0, device.log_path.read_text()[-2000:]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2)
+
+
+def test_text_as_json_or_plain_text_gives_the_grpc_answer(gateway: Gateway) -> None:
+    from splitexit.client import text_request
+
+    text = "The food was cold and the service painfully slow."
+    expected = grpc_infer(gateway.grpc_address, text_request(text, "minilm-sentiment", threshold=0.9))
+    by_json = post_json(gateway, {"model": "minilm-sentiment", "text": text, "threshold": 0.9})
+    raw = gateway.http.post(
+        "/v1/infer", content=text.encode(), params={"model": "minilm-sentiment", "threshold": 0.9},
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )  # fmt: skip
+    for answer in (by_json, raw):
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["label_name"], body["exit_block"]) == (expected.label_name, expected.exit_block)
+        assert body["logits"] == pytest.approx(list(expected.logits), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"content": b"caf\xe9", "headers": {"Content-Type": "text/plain"}}, "not valid UTF-8"),
+        ({"content": b'{"model": "minilm-sentiment", "text": "\\ud800"}', "headers": {"Content-Type": "application/json"}},
+         "bad JSON body"),
+        ({"json": {"model": "minilm-sentiment", "text": "ok", "image_base64": "AAAA"}}, "not both"),
+        ({"json": {"model": "minilm-sentiment", "text": "word " * 300}}, "at most 128"),
+    ],
+    ids=["plain-bad-utf8", "json-lone-surrogate", "text-and-image", "too-long"],
+)
+def test_bad_text_is_a_400_with_the_message(gateway: Gateway, kwargs: dict[str, object], phrase: str) -> None:
+    params = {"model": "minilm-sentiment"} if kwargs.get("headers", {}).get("Content-Type") == "text/plain" else None
+    answer = gateway.http.post("/v1/infer", params=params, **kwargs)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "INVALID_ARGUMENT" and phrase in answer.json()["error"]["message"]

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/proto/splitexit.proto\x12\x0csplitexit.v1\"1\n\x0cQuantization\x12\r\n\x05scale\x18\x01 \x01(\x02\x12\x12\n\nzero_point\x18\x02 \x01(\x05\"}\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.splitexit.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x30\n\x0cquantization\x18\x04 \x01(\x0b\x32\x1a.splitexit.v1.Quantization\"\x91\x01\n\x0ePolicyOverride\x12\x16\n\tthreshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\x0f\x65xit_thresholds\x18\x02 \x03(\x02\x12\x19\n\x11\x64\x65vice_last_block\x18\x03 \x01(\r\x12\x17\n\x0f\x65\x64ge_last_block\x18\x04 \x01(\r\x12\x0c\n\x04name\x18\x05 \x01(\tB\x0c\n\n_threshold\"\xb0\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x04 \x01(\x0b\x32\x14.splitexit.v1.TensorH\x00\x12,\n\x06policy\x18\x05 \x01(\x0b\x32\x1c.splitexit.v1.PolicyOverride\x12\r\n\x05top_k\x18\x06 \x01(\rB\x07\n\x05input\"\xe3\x01\n\x0f\x43ontinueRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nnext_block\x18\x03 \x01(\r\x12(\n\nactivation\x18\x04 \x01(\x0b\x32\x14.splitexit.v1.Tensor\x12,\n\x06policy\x18\x05 \x01(\x0b\x32\x1c.splitexit.v1.PolicyOverride\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x1f\n\x04hops\x18\x07 \x03(\x0b\x32\x11.splitexit.v1.Hop\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\"J\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\x05\x12\x12\n\nlabel_name\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"y\n\x0cStageTimings\x12\x0f\n\x07queue_s\x18\x01 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x02 \x01(\x01\x12\x11\n\tcompute_s\x18\x03 \x01(\x01\x12\x0f\n\x07\x63odec_s\x18\x04 \x01(\x01\x12\x11\n\tnetwork_s\x18\x05 \x01(\x01\x12\x0f\n\x07total_s\x18\x06 \x01(\x01\"\xaf\x01\n\x03Hop\x12$\n\x04tier\x18\x01 \x01(\x0e\x32\x16.splitexit.v1.TierName\x12\x13\n\x0b\x66irst_block\x18\x02 \x01(\r\x12\x12\n\nlast_block\x18\x03 \x01(\r\x12+\n\x07timings\x18\x04 \x01(\x0b\x32\x1a.splitexit.v1.StageTimings\x12\x12\n\nbytes_sent\x18\x05 \x01(\x04\x12\x18\n\x10\x65xit_confidences\x18\x06 \x03(\x02\"\xc0\x02\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\x05\x12\x12\n\nlabel_name\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12-\n\x05top_k\x18\x06 \x03(\x0b\x32\x1e.splitexit.v1.ClassProbability\x12\x0e\n\x06logits\x18\x07 \x03(\x02\x12)\n\texit_tier\x18\x08 \x01(\x0e\x32\x16.splitexit.v1.TierName\x12\x12\n\nexit_block\x18\t \x01(\r\x12\x1f\n\x04hops\x18\n \x03(\x0b\x32\x11.splitexit.v1.Hop\x12\x0e\n\x06policy\x18\x0b \x01(\t\x12\x0c\n\x04\x63ost\x18\x0c \x01(\x01\x12\x18\n\x10\x63ost_final_layer\x18\r \x01(\x01\"i\n\x0eStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x1b.splitexit.v1.InferResponse\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.splitexit.v1.StreamError\"@\n\x0bStreamError\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t*Y\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46P32\x10\x01\x12\x08\n\x04\x46P16\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\t\n\x05INT64\x10\x04\x12\t\n\x05UINT8\x10\x05*A\n\x08TierName\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\n\n\x06\x44\x45VICE\x10\x01\x12\x08\n\x04\x45\x44GE\x10\x02\x12\t\n\x05\x43LOUD\x10\x03\x32\x97\x01\n\x06\x44\x65vice\x12@\n\x05Infer\x12\x1a.splitexit.v1.InferRequest\x1a\x1b.splitexit.v1.InferResponse\x12K\n\x0bInferStream\x12\x1a.splitexit.v1.InferRequest\x1a\x1c.splitexit.v1.StreamResponse(\x01\x30\x01\x32\xa1\x01\n\x04Tier\x12\x46\n\x08\x43ontinue\x12\x1d.splitexit.v1.ContinueRequest\x1a\x1b.splitexit.v1.InferResponse\x12Q\n\x0e\x43ontinueStream\x12\x1d.splitexit.v1.ContinueRequest\x1a\x1c.splitexit.v1.StreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/proto/splitexit.proto\x12\x0csplitexit.v1\"1\n\x0cQuantization\x12\r\n\x05scale\x18\x01 \x01(\x02\x12\x12\n\nzero_point\x18\x02 \x01(\x05\"}\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.splitexit.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x30\n\x0cquantization\x18\x04 \x01(\x0b\x32\x1a.splitexit.v1.Quantization\"\x91\x01\n\x0ePolicyOverride\x12\x16\n\tthreshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\x0f\x65xit_thresholds\x18\x02 \x03(\x02\x12\x19\n\x11\x64\x65vice_last_block\x18\x03 \x01(\r\x12\x17\n\x0f\x65\x64ge_last_block\x18\x04 \x01(\r\x12\x0c\n\x04name\x18\x05 \x01(\tB\x0c\n\n_threshold\"\xd2\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x04 \x01(\x0b\x32\x14.splitexit.v1.TensorH\x00\x12\x0e\n\x04text\x18\x07 \x01(\x0cH\x00\x12,\n\x06policy\x18\x05 \x01(\x0b\x32\x1c.splitexit.v1.PolicyOverride\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x10\n\x08truncate\x18\x08 \x01(\x08\x42\x07\n\x05input\"\xe3\x01\n\x0f\x43ontinueRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nnext_block\x18\x03 \x01(\r\x12(\n\nactivation\x18\x04 \x01(\x0b\x32\x14.splitexit.v1.Tensor\x12,\n\x06policy\x18\x05 \x01(\x0b\x32\x1c.splitexit.v1.PolicyOverride\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x1f\n\x04hops\x18\x07 \x03(\x0b\x32\x11.splitexit.v1.Hop\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\"J\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\x05\x12\x12\n\nlabel_name\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"y\n\x0cStageTimings\x12\x0f\n\x07queue_s\x18\x01 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x02 \x01(\x01\x12\x11\n\tcompute_s\x18\x03 \x01(\x01\x12\x0f\n\x07\x63odec_s\x18\x04 \x01(\x01\x12\x11\n\tnetwork_s\x18\x05 \x01(\x01\x12\x0f\n\x07total_s\x18\x06 \x01(\x01\"\xaf\x01\n\x03Hop\x12$\n\x04tier\x18\x01 \x01(\x0e\x32\x16.splitexit.v1.TierName\x12\x13\n\x0b\x66irst_block\x18\x02 \x01(\r\x12\x12\n\nlast_block\x18\x03 \x01(\r\x12+\n\x07timings\x18\x04 \x01(\x0b\x32\x1a.splitexit.v1.StageTimings\x12\x12\n\nbytes_sent\x18\x05 \x01(\x04\x12\x18\n\x10\x65xit_confidences\x18\x06 \x03(\x02\"\xc0\x02\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\x05\x12\x12\n\nlabel_name\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12-\n\x05top_k\x18\x06 \x03(\x0b\x32\x1e.splitexit.v1.ClassProbability\x12\x0e\n\x06logits\x18\x07 \x03(\x02\x12)\n\texit_tier\x18\x08 \x01(\x0e\x32\x16.splitexit.v1.TierName\x12\x12\n\nexit_block\x18\t \x01(\r\x12\x1f\n\x04hops\x18\n \x03(\x0b\x32\x11.splitexit.v1.Hop\x12\x0e\n\x06policy\x18\x0b \x01(\t\x12\x0c\n\x04\x63ost\x18\x0c \x01(\x01\x12\x18\n\x10\x63ost_final_layer\x18\r \x01(\x01\"i\n\x0eStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x1b.splitexit.v1.InferResponse\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.splitexit.v1.StreamError\"@\n\x0bStreamError\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"3\n\x12PolicyStateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\"K\n\x08\x41rmState\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05pulls\x18\x03 \x01(\x01\x12\x13\n\x0bmean_reward\x18\x04 \x01(\x01\"R\n\x07\x42\x65stArm\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04plan\x18\x03 \x01(\x0b\x32\x1c.splitexit.v1.PolicyOverride\"\x93\x02\n\x0bPolicyState\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x12\n\nis_default\x18\x03 \x01(\x08\x12\x0f\n\x07samples\x18\x04 \x01(\x04\x12$\n\x04\x61rms\x18\x05 \x03(\x0b\x32\x16.splitexit.v1.ArmState\x12#\n\x04\x62\x65st\x18\x06 \x03(\x0b\x32\x15.splitexit.v1.BestArm\x12\x33\n\x05\x63osts\x18\x07 \x03(\x0b\x32$.splitexit.v1.PolicyState.CostsEntry\x12\x12\n\nstate_json\x18\x08 \x01(\t\x1a,\n\nCostsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*Y\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46P32\x10\x01\x12\x08\n\x04\x46P16\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\t\n\x05INT64\x10\x04\x12\t\n\x05UINT8\x10\x05*A\n\x08TierName\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\n\n\x06\x44\x45VICE\x10\x01\x12\x08\n\x04\x45\x44GE\x10\x02\x12\t\n\x05\x43LOUD\x10\x03\x32\xe6\x01\n\x06\x44\x65vice\x12@\n\x05Infer\x12\x1a.splitexit.v1.InferRequest\x1a\x1b.splitexit.v1.InferResponse\x12K\n\x0bInferStream\x12\x1a.splitexit.v1.InferRequest\x1a\x1c.splitexit.v1.StreamResponse(\x01\x30\x01\x12M\n\x0eGetPolicyState\x12 .splitexit.v1.PolicyStateRequest\x1a\x19.splitexit.v1.PolicyState2\xa1\x01\n\x04Tier\x12\x46\n\x08\x43ontinue\x12\x1d.splitexit.v1.ContinueRequest\x1a\x1b.splitexit.v1.InferResponse\x12Q\n\x0e\x43ontinueStream\x12\x1d.splitexit.v1.ContinueRequest\x1a\x1c.splitexit.v1.StreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.proto.splitexit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATATYPE']._serialized_start=1654
-  _globals['_DATATYPE']._serialized_end=1743
-  _globals['_TIERNAME']._serialized_start=1745
-  _globals['_TIERNAME']._serialized_end=1810
+  _globals['_POLICYSTATE_COSTSENTRY']._loaded_options = None
+  _globals['_POLICYSTATE_COSTSENTRY']._serialized_options = b'8\001'
+  _globals['_DATATYPE']._serialized_start=2180
+  _globals['_DATATYPE']._serialized_end=2269
+  _globals['_TIERNAME']._serialized_start=2271
+  _globals['_TIERNAME']._serialized_end=2336
   _globals['_QUANTIZATION']._serialized_start=46
   _globals['_QUANTIZATION']._serialized_end=95
   _globals['_TENSOR']._serialized_start=97
@@ -42,23 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYOVERRIDE']._serialized_start=225
   _globals['_POLICYOVERRIDE']._serialized_end=370
   _globals['_INFERREQUEST']._serialized_start=373
-  _globals['_INFERREQUEST']._serialized_end=549
-  _globals['_CONTINUEREQUEST']._serialized_start=552
-  _globals['_CONTINUEREQUEST']._serialized_end=779
-  _globals['_CLASSPROBABILITY']._serialized_start=781
-  _globals['_CLASSPROBABILITY']._serialized_end=855
-  _globals['_STAGETIMINGS']._serialized_start=857
-  _globals['_STAGETIMINGS']._serialized_end=978
-  _globals['_HOP']._serialized_start=981
-  _globals['_HOP']._serialized_end=1156
-  _globals['_INFERRESPONSE']._serialized_start=1159
-  _globals['_INFERRESPONSE']._serialized_end=1479
-  _globals['_STREAMRESPONSE']._serialized_start=1481
-  _globals['_STREAMRESPONSE']._serialized_end=1586
-  _globals['_STREAMERROR']._serialized_start=1588
-  _globals['_STREAMERROR']._serialized_end=1652
-  _globals['_DEVICE']._serialized_start=1813
-  _globals['_DEVICE']._serialized_end=1964
-  _globals['_TIER']._serialized_start=1967
-  _globals['_TIER']._serialized_end=2128
+  _globals['_INFERREQUEST']._serialized_end=583
+  _globals['_CONTINUEREQUEST']._serialized_start=586
+  _globals['_CONTINUEREQUEST']._serialized_end=813
+  _globals['_CLASSPROBABILITY']._serialized_start=815
+  _globals['_CLASSPROBABILITY']._serialized_end=889
+  _globals['_STAGETIMINGS']._serialized_start=891
+  _globals['_STAGETIMINGS']._serialized_end=1012
+  _globals['_HOP']._serialized_start=1015
+  _globals['_HOP']._serialized_end=1190
+  _globals['_INFERRESPONSE']._serialized_start=1193
+  _globals['_INFERRESPONSE']._serialized_end=1513
+  _globals['_STREAMRESPONSE']._serialized_start=1515
+  _globals['_STREAMRESPONSE']._serialized_end=1620
+  _globals['_STREAMERROR']._serialized_start=1622
+  _globals['_STREAMERROR']._serialized_end=1686
+  _globals['_POLICYSTATEREQUEST']._serialized_start=1688
+  _globals['_POLICYSTATEREQUEST']._serialized_end=1739
+  _globals['_ARMSTATE']._serialized_start=1741
+  _globals['_ARMSTATE']._serialized_end=1816
+  _globals['_BESTARM']._serialized_start=1818
+  _globals['_BESTARM']._serialized_end=1900
+  _globals['_POLICYSTATE']._serialized_start=1903
+  _globals['_POLICYSTATE']._serialized_end=2178
+  _globals['_POLICYSTATE_COSTSENTRY']._serialized_start=2134
+  _globals['_POLICYSTATE_COSTSENTRY']._serialized_end=2178
+  _globals['_DEVICE']._serialized_start=2339
+  _globals['_DEVICE']._serialized_end=2569
+  _globals['_TIER']._serialized_start=2572
+  _globals['_TIER']._serialized_end=2733
 # @@protoc_insertion_point(module_scope)

@@ -68,20 +68,24 @@ class PolicyOverride(_message.Message):
     def __init__(self, threshold: _Optional[float] = ..., exit_thresholds: _Optional[_Iterable[float]] = ..., device_last_block: _Optional[int] = ..., edge_last_block: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "request_id", "image", "tensor", "policy", "top_k")
+    __slots__ = ("model", "request_id", "image", "tensor", "text", "policy", "top_k", "truncate")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_id: str
     image: bytes
     tensor: Tensor
+    text: bytes
     policy: PolicyOverride
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    truncate: bool
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ...) -> None: ...
 
 class ContinueRequest(_message.Message):
     __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "hops", "timeout_s")
@@ -192,3 +196,60 @@ class StreamError(_message.Message):
     code: int
     message: str
     def __init__(self, request_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PolicyStateRequest(_message.Message):
+    __slots__ = ("model", "policy")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    policy: str
+    def __init__(self, model: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class ArmState(_message.Message):
+    __slots__ = ("group", "name", "pulls", "mean_reward")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PULLS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_REWARD_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    name: str
+    pulls: float
+    mean_reward: float
+    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., pulls: _Optional[float] = ..., mean_reward: _Optional[float] = ...) -> None: ...
+
+class BestArm(_message.Message):
+    __slots__ = ("group", "name", "plan")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    name: str
+    plan: PolicyOverride
+    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[_Union[PolicyOverride, _Mapping]] = ...) -> None: ...
+
+class PolicyState(_message.Message):
+    __slots__ = ("model", "policy", "is_default", "samples", "arms", "best", "costs", "state_json")
+    class CostsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    COSTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    policy: str
+    is_default: bool
+    samples: int
+    arms: _containers.RepeatedCompositeFieldContainer[ArmState]
+    best: _containers.RepeatedCompositeFieldContainer[BestArm]
+    costs: _containers.ScalarMap[str, float]
+    state_json: str
+    def __init__(self, model: _Optional[str] = ..., policy: _Optional[str] = ..., is_default: _Optional[bool] = ..., samples: _Optional[int] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., best: _Optional[_Iterable[_Union[BestArm, _Mapping]]] = ..., costs: _Optional[_Mapping[str, float]] = ..., state_json: _Optional[str] = ...) -> None: ...

@@ -48,6 +48,11 @@ class DeviceStub:
                 request_serializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
                 response_deserializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.GetPolicyState = channel.unary_unary(
+                '/splitexit.v1.Device/GetPolicyState',
+                request_serializer=shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
+                response_deserializer=shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
+                _registered_method=True)
 
 
 class DeviceServicer:
@@ -69,6 +74,13 @@ class DeviceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPolicyState(self, request, context):
+        """What a policy of the device has learned so far (`splitexit policy show`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +93,11 @@ def add_DeviceServicer_to_server(servicer, server):
                     servicer.InferStream,
                     request_deserializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
                     response_serializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
+            ),
+            'GetPolicyState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyState,
+                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.FromString,
+                    response_serializer=shared_dot_proto_dot_splitexit__pb2.PolicyState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,6 +158,33 @@ class Device:
             '/splitexit.v1.Device/InferStream',
             shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
             shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitexit.v1.Device/GetPolicyState',
+            shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
+            shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,176 @@
+"""The device's policies: every policy for every model, their learned state on disk, their state as a message.
+
+For each model the device serves, :class:`DevicePolicies` builds every policy
+of :data:`shared.policies.POLICY_NAMES` with the device's ``policy``
+hyperparameters, over the model's chain (the device's own hosted range, the
+edge's and cloud's from config or the manifest), sharing one cost model that is
+refreshed from answers when ``policy.measured_costs`` is on. A request picks a
+policy by ``PolicyOverride.name``, or gets its model's default (``policies``).
+
+Learned state survives a restart: every ``state_save_every`` samples and at
+shutdown, each learning policy is written to ``<state_dir>/<model>/<policy>.json``
+(a temporary file, then ``os.replace``, so a crash never leaves half a file),
+and read back at start. The file carries a fingerprint of the model's segments
+and the hyperparameters; state learned with other ones is set aside and the
+policy starts afresh.
+
+For metrics, the object is a read-only mapping ``"<model>/<policy>" -> policy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from functools import partial
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from device.settings import DeviceSettings
+from shared.costs import MeasuredCosts
+from shared.errors import InvalidInput
+from shared.manifest import Tier
+from shared.policies import POLICY_NAMES, LearningPolicy, PolicyParams, make_policy
+from shared.policy import Plan, Policy, TierThresholds, observed_confidences
+from shared.proto import splitexit_pb2 as pb
+from shared.runtime import HostedModel
+
+log = logging.getLogger(__name__)
+
+
+class DevicePolicies(Mapping[str, Policy]):
+    def __init__(self, settings: DeviceSettings, models: Iterable[HostedModel]) -> None:
+        self.params = settings.policy
+        self.state_dir = settings.state_dir
+        self.save_every = settings.state_save_every
+        self.defaults: dict[str, str] = {}
+        self._policies: dict[str, dict[str, Policy]] = {}
+        self._measured: dict[str, MeasuredCosts] = {}
+        self._fingerprints: dict[str, str] = {}
+        for model in models:
+            default = settings.policies.get(model.name, TierThresholds.name)
+            if default not in POLICY_NAMES:
+                raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
+            self.defaults[model.name] = default
+            self._fingerprints[model.name] = _fingerprint(model, self.params)
+            chain = self.params.chain(model.manifest, model.hosted)
+            costs = self.params.costs()
+            if self.params.measured_costs:
+                p = self.params
+                self._measured[model.name] = MeasuredCosts(costs, p.tier_weights, p.cost_per_ms, p.cost_per_mb, p.smoothing)
+            self._policies[model.name] = {
+                name: self._restored(model.name, partial(make_policy, name, self.params, chain, costs))
+                for name in POLICY_NAMES
+            }
+        unknown = set(settings.policies) - set(self._policies)
+        if unknown:
+            raise ValueError(f"policies name models this device does not serve: {sorted(unknown)}")
+
+    def get(self, model: str, name: str = "") -> Policy:
+        """``name`` of ``model``'s policies, or its default; raises :class:`InvalidInput`."""
+        policies = self._policies[model]
+        name = name or self.defaults[model]
+        if name not in policies:
+            raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(policies)}")
+        return policies[name]
+
+    def observe(self, model: str, policy: Policy, plan: Plan, answer: pb.InferResponse) -> None:
+        """Show the policy what the sample revealed; refresh measured costs; save now and then."""
+        policy.observe(plan, observed_confidences(answer))
+        measured = self._measured.get(model)
+        if measured is not None:
+            measured.update(answer)
+        if isinstance(policy, LearningPolicy) and policy.samples % self.save_every == 0:
+            self.save(model, policy)
+
+    def state(self, model: str, name: str = "") -> dict[str, Any]:
+        """What ``name`` (or the default) has learned: its ``state()``, plus its model and whether it is the default."""
+        policy = self.get(model, name)
+        state = policy.state() if isinstance(policy, LearningPolicy) else {"policy": policy.name}
+        measured = self._measured.get(model)
+        extra = {"measured": measured.as_dict()} if measured is not None else {}
+        return {**state, **extra, "model": model, "is_default": policy.name == self.defaults[model]}
+
+    def message(self, model: str, name: str = "") -> pb.PolicyState:
+        """:meth:`state` as the ``PolicyState`` message of ``Device.GetPolicyState``."""
+        policy = self.get(model, name)
+        state = self.state(model, name)
+        reply = pb.PolicyState(
+            model=model,
+            policy=policy.name,
+            is_default=state["is_default"],
+            samples=state.get("samples", 0),
+            costs=state.get("costs", {}),
+            state_json=json.dumps(policy.to_dict() if isinstance(policy, LearningPolicy) else {}),
+        )
+        for group in state.get("groups", []):
+            for arm, pulls, mean in zip(state["arms"], group["pulls"], group["mean_reward"], strict=True):
+                reply.arms.add(group=group["name"], name=arm, pulls=pulls, mean_reward=mean)
+            if group["best_arm"] >= 0:
+                plan = Plan(
+                    policy.name,
+                    tuple(group["thresholds"]),
+                    {Tier.DEVICE: group["device_last_block"], Tier.EDGE: group["edge_last_block"]},
+                )
+                reply.best.add(group=group["name"], name=group["best_label"], plan=plan.to_proto())
+        if "pulls" in state and "groups" not in state:  # random-split: pulls, no means
+            for arm, pulls in zip(state["arms"], state["pulls"], strict=True):
+                reply.arms.add(name=arm, pulls=pulls, mean_reward=math.nan)
+        if "thresholds" in state and "groups" not in state:  # a fixed plan
+            reply.best.add(name=policy.name, plan=Plan(policy.name, tuple(state["thresholds"])).to_proto())
+        return reply
+
+    def path(self, model: str, name: str) -> Path:
+        return self.state_dir / model / f"{name}.json"
+
+    def save(self, model: str, policy: LearningPolicy) -> None:
+        """Write the policy's state atomically: a temporary file, then ``os.replace``."""
+        path = self.path(model, policy.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        document = {"fingerprint": self._fingerprints[model], "state": policy.to_dict()}
+        temporary.write_text(json.dumps(document))
+        os.replace(temporary, path)
+
+    def save_all(self) -> None:
+        for model, policies in self._policies.items():
+            for policy in policies.values():
+                if isinstance(policy, LearningPolicy) and policy.samples:
+                    self.save(model, policy)
+
+    def _restored(self, model: str, build: Callable[[], Policy]) -> Policy:
+        """A policy from ``build()`` with its saved state loaded, if there is usable state; else fresh."""
+        policy = build()
+        path = self.path(model, policy.name)
+        if not isinstance(policy, LearningPolicy) or not path.is_file():
+            return policy
+        try:
+            document = json.loads(path.read_text())
+            if document["fingerprint"] != self._fingerprints[model]:
+                raise ValueError("it was learned with another model version or other hyperparameters")
+            policy.load_dict(document["state"])
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            log.warning("%s: not restoring %s (%s); the policy starts afresh", path, policy.name, exc)
+            return build()
+        log.info("%s/%s restored from %s after %d samples", model, policy.name, path, policy.samples)
+        return policy
+
+    # Mapping "<model>/<policy>" -> policy, for the metrics collector.
+    def __getitem__(self, key: str) -> Policy:
+        model, _, name = key.partition("/")
+        return self._policies[model][name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"{model}/{name}" for model, policies in self._policies.items() for name in policies)
+
+    def __len__(self) -> int:
+        return sum(len(policies) for policies in self._policies.values())
+
+
+def _fingerprint(model: HostedModel, params: PolicyParams) -> str:
+    """Changes when the model's segments or the policies' hyperparameters change."""
+    document = json.dumps([[b.sha256 for b in model.manifest.blocks], params.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(document.encode()).hexdigest()[:16]

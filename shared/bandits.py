@@ -1,0 +1,222 @@
+"""Bandit policies that learn, without labels, which plan to give the next sample.
+
+Each arm is a fixed :class:`~shared.policy.Plan`. Before a sample runs, UCB
+picks an arm; when its answer is back, the policy sees only the confidences of
+the exits the sample ran, and scores the arm with the papers' unsupervised reward
+
+    r = C_exit − μ · cost(route)
+
+where C_exit is the top probability at the exit that answered and cost is the
+:class:`~shared.costs.CostModel` of the route the plan gave it.
+
+**SplitEE** (arm i = split layer i): the sample may exit only at block i
+(α there, 1 elsewhere); otherwise the tier hosting block i passes it on and
+nothing exits before the final layer. Then r(i) = C_i − λ·i if it exited, and
+C_L − λ·i − o if it was offloaded (the cloud's compute free), as in the paper.
+**SplitEE-S** also credits the same sample's reward to every shallower split
+j < i, but only where that reward was really observed: C_j is (block j ran),
+and if the sample did not exit at j, C_L is known only if it was offloaded.
+**I-SplitEE** is SplitEE with a discounted UCB (Garivier & Moulines), so that
+old rewards fade and the split moves when the stream's distribution shifts.
+
+Pure Python + numpy, no I/O; state goes to and from plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from shared.chain import Chain, Route, Unobserved, observed, route_taken, walk
+from shared.costs import CostModel
+from shared.manifest import Tier
+from shared.policy import Plan
+
+
+class UCB:
+    """UCB1 over ``arms`` arms; with ``discount`` < 1, discounted UCB.
+
+    Plays every arm once (in order) first, then the arm maximising
+    mean_i + c·√(ln t / N_i). With a discount γ, every round first multiplies
+    all counts N_i, reward sums and the round count t by γ (γ = 1: UCB1).
+    Ties go to the lowest arm, so the choice is deterministic.
+    """
+
+    def __init__(self, arms: int, c: float = 1.0, discount: float = 1.0) -> None:
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must lie in (0, 1], got {discount}")
+        self.c = c
+        self.discount = discount
+        self.counts = np.zeros(arms)
+        self.sums = np.zeros(arms)
+        self.rounds = 0.0
+
+    def select(self) -> int:
+        unplayed = np.flatnonzero(self.counts == 0.0)
+        if unplayed.size:
+            return int(unplayed[0])
+        index = self.sums / self.counts + self.c * np.sqrt(np.log(self.rounds) / self.counts)
+        return int(np.argmax(index))
+
+    def update(self, rewards: Mapping[int, float]) -> None:
+        """One round: the played arm's reward, plus any side observations."""
+        self.counts *= self.discount
+        self.sums *= self.discount
+        self.rounds = self.rounds * self.discount + 1.0
+        for arm, reward in rewards.items():
+            self.counts[arm] += 1.0
+            self.sums[arm] += reward
+
+    def means(self) -> np.ndarray:
+        """Mean reward per arm (NaN where never observed)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1e-300), np.nan)
+
+    def best(self) -> int:
+        """The arm with the highest mean so far; -1 before any observation."""
+        means = self.means()
+        return -1 if np.isnan(means).all() else int(np.nanargmax(means))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts.tolist(), "sums": self.sums.tolist(), "rounds": self.rounds}
+
+    def load_dict(self, state: Mapping[str, Any]) -> None:
+        counts, sums = np.array(state["counts"], dtype=float), np.array(state["sums"], dtype=float)
+        if counts.shape != self.counts.shape or sums.shape != self.sums.shape:
+            raise ValueError(f"saved state has {counts.size} arms, this bandit {self.counts.size}")
+        self.counts, self.sums, self.rounds = counts, sums, float(state["rounds"])
+
+
+@dataclass(frozen=True)
+class Arm:
+    label: str  # e.g. "split 2" or "α_d=0.90 α_e=0.80"
+    plan: Plan
+
+
+def reward(plan: Plan, chain: Chain, costs: CostModel, mu: float, confidences: Mapping[int, float]) -> float:
+    """r = C_exit − μ·cost for the route ``plan`` gives a sample showing ``confidences``.
+
+    Raises :class:`~shared.chain.Unobserved` if that needs an exit the sample never ran.
+    """
+    lookup = observed(confidences)
+    route = walk(plan, chain, lookup)
+    return lookup(route.exit_block) - mu * costs.cost(route)
+
+
+class BanditPolicy:
+    """UCB over a fixed set of plans, one independent bandit per group of samples.
+
+    ``group_of`` puts a sample in a group (always 0 here; a router overrides it).
+    ``side_observations`` credits every arm listed before the played one whose
+    reward the sample really revealed (SplitEE-S, with arms ordered by depth).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        arms: Sequence[Arm],
+        chain: Chain,
+        costs: CostModel,
+        *,
+        mu: float = 1.0,
+        c: float = 1.0,
+        discount: float = 1.0,
+        side_observations: bool = False,
+        groups: int = 1,
+    ) -> None:
+        self.name = name
+        self.labels = [arm.label for arm in arms]
+        self.chain = chain
+        self.costs = costs
+        self.mu = mu
+        self.side_observations = side_observations
+        self.bandits = [UCB(len(arms), c, discount) for _ in range(groups)]
+        self.plans = [[replace(arm.plan, policy=name, arm=(g, i)) for i, arm in enumerate(arms)] for g in range(groups)]
+        self.samples = 0
+        self._taken: dict[tuple[int, int], Route] = {}  # (arm, exit block) -> route; the same in every group
+
+    def group_of(self, embedding: np.ndarray) -> int:
+        return 0
+
+    def group_name(self, group: int) -> str:
+        return ""
+
+    def plan(self, embedding: np.ndarray) -> Plan:
+        group = self.group_of(embedding)
+        return self.plans[group][self.bandits[group].select()]
+
+    def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
+        if plan.arm is None or plan.policy != self.name:
+            raise ValueError(f"{self.name} cannot learn from a plan it did not make ({plan.policy!r})")
+        group, played = plan.arm
+        key = (played, max(confidences))
+        route = self._taken.get(key) or self._taken.setdefault(key, route_taken(plan, self.chain, confidences))
+        rewards = {played: confidences[route.exit_block] - self.mu * self.costs.cost(route)}
+        if self.side_observations:
+            for arm in range(played):
+                with suppress(Unobserved):
+                    rewards[arm] = reward(self.plans[group][arm], self.chain, self.costs, self.mu, confidences)
+        self.bandits[group].update(rewards)
+        self.samples += 1
+
+    def state(self) -> dict[str, Any]:
+        """What the policy has learned, for people and metrics (a fresh copy)."""
+        groups = []
+        for group, (plans, bandit) in enumerate(zip(self.plans, self.bandits, strict=True)):
+            best = bandit.best()
+            chosen = plans[best] if best >= 0 else None
+            groups.append({
+                "name": self.group_name(group),
+                "pulls": bandit.counts.tolist(),
+                "mean_reward": bandit.means().tolist(),
+                "best_arm": best,
+                "best_label": self.labels[best] if best >= 0 else "",
+                "thresholds": list(chosen.thresholds or ()) if chosen else [],
+                "device_last_block": chosen.last_block.get(Tier.DEVICE, 0) if chosen else 0,
+                "edge_last_block": chosen.last_block.get(Tier.EDGE, 0) if chosen else 0,
+            })  # fmt: skip
+        return {"policy": self.name, "samples": self.samples, "arms": list(self.labels), "groups": groups,
+                "costs": self.costs.as_dict()}  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to carry on exactly where it stands."""
+        return {"policy": self.name, "arms": list(self.labels), "samples": self.samples,
+                "bandits": [bandit.to_dict() for bandit in self.bandits]}  # fmt: skip
+
+    def load_dict(self, state: Mapping[str, Any]) -> None:
+        if state["policy"] != self.name or list(state["arms"]) != self.labels:
+            raise ValueError(f"saved state is for {state['policy']!r} with other arms; {self.name} starts afresh")
+        if len(state["bandits"]) != len(self.bandits):
+            raise ValueError(f"saved state has {len(state['bandits'])} groups, {self.name} has {len(self.bandits)}")
+        for bandit, saved in zip(self.bandits, state["bandits"], strict=True):
+            bandit.load_dict(saved)
+        self.samples = int(state["samples"])
+
+
+def split_plan(chain: Chain, split: int, alpha: float) -> Plan:
+    """SplitEE's arm ``split``: α at that exit only, and the sample leaves the tier running it right after.
+
+    The tier hosting block ``split`` stops there; a stop point is set only where
+    the next tier can resume, so on disjoint ranges a tier may run on (with no
+    early exits) to where the next one starts. An edge asked to stop before it
+    resumes relays the sample straight to the cloud.
+    """
+    thresholds = tuple(alpha if block == split else 1.0 for block in range(1, chain.num_blocks + 1))
+    last_block: dict[Tier, int] = {}
+    device_end = chain.last_exit(Tier.DEVICE)
+    if split < device_end and chain.resumes(Tier.EDGE, split + 1):
+        last_block[Tier.DEVICE] = split
+    edge_resume = last_block.get(Tier.DEVICE, device_end) + 1
+    # The cloud resumes at the block after the edge's stop, or where the edge resumed if it relays.
+    if split < chain.last_exit(Tier.EDGE) and chain.resumes(Tier.CLOUD, max(split + 1, edge_resume)):
+        last_block[Tier.EDGE] = split
+    return Plan("", thresholds, last_block)
+
+
+def split_arms(chain: Chain, alpha: float) -> list[Arm]:
+    """One arm per split layer 1..L, shallowest first (the order SplitEE-S relies on)."""
+    return [Arm(f"split {i}", split_plan(chain, i, alpha)) for i in range(1, chain.num_blocks + 1)]

@@ -1,0 +1,296 @@
+"""Prometheus metrics of one tier, served on its own ``/metrics`` port.
+
+Every tier process owns one :class:`TierMetrics` (on its :class:`TierNode`),
+with its own :class:`CollectorRegistry` rather than prometheus_client's global
+one, so that tests can build nodes side by side. Names follow Prometheus
+conventions: base units (seconds, bytes), ``_total`` on counters, and labels
+whose values come from small fixed sets -- never from a request id, and a
+model name only if the tier serves that model (anything else is ``unknown``).
+
+=========================================  =========  ==========================================
+metric                                     type       labels (besides ``tier``)
+=========================================  =========  ==========================================
+splitexit_requests_total                   counter    model, method, code (gRPC status name)
+splitexit_requests_in_flight               gauge      method
+splitexit_request_duration_seconds         histogram  model, method: receipt to answer
+splitexit_stage_duration_seconds           histogram  model, stage: queue, decode, compute, codec,
+                                                      network (only stages that took place)
+splitexit_exits_total                      counter    model, exit (1-based block): samples answered here
+splitexit_exit_confidence                  histogram  model: top probability of those answers
+splitexit_exit_threshold                   gauge      model, exit: α applied at the last sample there
+splitexit_offloads_total                   counter    model, link (``device-edge``, ``edge-cloud``)
+splitexit_offload_bytes_total              counter    model, link: ContinueRequest bytes sent
+splitexit_plans_total                      counter    model, policy, device_last_block, edge_last_block
+                                                      (device; 0 = the end of the tier's hosted range)
+splitexit_cost_total                       counter    model, policy, exit_tier (device): Σ answer.cost
+splitexit_cost_final_layer_total           counter    model, policy, exit_tier (device): Σ cost_final_layer
+splitexit_policy_state                     gauge      policy, key: the numbers in a policy's ``state()``
+splitexit_build_info                       info       version, python, onnxruntime
+=========================================  =========  ==========================================
+
+Reading them: the share of samples a tier answers is
+``sum by (tier) (rate(splitexit_exits_total[5m])) / ignoring(tier) group_left sum(rate(splitexit_exits_total[5m]))``;
+the saving against running every sample to the final layer is
+``1 - sum(rate(splitexit_cost_total[5m])) / sum(rate(splitexit_cost_final_layer_total[5m]))``.
+The process and Python collectors (``process_*``, ``python_*``) come along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import numbers
+import platform
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
+
+import grpc
+import numpy as np
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.errors import ServingError
+from shared.manifest import Tier
+from shared.policy import Plan
+from shared.proto import splitexit_pb2 as pb
+
+T = TypeVar("T")
+# Each tier process exposes exactly the metrics below: no ``*_created`` twin per counter.
+disable_created_metrics()
+
+# 0.25 ms to 5 s: a block on a small CNN takes well under a millisecond, a 4G round trip tens.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Top softmax probabilities: fine steps where exit thresholds live.
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+STAGES = ("queue", "decode", "compute", "codec", "network")
+UNKNOWN_MODEL = "unknown"
+# What the device's policy collector asks each policy for: a mapping of numbers
+# (or nested mappings / sequences of numbers), e.g. {"pulls": [3, 9], "best_arm": 2}.
+POLICY_STATE_METHOD = "state"
+
+
+def link_name(tier: Tier) -> str | None:
+    """``device-edge`` for the device, ``edge-cloud`` for the edge, None for the cloud."""
+    tiers = list(Tier)
+    position = tiers.index(tier)
+    return f"{tier.value}-{tiers[position + 1].value}" if position + 1 < len(tiers) else None
+
+
+class TierMetrics:
+    """The metrics one tier process exports, and the hooks that feed them."""
+
+    def __init__(self, tier: Tier, models: Iterable[str]) -> None:
+        self.tier = tier.value
+        self.link = link_name(tier)
+        self._models = frozenset(models)
+        self.registry = CollectorRegistry()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        registry = self.registry
+
+        self.requests = Counter(
+            "splitexit_requests", "Requests finished, by gRPC status code (HTTP requests too, under method HTTP)",
+            ["tier", "model", "method", "code"], registry=registry,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "splitexit_requests_in_flight", "Requests being served now", ["tier", "method"], registry=registry
+        )
+        self.request_seconds = Histogram(
+            "splitexit_request_duration_seconds", "Time from receipt to answer on this tier, downstream tiers included",
+            ["tier", "model", "method"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.stage_seconds = Histogram(
+            "splitexit_stage_duration_seconds", "Time a sample spent in each stage on this tier (stages that took place)",
+            ["tier", "model", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.exits = Counter(
+            "splitexit_exits", "Samples this tier answered, by exit (1-based block)",
+            ["tier", "model", "exit"], registry=registry,
+        )  # fmt: skip
+        self.exit_confidence = Histogram(
+            "splitexit_exit_confidence", "Top softmax probability of the answers this tier gave",
+            ["tier", "model"], buckets=CONFIDENCE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.exit_threshold = Gauge(
+            "splitexit_exit_threshold", "Exit threshold α applied at this exit to the last sample that reached it",
+            ["tier", "model", "exit"], registry=registry,
+        )  # fmt: skip
+        self.offloads = Counter(
+            "splitexit_offloads", "Samples sent on to the next tier", ["tier", "model", "link"], registry=registry
+        )
+        self.offload_bytes = Counter(
+            "splitexit_offload_bytes", "Bytes of the ContinueRequests sent to the next tier",
+            ["tier", "model", "link"], registry=registry,
+        )  # fmt: skip
+        self.plans = Counter(
+            "splitexit_plans", "Plans the device's policies made for answered samples (0: end of the hosted range)",
+            ["tier", "model", "policy", "device_last_block", "edge_last_block"], registry=registry,
+        )  # fmt: skip
+        self.cost = Counter(
+            "splitexit_cost", "Cost of the answered samples (λ per block run, o per link crossed)",
+            ["tier", "model", "policy", "exit_tier"], registry=registry,
+        )  # fmt: skip
+        self.cost_final_layer = Counter(
+            "splitexit_cost_final_layer", "What the same samples would have cost run to the final layer",
+            ["tier", "model", "policy", "exit_tier"], registry=registry,
+        )  # fmt: skip
+        Info("splitexit_build", "Versions this tier runs", ["tier"], registry=registry).labels(self.tier).info(
+            {
+                "version": _version("splitexit"),
+                "python": platform.python_version(),
+                "onnxruntime": _version("onnxruntime"),
+            }
+        )
+
+    def model_label(self, model: str) -> str:
+        """``model`` if this tier serves it, else ``unknown``: clients must not mint label values."""
+        return model if model in self._models else UNKNOWN_MODEL
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def request(self, method: str, model: str) -> Iterator[None]:
+        """Count one request in flight, then by the status code of what its body raised (OK if nothing)."""
+        in_flight = self.in_flight.labels(self.tier, method)
+        in_flight.inc()
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            yield
+        except ServingError as error:
+            code = error.code
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            raise
+        finally:
+            in_flight.dec()
+            model = self.model_label(model)
+            self.requests.labels(self.tier, model, method, code.name).inc()
+            self.request_seconds.labels(self.tier, model, method).observe(time.perf_counter() - started)
+
+    def tracked(self, method: str, model: str, handle: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """``handle`` counted as one ``method`` request for ``model`` (see :meth:`request`)."""
+
+        async def run() -> T:
+            with self.request(method, model):
+                return await handle()
+
+        return run
+
+    def observe_hop(self, model: str, hop: pb.Hop, thresholds: Sequence[float], answer: pb.InferResponse | None) -> None:
+        """A sample's pass through this tier: its stages, the α in effect, and its exit (``answer``,
+        this tier's own) or its offload (``answer`` None; ``hop.bytes_sent`` crossed the link)."""
+        for stage in STAGES:
+            seconds = getattr(hop.timings, f"{stage}_s")
+            if seconds > 0:
+                self.stage_seconds.labels(self.tier, model, stage).observe(seconds)
+        for block in range(hop.first_block, hop.last_block + 1):
+            self.exit_threshold.labels(self.tier, model, str(block)).set(thresholds[block - 1])
+        if answer is not None:
+            self.exits.labels(self.tier, model, str(answer.exit_block)).inc()
+            self.exit_confidence.labels(self.tier, model).observe(answer.confidence)
+        else:
+            self.offloads.labels(self.tier, model, self.link).inc()
+            self.offload_bytes.labels(self.tier, model, self.link).inc(hop.bytes_sent)
+
+    def observe_answer(self, model: str, policy: str, plan: Plan, answer: pb.InferResponse) -> None:
+        """The device's view of an answered sample: the plan its policy made and what the sample cost."""
+        last_block = {tier: str(plan.last_block.get(tier, 0)) for tier in (Tier.DEVICE, Tier.EDGE)}
+        self.plans.labels(self.tier, model, policy, last_block[Tier.DEVICE], last_block[Tier.EDGE]).inc()
+        exit_tier = pb.TierName.Name(answer.exit_tier).lower()
+        self.cost.labels(self.tier, model, policy, exit_tier).inc(answer.cost)
+        self.cost_final_layer.labels(self.tier, model, policy, exit_tier).inc(answer.cost_final_layer)
+
+    def watch_policies(self, policies: Callable[[], Mapping[str, object]]) -> None:
+        """Export, at every scrape, the state of the policies ``policies()`` names (see :class:`PolicyStates`)."""
+        self.registry.register(PolicyStates(self.tier, policies))
+
+
+class PolicyStates(Collector):
+    """``splitexit_policy_state{policy, key}``: every number in each policy's ``state()``, read at scrape time.
+
+    A policy that offers ``state()`` returns a mapping; nested mappings and
+    sequences are flattened into dotted keys, so ``{"pulls": [3, 9]}`` becomes
+    ``key="pulls.0"`` and ``key="pulls.1"``. Strings and None are skipped. A
+    policy without ``state()`` exports nothing. Scrapes run on the exposition
+    thread, so ``state()`` should return a fresh copy rather than live arrays.
+    """
+
+    NAME = "splitexit_policy_state"
+    HELP = "Numbers in a device policy's state (arm pulls, means, thresholds, ...), flattened to dotted keys"
+
+    def __init__(self, tier: str, policies: Callable[[], Mapping[str, object]]) -> None:
+        self.tier = tier
+        self.policies = policies
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["tier", "policy", "key"])]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["tier", "policy", "key"])
+        for name, policy in self.policies().items():
+            state = getattr(policy, POLICY_STATE_METHOD, None)
+            if callable(state):
+                for key, value in flatten(state()):
+                    family.add_metric([self.tier, name, key], value)
+        return [family]
+
+
+def flatten(value: object, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """(dotted key, number) for every number in nested mappings and sequences."""
+    if isinstance(value, numbers.Real):  # bool, int, float and numpy scalars
+        yield prefix, float(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        for index, item in enumerate(value.tolist() if isinstance(value, np.ndarray) else value):
+            yield from flatten(item, f"{prefix}.{index}" if prefix else str(index))
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Bind ``host:port`` now and serve ``/metrics`` from a thread; the coroutine stops it once ``stop`` is set.
+
+    Pass the coroutine to ``run_tier(..., also_run=[...])``: binding here makes
+    a taken port fail the tier at start, with a message that says what to change.
+    """
+    try:
+        server, thread = start_http_server(port, host, registry)
+    except OSError as exc:
+        raise OSError(
+            f"cannot bind the metrics endpoint to {host}:{port} ({exc.strerror}); set the tier's "
+            "SPLITEXIT_<TIER>_METRICS_PORT to a free port, or 0 to turn it off"
+        ) from None
+
+    async def serve(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.to_thread(server.shutdown)  # returns once serve_forever has left its loop
+        server.server_close()
+        thread.join()
+
+    return serve
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

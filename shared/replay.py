@@ -1,0 +1,140 @@
+"""Replay a test stream through a policy offline, with exactly the tiers' plan semantics.
+
+A stream holds what the model showed at every exit for every sample (top
+probability C_k and predicted label), computed once. For each sample, in a
+given order, :func:`replay` asks the policy for a plan, sends the plan through
+the same encoding the wire uses (``PolicyOverride``: thresholds become float32),
+follows it with :func:`shared.chain.walk` as the tiers would, and shows the
+policy the confidences of the exits the sample ran, rounded to float32 as
+answers carry them. So a replay and the live tiers make the same decisions.
+
+Regret is measured against the best fixed arm in hindsight, per stationary
+phase of the stream: ``Σ_t (max_a r̄_a − r̄_{a_t})`` with r̄ the mean reward of
+an arm over the phase (pseudo-regret).
+
+Pure Python + numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.chain import TIERS, Chain, Route, walk
+from shared.costs import CostModel
+from shared.policy import Plan, Policy
+
+
+@dataclass(frozen=True)
+class ExitStream:
+    """Per-exit outcomes of a labelled test set, and the phase (stationary part) of each sample."""
+
+    confidences: np.ndarray  # [N, L] float64: C_k, the top softmax probability at exit k
+    predictions: np.ndarray  # [N, L] int: the label exit k predicts
+    labels: np.ndarray  # [N]
+    embeddings: np.ndarray  # [N, D] float64: shared.policy.embed of each block-1 input
+    phases: np.ndarray  # [N] int: 0, 1, ... in the order the stream passes through them
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.confidences.shape[1]
+
+    def order(self, seed: int) -> np.ndarray:
+        """Phase after phase; within each, the samples in a seeded random order."""
+        rng = np.random.default_rng(seed)
+        return np.concatenate([rng.permutation(np.flatnonzero(self.phases == p)) for p in np.unique(self.phases)])
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a policy did with each sample of one replay, in stream order."""
+
+    order: np.ndarray  # sample indices
+    exit_block: np.ndarray
+    exit_tier: np.ndarray  # index into shared.chain.TIERS
+    correct: np.ndarray  # bool
+    cost: np.ndarray
+    arm: np.ndarray  # the arm played (-1: the policy has no arms)
+
+
+def wire(plan: Plan, num_blocks: int) -> Plan:
+    """The plan as the tiers receive it: through ``PolicyOverride`` and back."""
+    return Plan.from_proto(plan.to_proto(), num_blocks, plan.policy)
+
+
+def follow(plan: Plan, chain: Chain, confidences: Sequence[float], default_thresholds: Sequence[float] | None) -> Route:
+    """The route the tiers give a sample showing ``confidences`` (C_1..C_L) under a received plan."""
+    return walk(plan, chain, lambda block: confidences[block - 1], default_thresholds)
+
+
+def ran(route: Route, reported: Sequence[float]) -> dict[int, float]:
+    """What the answer reports: C_k of every exit the sample ran (``reported``: C_1..C_L as float32)."""
+    return {block: reported[block - 1] for run in route.runs for block in range(run.first, run.last + 1)}
+
+
+def as_reported(confidences: np.ndarray) -> list[list[float]]:
+    """Confidences rounded to float32, as answers carry them."""
+    return confidences.astype(np.float32).astype(np.float64).tolist()
+
+
+def replay(
+    policy: Policy,
+    stream: ExitStream,
+    order: np.ndarray,
+    chain: Chain,
+    costs: CostModel,
+    default_thresholds: Sequence[float] | None = None,
+) -> Trace:
+    """Run ``policy`` over ``stream`` in ``order``, one sample at a time, as the device would."""
+    received: dict[int, tuple[Plan, Plan]] = {}  # id(plan) -> (plan, wire(plan)); policies reuse their plans
+    confidences, reported = stream.confidences.tolist(), as_reported(stream.confidences)
+    exit_block, exit_tier, cost, arm = [], [], [], []
+    for index in order:
+        plan = policy.plan(stream.embeddings[index])
+        cached = received.get(id(plan))
+        if cached is None or cached[0] is not plan:
+            cached = received[id(plan)] = (plan, wire(plan, chain.num_blocks))
+        route = follow(cached[1], chain, confidences[index], default_thresholds)
+        policy.observe(plan, ran(route, reported[index]))
+        exit_block.append(route.exit_block)
+        exit_tier.append(TIERS.index(route.exit_tier))
+        cost.append(costs.cost(route))
+        arm.append(-1 if plan.arm is None else plan.arm[1])
+    blocks = np.array(exit_block)
+    return Trace(
+        order=order,
+        exit_block=blocks,
+        exit_tier=np.array(exit_tier),
+        correct=stream.predictions[order, blocks - 1] == stream.labels[order],
+        cost=np.array(cost),
+        arm=np.array(arm),
+    )
+
+
+def arm_rewards(arms: Sequence[Plan], stream: ExitStream, chain: Chain, costs: CostModel, mu: float) -> np.ndarray:
+    """``[N, A]``: the reward each arm would earn on each sample (full information, for the oracle)."""
+    received = [wire(plan, chain.num_blocks) for plan in arms]
+    confidences, reported = stream.confidences.tolist(), as_reported(stream.confidences)
+    rewards = np.empty((len(stream), len(arms)))
+    for index in range(len(stream)):
+        for a, plan in enumerate(received):
+            route = follow(plan, chain, confidences[index], None)
+            rewards[index, a] = reported[index][route.exit_block - 1] - mu * costs.cost(route)
+    return rewards
+
+
+def best_arms(rewards: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """The best fixed arm in hindsight for each phase (by mean reward)."""
+    return np.array([int(rewards[phases == p].mean(axis=0).argmax()) for p in np.unique(phases)])
+
+
+def regret(trace: Trace, rewards: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """Cumulative pseudo-regret after each sample, against the best fixed arm of each phase."""
+    means = np.stack([rewards[phases == p].mean(axis=0) for p in np.unique(phases)])  # [phases, A]
+    phase = np.searchsorted(np.unique(phases), phases[trace.order])
+    return np.cumsum(means[phase].max(axis=1) - means[phase, trace.arm])

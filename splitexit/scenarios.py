@@ -1,0 +1,215 @@
+"""The test streams ``splitexit evaluate`` replays, and their per-exit outcomes, computed once.
+
+A scenario names a model package, a data set and the phases its stream passes
+through (a later phase may corrupt the inputs: Gaussian noise, blur). The
+outcomes at every exit (C_k and the predicted label, through onnxruntime on the
+package's own segments) are computed once per scenario and package version and
+cached as ``$SPLITEXIT_CACHE_DIR/exits/<scenario>-<key>.npz``.
+
+The list :data:`SCENARIOS` is data: a scenario whose model package or data set
+is not there is skipped with a message saying what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared import fashion_mnist
+from shared.manifest import BlockRange, ImageInput, Manifest, TextInput, load_manifest
+from shared.policy import embed, top_probability
+from shared.preprocess import normalize_images
+from shared.replay import ExitStream
+from shared.runtime import HostedModel
+
+
+class ScenarioUnavailable(RuntimeError):
+    """The scenario's model package or data cannot be had here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stationary part of a stream; images may be corrupted (intensities in [0, 1])."""
+
+    name: str = "clean"
+    noise_std: float = 0.0  # Gaussian pixel noise
+    blur_sigma: float = 0.0  # Gaussian blur, in pixels
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    model: str  # package folder under the models dir
+    data: str  # a key of LOADERS
+    phases: tuple[Phase, ...] = (Phase(),)
+    options: dict[str, Any] = field(default_factory=dict)  # for the loader
+
+
+SCENARIOS = (
+    Scenario("fmnist-clean", "Fashion-MNIST, clean test set", "fmnist-cnn", "fashion-mnist"),
+    Scenario(
+        "fmnist-drift",
+        "Fashion-MNIST, the stream turns noisy, then blurred (I-SplitEE's setting)",
+        "fmnist-cnn",
+        "fashion-mnist",
+        phases=(Phase("clean"), Phase("noise σ=0.2", noise_std=0.2), Phase("blur σ=1", blur_sigma=1.0)),
+    ),
+    Scenario(
+        "sentiment-imdb",
+        "Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
+        "minilm-sentiment",
+        "sentiment",
+        options={"domain": "imdb"},
+    ),
+    Scenario(
+        "bbc-topic",
+        "BBC News topic, held-out 20 % (seed 0)",
+        "minilm-bbc-topic",
+        "bbc",
+        options={"test_fraction": 0.2, "seed": 0},
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Block-1 inputs (one ``[1, ...]`` array per sample), labels and phases."""
+
+    samples: list[np.ndarray]
+    labels: np.ndarray
+    phases: np.ndarray
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur float ``[N, H, W]`` images with a separable Gaussian (reflected borders)."""
+    radius = max(int(np.ceil(3 * sigma)), 1)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    height, width = images.shape[1:]
+    padded = np.pad(images, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
+    images = sum(w * padded[:, i : i + height, :] for i, w in enumerate(kernel))
+    padded = np.pad(images, ((0, 0), (0, 0), (radius, radius)), mode="reflect")
+    return sum(w * padded[:, :, i : i + width] for i, w in enumerate(kernel))
+
+
+def corrupt(pixels: np.ndarray, phase: Phase, rng: np.random.Generator) -> np.ndarray:
+    """uint8 ``[N, H, W]`` images as ``phase`` sees them, still uint8 (what a client could send)."""
+    images = pixels.astype(np.float64) / 255.0
+    if phase.blur_sigma:
+        images = gaussian_blur(images, phase.blur_sigma)
+    if phase.noise_std:
+        images = images + rng.normal(0.0, phase.noise_std, images.shape)
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
+    """The 10,000 test images, split (seeded) into equal parts, one per phase."""
+    assert isinstance(manifest.input, ImageInput)
+    pixels, labels = fashion_mnist.load("test")
+    rng = np.random.default_rng(0)
+    parts = np.array_split(rng.permutation(len(labels)), len(scenario.phases))
+    samples: list[np.ndarray] = []
+    chosen_labels, phases = [], []
+    for p, (phase, part) in enumerate(zip(scenario.phases, parts, strict=True)):
+        x = normalize_images(corrupt(pixels[part], phase, rng), manifest.input)
+        samples.extend(x[i : i + 1] for i in range(len(part)))
+        chosen_labels.append(labels[part])
+        phases.append(np.full(len(part), p))
+    return Inputs(samples, np.concatenate(chosen_labels).astype(np.int64), np.concatenate(phases))
+
+
+def _text_inputs(texts: Sequence[str], labels: Sequence[int], manifest: Manifest, package_dir: Path) -> Inputs:
+    from shared.text import TextTokenizer
+
+    assert isinstance(manifest.input, TextInput)
+    tokenizer = TextTokenizer.from_package(package_dir, manifest.input)
+    samples = [tokenizer.encode_utf8(text.encode(), truncate=True) for text in texts]
+    return Inputs(samples, np.array(labels, dtype=np.int64), np.zeros(len(samples), dtype=np.int64))
+
+
+def sentiment_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
+    """Every sentence of the deployment domain (the model never saw it)."""
+    from shared.text_data import sentiment
+
+    records = sentiment(scenario.options["domain"])
+    return _text_inputs([r.text for r in records], [r.label for r in records], manifest, package_dir)
+
+
+def bbc_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
+    """The held-out articles of the training's seeded split."""
+    from shared.text_data import bbc_news, split_indices
+
+    articles, _ = bbc_news()
+    _, test = split_indices(len(articles), scenario.options["test_fraction"], scenario.options["seed"])
+    return _text_inputs([articles[i].text for i in test], [articles[i].label for i in test], manifest, package_dir)
+
+
+LOADERS: dict[str, Callable[[Scenario, Manifest, Path], Inputs]] = {
+    "fashion-mnist": fashion_mnist_inputs,
+    "sentiment": sentiment_inputs,
+    "bbc": bbc_inputs,
+}
+
+
+def exit_outcomes(
+    package_dir: Path, manifest: Manifest, samples: Sequence[np.ndarray], batch: int = 256, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C [N, L], predicted label [N, L])`` at every exit, through the package's ONNX segments.
+
+    C is :func:`shared.policy.top_probability` of each exit's logits, as the tiers
+    compute it. ``batch`` stacks same-shaped samples (1: exactly the tiers' batch-1 runs).
+    """
+    model = HostedModel(package_dir, manifest, BlockRange(first=1, last=manifest.num_blocks), threads)
+    confidences = np.empty((len(samples), manifest.num_blocks))
+    predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
+    start = 0
+    while start < len(samples):
+        stop = start + 1
+        while stop < len(samples) and stop - start < batch and samples[stop].shape == samples[start].shape:
+            stop += 1
+        x = np.concatenate(samples[start:stop])
+        for block in range(1, manifest.num_blocks + 1):
+            logits, x = model.run_block(block, x)
+            confidences[start:stop, block - 1] = [top_probability(row) for row in logits]
+            predictions[start:stop, block - 1] = logits.argmax(axis=1)
+        start = stop
+    return confidences, predictions
+
+
+def stream_for(inputs: Inputs, package_dir: Path, manifest: Manifest, batch: int = 256) -> ExitStream:
+    confidences, predictions = exit_outcomes(package_dir, manifest, inputs.samples, batch)
+    embeddings = np.stack([embed(x) for x in inputs.samples])
+    return ExitStream(confidences, predictions, inputs.labels, embeddings, inputs.phases)
+
+
+def load_stream(scenario: Scenario, models_dir: Path, cache_dir: Path) -> ExitStream:
+    """The scenario's exit outcomes, from the cache or computed now (raises :class:`ScenarioUnavailable`)."""
+    package_dir = models_dir / scenario.model
+    if not (package_dir / "manifest.json").is_file():
+        raise ScenarioUnavailable(f"no model package {package_dir} (build it with `make train`)")
+    manifest = load_manifest(package_dir)
+    key = hashlib.sha256(
+        json.dumps([asdict(scenario), [b.sha256 for b in manifest.blocks]], sort_keys=True, default=str).encode()
+    ).hexdigest()[:12]
+    path = cache_dir / "exits" / f"{scenario.name}-{key}.npz"
+    if path.is_file():
+        with np.load(path) as cached:
+            return ExitStream(**{name: cached[name] for name in ExitStream.__dataclass_fields__})
+    try:
+        inputs = LOADERS[scenario.data](scenario, manifest, package_dir)
+    except (ImportError, RuntimeError, OSError) as exc:
+        raise ScenarioUnavailable(f"its data cannot be loaded: {exc}") from exc
+    stream = stream_for(inputs, package_dir, manifest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, **asdict(stream))
+    temporary.replace(path)
+    return stream

