@@ -62,8 +62,10 @@ RUN python -m training.text_export --models-dir models
 # ---- runtime: the venv, the model packages and a non-root user ----
 FROM ${PYTHON_IMAGE} AS runtime
 
+# /app/state: the device's learned policy state (a volume in docker-compose.yml).
 RUN groupadd --gid 10001 splitexit \
-    && useradd --uid 10001 --gid splitexit --create-home --shell /usr/sbin/nologin splitexit
+    && useradd --uid 10001 --gid splitexit --create-home --shell /usr/sbin/nologin splitexit \
+    && mkdir -p /app/state && chown splitexit:splitexit /app/state
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
@@ -78,7 +80,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SPLITEXIT_DEVICE_MODELS_DIR=/app/models \
     SPLITEXIT_EDGE_MODELS_DIR=/app/models \
-    SPLITEXIT_CLOUD_MODELS_DIR=/app/models
+    SPLITEXIT_CLOUD_MODELS_DIR=/app/models \
+    SPLITEXIT_DEVICE_STATE_DIR=/app/state
 
 USER 10001:10001
 

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text proto bench results clean
+.PHONY: help setup data models demo test train train-text proto bench results dashboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ clean:  ## remove the venv and caches (not the shipped model)
 bench: data  ## measure served vs bare onnxruntime latency; writes bench/results/serving.json
 	$(PY) -m bench.serving
 
-results: data  ## rerun demo + bench and regenerate the README's results tables
+dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
+	$(PY) -m bench.dashboard
+
+results: data models  ## rerun demo + bench and regenerate the README's results tables
 	$(PY) -m splitexit demo --json bench/results/demo.json
 	$(PY) -m bench.serving
 	$(PY) -m bench.readme

@@ -46,7 +46,7 @@ def run_traffic(rate: float, phase_s: float, address: str) -> list[tuple[str, fl
     for name, threshold in PHASES:
         started = time.time()
         print(f"phase {name}: {phase_s:.0f} s at {rate:g} requests/s", flush=True)
-        asyncio.run(loadgen.generate(address, images, rate, phase_s, threshold, report_every_s=phase_s + 1)
+        asyncio.run(loadgen.generate(address, images, rate, phase_s, threshold, report_every_s=phase_s + 1))
         phases.append((name, started, time.time()))
     return phases
 
@@ -90,7 +90,7 @@ def draw(ax: Axes, panel: dict[str, Any], series: list[tuple[str, list, list]], 
     ax.set_xlim(0, phases[-1][2] - start)
     ax.set_ylim(bottom=0)
     if series:
-        ax.legend(fontsize=6, loc="upper left", ncol=2 if len(series) > 4 else 1, framealpha=0.6)
+        ax.legend(fontsize=6, loc="best", ncol=2 if len(series) > 4 else 1, framealpha=0.6)
 
 
 def render(prom: LocalPrometheus, phases: list[tuple[str, float, float]], output: Path) -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from shared.manifest import load_manifest
 from shared.settings import DEFAULT_MODELS_DIR
-from splitexit.report import format_summary
+from splitexit.report import format_summary, format_tier_times
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def model_table() -> str:
+def image_model_table() -> str:
     manifest = load_manifest(DEFAULT_MODELS_DIR / "fmnist-cnn")
     hosts = {tier.value: hosted for tier, hosted in manifest.default_ranges.items()}
     rows = [
@@ -31,9 +31,42 @@ def model_table() -> str:
     return f"Model `{manifest.name}` (Fashion-MNIST, early-exit ResNet-style CNN):\n\n" + "\n".join(rows)
 
 
+def accuracy_row(name: str, accuracies: list[float]) -> str:
+    return f"| {name} | " + " | ".join(f"{a:.1%}" for a in accuracies) + " |"
+
+
+def text_model_table() -> str:
+    """Accuracy per exit of the text models, from their packages' ``evaluation.json``."""
+    sentiment = json.loads((DEFAULT_MODELS_DIR / "minilm-sentiment" / "evaluation.json").read_text())
+    topic = json.loads((DEFAULT_MODELS_DIR / "minilm-bbc-topic" / "evaluation.json").read_text())
+    exits = len(topic["test_accuracy"])
+    rows = [
+        "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
+        "|---|" + "---:|" * exits,
+        accuracy_row(f"`minilm-bbc-topic`, BBC News ({topic['test_samples']} held-out articles)", topic["test_accuracy"]),
+    ]
+    for rotation in sentiment["rotations"]:
+        trained = " + ".join(rotation["train_domains"])
+        shipped = " (shipped)" if rotation["unseen_domain"] == sentiment["deployed_on"] else ""
+        rows.append(accuracy_row(f"sentiment{shipped}, trained on {trained}: held-out {trained}", rotation["in_domain_accuracy"]))
+        rows.append(accuracy_row(f"sentiment{shipped}, trained on {trained}: unseen {rotation['unseen_domain']}", rotation["cross_domain_accuracy"]))
+    return "Text models (frozen all-MiniLM-L6-v2, one trained exit head per layer):\n\n" + "\n".join(rows)
+
+
+def model_table() -> str:
+    return image_model_table() + "\n\n" + text_model_table()
+
+
 def demo_table() -> str:
     summary = json.loads((RESULTS / "demo.json").read_text())
-    return f"`make demo` (default thresholds α=0.8, {summary['samples']:.0f} test images):\n\n```\n{format_summary(summary)}\n```"
+    text = summary["text"]
+    return (
+        f"`make demo` (the tiers' default thresholds, α = 0.8 at every exit), {summary['samples']:.0f} Fashion-MNIST "
+        f"test images, then {text['samples']:.0f} imdb sentences to `minilm-sentiment`, through the same running tiers:"
+        f"\n\n```\nImages\n{format_summary(summary)}\n{format_tier_times(summary['tier_times'])}"
+        f"\n\nText\n{format_summary(text)}\n{format_tier_times(text['tier_times'])}\n```\n\n"
+        "Time per tier: mean over the samples that reached it; `own` leaves out the tiers after it."
+    )
 
 
 def bench_table() -> str:
@@ -53,12 +86,19 @@ def bench_table() -> str:
     )
 
 
+def replace_section(text: str, name: str, content: str) -> str:
+    """``text`` with what stands between the ``<!-- results:NAME -->`` marker pair replaced by ``content``."""
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
+    return pattern.sub(lambda m: f"{m.group(1)}{content}\n{m.group(2)}", text)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, render in {"model": model_table, "demo": demo_table, "bench": bench_table}.items():
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-        text = pattern.sub(lambda m: f"{m.group(1)}{render()}\n{m.group(2)}", text)
+        text = replace_section(text, name, render())
     readme.write_text(text)
     print(f"updated {readme}")
 
