@@ -54,7 +54,7 @@ COPY requirements/ requirements/
 RUN pip install --no-cache-dir -r requirements/dev.txt \
     && pip install --no-cache-dir --no-deps -r requirements/text.txt
 COPY shared/ shared/
-COPY training/__init__.py training/cnn.py training/data.py training/export.py \
+COPY training/__init__.py training/cnn.py training/data.py training/export.py training/segments.py \
      training/text_model.py training/text_export.py training/
 COPY models/ models/
 RUN python -m training.text_export --models-dir models

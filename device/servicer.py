@@ -58,21 +58,11 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         source = request.WhichOneof("input")
         if source == "image":
             expect_input(model, "image")
-            size = len(request.image)
-            if size > self.settings.max_image_bytes:
-                raise InvalidInput(
-                    f"the image is {size / 2**20:.1f} MiB; the device accepts at most "
-                    f"{self.settings.max_image_bytes / 2**20:.1f} MiB (SPLITEXIT_DEVICE_MAX_IMAGE_BYTES)"
-                )
+            check_size("image", len(request.image), self.settings.max_image_bytes)
             x = decode_image(request.image, model.manifest.input)
         elif source == "text":
             expect_input(model, "text")
-            size = len(request.text)
-            if size > self.settings.max_text_bytes:
-                raise InvalidInput(
-                    f"the text is {size:,} bytes; the device accepts at most {self.settings.max_text_bytes:,} "
-                    "(SPLITEXIT_DEVICE_MAX_TEXT_BYTES)"
-                )
+            check_size("text", len(request.text), self.settings.max_text_bytes)
             x = self.tokenizers[model.name].encode_utf8(request.text, request.truncate)
         elif source == "tensor":
             x = decode(request.tensor)
@@ -130,6 +120,15 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             "device",
         ):
             yield answer
+
+
+def check_size(kind: str, size: int, limit: int) -> None:
+    """Raise :class:`InvalidInput` if a request's ``kind`` ("image" or "text") is over ``limit`` bytes."""
+    if size > limit:
+        raise InvalidInput(
+            f"the {kind} is {size / 2**20:.1f} MiB ({size:,} bytes); the device accepts at most "
+            f"{limit / 2**20:.1f} MiB (SPLITEXIT_DEVICE_MAX_{kind.upper()}_BYTES)"
+        )
 
 
 def expect_input(model: HostedModel, kind: str) -> None:

@@ -166,11 +166,12 @@ def load_manifest(package_dir: Path) -> Manifest:
 
 def verified_segment_path(package_dir: Path, block: BlockSpec) -> Path:
     """The path of a block's ONNX file, after checking it against the manifest."""
-    path = package_dir / block.file
+    return verified(package_dir / block.file, block.sha256, "rebuild the package with `make train` or restore the file from git")
+
+
+def verified(path: Path, sha256: str, remedy: str) -> Path:
+    """``path``, if its sha256 is the one the manifest names; else :class:`ChecksumError` saying ``remedy``."""
     actual = sha256_of(path)
-    if actual != block.sha256:
-        raise ChecksumError(
-            f"{path} has sha256 {actual[:12]}…, the manifest expects {block.sha256[:12]}…; "
-            "rebuild the package with `make train` or restore the file from git"
-        )
+    if actual != sha256:
+        raise ChecksumError(f"{path} has sha256 {actual[:12]}…, the manifest expects {sha256[:12]}…; {remedy}")
     return path

@@ -22,7 +22,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from shared.errors import InvalidInput
-from shared.manifest import ChecksumError, TextInput, sha256_of
+from shared.manifest import TextInput, verified
 
 SEP_TOKEN = "[SEP]"
 
@@ -43,13 +43,8 @@ class TextTokenizer:
     @classmethod
     def from_package(cls, package_dir: Path, spec: TextInput) -> TextTokenizer:
         """The tokenizer file the manifest names, after checking its checksum."""
-        path = package_dir / spec.tokenizer
-        actual = sha256_of(path)
-        if actual != spec.tokenizer_sha256:
-            raise ChecksumError(
-                f"{path} has sha256 {actual[:12]}…, the manifest expects {spec.tokenizer_sha256[:12]}…; "
-                "restore it from git or rebuild the package with `make train-text`"
-            )
+        remedy = "restore it from git or rebuild the package with `make train-text`"
+        path = verified(package_dir / spec.tokenizer, spec.tokenizer_sha256, remedy)
         return cls(Tokenizer.from_file(str(path)), spec.max_tokens)
 
     @property

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from training.segments import Segment, SegmentedModel
+
 INPUT_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 STEM_WIDTH = 16
@@ -60,24 +62,10 @@ class ExitHead(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-class Segment(nn.Module):
-    """One block and its exit head: ``x -> (logits, activation)``."""
-
-    def __init__(self, body: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-        self.head = head
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        activation = self.body(x)
-        return self.head(activation), activation
-
-
-class EarlyExitCNN(nn.Module):
+class EarlyExitCNN(SegmentedModel):
     """ResNet-style CNN with ``len(WIDTHS)`` blocks and an exit after every block."""
 
     def __init__(self) -> None:
-        super().__init__()
         channels, size = INPUT_SHAPE[0], INPUT_SHAPE[1]
         stem = nn.Sequential(
             nn.Conv2d(channels, STEM_WIDTH, 3, 1, 1, bias=False),
@@ -93,25 +81,7 @@ class EarlyExitCNN(nn.Module):
             size = (size - 1) // stride + 1
             segments.append(Segment(body, ExitHead(width, size)))
             channels = width
-        self.segments = nn.ModuleList(segments)
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.segments)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """Logits ``[N, NUM_CLASSES]`` at every exit, shallowest first."""
-        exits = []
-        for segment in self.segments:
-            logits, x = segment(x)
-            exits.append(logits)
-        return exits
-
-    def segment(self, k: int) -> Segment:
-        """Block ``k`` (1-based) with its exit head: ``x -> (logits, activation)``."""
-        if not 1 <= k <= self.num_blocks:
-            raise IndexError(f"block {k} is outside 1..{self.num_blocks}")
-        return self.segments[k - 1]
+        super().__init__(segments)
 
     def block_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """Per-sample ``(input shape, activation shape)`` of every block."""

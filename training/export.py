@@ -22,7 +22,8 @@ from torch import Tensor
 
 from shared.fashion_mnist import LABELS
 from shared.manifest import MANIFEST_FILE, BlockRange, BlockSpec, ImageInput, Manifest, TensorSpec, Tier, sha256_of
-from training.cnn import Segment, load_reference
+from training.cnn import load_reference
+from training.segments import Segment
 from training.data import image_input, load_tensors
 
 NAME = "fmnist-cnn"
@@ -133,8 +134,13 @@ def export_package(package_dir: Path, spec: ImageInput, eval_limit: int | None =
         default_ranges=DEFAULT_RANGES,
         exit_accuracy=accuracy,
     )
-    (package_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_manifest(package_dir, manifest)
     return manifest
+
+
+def write_manifest(package_dir: Path, manifest: Manifest) -> None:
+    """``manifest.json``, as every package ships it (indented, trailing newline, so diffs stay readable)."""
+    (package_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,7 +36,7 @@ from shared.manifest import (
     sha256_of,
 )
 from shared.settings import DEFAULT_MODELS_DIR
-from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session
+from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session, write_manifest
 from training.text_model import (
     BACKBONE_WEIGHTS,
     HEAD_WIDTH,
@@ -140,7 +140,7 @@ def export_package(
         default_ranges=DEFAULT_RANGES,
         exit_accuracy=accuracy,
     )
-    (package_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_manifest(package_dir, manifest)
     return manifest
 
 

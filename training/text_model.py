@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from training.cnn import Segment
+from training.segments import Segment, SegmentedModel
 
 if TYPE_CHECKING:  # transformers is heavy: imported only where a model is loaded
     from transformers import BertModel, PreTrainedTokenizerFast
@@ -113,32 +113,13 @@ def exit_heads(num_classes: int) -> nn.ModuleList:
     return nn.ModuleList(MeanPoolHead(num_classes) for _ in range(NUM_LAYERS))
 
 
-class EarlyExitMiniLM(nn.Module):
+class EarlyExitMiniLM(SegmentedModel):
     """The backbone cut into ``NUM_LAYERS`` segments, each ``x -> (logits, hidden states)``."""
 
     def __init__(self, backbone: BertModel, heads: nn.ModuleList) -> None:
-        super().__init__()
         layers = [EncoderLayer(layer) for layer in backbone.encoder.layer]
         bodies: list[nn.Module] = [nn.Sequential(backbone.embeddings, layers[0]), *layers[1:]]
-        self.segments = nn.ModuleList(Segment(body, head) for body, head in zip(bodies, heads, strict=True))
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.segments)
-
-    def forward(self, ids: Tensor) -> list[Tensor]:
-        """Logits at every exit for unpadded ids ``[N, T]`` (one length per batch), shallowest first."""
-        exits, x = [], ids
-        for segment in self.segments:
-            logits, x = segment(x)
-            exits.append(logits)
-        return exits
-
-    def segment(self, k: int) -> Segment:
-        """Block ``k`` (1-based) with its exit head: ``x -> (logits, activation)``."""
-        if not 1 <= k <= self.num_blocks:
-            raise IndexError(f"block {k} is outside 1..{self.num_blocks}")
-        return self.segments[k - 1]
+        super().__init__(Segment(body, head) for body, head in zip(bodies, heads, strict=True))
 
 
 @torch.no_grad()
