@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text proto bench results dashboard clean
+.PHONY: help setup data models demo test train train-text proto bench results dashboard evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: data  ## measure served vs bare onnxruntime latency; writes bench/results
 
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard
+
+evaluate: data models  ## replay the test streams through every policy; the papers' tables into README, plots into docs/policies
+	$(PY) -m splitexit evaluate --readme
 
 results: data models  ## rerun demo + bench and regenerate the README's results tables
 	$(PY) -m splitexit demo --json bench/results/demo.json

@@ -55,12 +55,15 @@ class UCB:
         self.sums = np.zeros(arms)
         self.rounds = 0.0
 
+    def index(self) -> np.ndarray:
+        """mean_i + c·√(ln t / N_i) per arm (+inf for an arm never observed)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            index = self.sums / self.counts + self.c * np.sqrt(np.log(max(self.rounds, 1.0)) / self.counts)
+        return np.where(self.counts > 0.0, index, np.inf)
+
     def select(self) -> int:
-        unplayed = np.flatnonzero(self.counts == 0.0)
-        if unplayed.size:
-            return int(unplayed[0])
-        index = self.sums / self.counts + self.c * np.sqrt(np.log(self.rounds) / self.counts)
-        return int(np.argmax(index))
+        """The first arm never observed, else the highest index (ties: the lowest arm)."""
+        return int(np.argmax(self.index()))
 
     def update(self, rewards: Mapping[int, float]) -> None:
         """One round: the played arm's reward, plus any side observations."""

@@ -39,7 +39,9 @@ class PolicyParams(BaseModel):
     ucb_c: float = Field(1.0, ge=0.0, description="UCB exploration constant c")
     discount: float = Field(0.998, gt=0.0, le=1.0, description="I-SplitEE's discount γ per sample")
     grid: list[float] = Field(
-        default_factory=lambda: [0.7, 0.8, 0.9, 0.95, 0.99, 1.0], description="DIMEE's candidate α_d and α_e"
+        default_factory=lambda: [0.7, 0.8, 0.9, 1.0],
+        description="DIMEE's candidate α_d and α_e (1: never exit there); every pair is an arm, so the grid is kept "
+        "coarse: UCB's exploration grows with the number of arms, and 16 settle within a thousand samples",
     )
     clusters: int = Field(3, ge=1, description="DIMEE router: k-means clusters")
     calibration: int = Field(200, ge=1, description="DIMEE router: samples before the clusters are fitted")

@@ -44,6 +44,10 @@ class ExitStream:
     def num_blocks(self) -> int:
         return self.confidences.shape[1]
 
+    def take(self, indices: np.ndarray) -> ExitStream:
+        """The samples at ``indices`` (in that order), e.g. a smaller stream for a quick run."""
+        return ExitStream(*(getattr(self, name)[indices] for name in ExitStream.__dataclass_fields__))
+
     def order(self, seed: int) -> np.ndarray:
         """Phase after phase; within each, the samples in a seeded random order."""
         rng = np.random.default_rng(seed)
@@ -55,11 +59,15 @@ class Trace:
     """What a policy did with each sample of one replay, in stream order."""
 
     order: np.ndarray  # sample indices
+    routes: tuple[Route, ...]
     exit_block: np.ndarray
     exit_tier: np.ndarray  # index into shared.chain.TIERS
     correct: np.ndarray  # bool
-    cost: np.ndarray
     arm: np.ndarray  # the arm played (-1: the policy has no arms)
+
+    def cost(self, costs: CostModel) -> np.ndarray:
+        """What each sample's route cost under ``costs`` (any convention, not only the policy's own)."""
+        return np.array([costs.cost(route) for route in self.routes])
 
 
 def wire(plan: Plan, num_blocks: int) -> Plan:
@@ -87,13 +95,12 @@ def replay(
     stream: ExitStream,
     order: np.ndarray,
     chain: Chain,
-    costs: CostModel,
     default_thresholds: Sequence[float] | None = None,
 ) -> Trace:
     """Run ``policy`` over ``stream`` in ``order``, one sample at a time, as the device would."""
     received: dict[int, tuple[Plan, Plan]] = {}  # id(plan) -> (plan, wire(plan)); policies reuse their plans
     confidences, reported = stream.confidences.tolist(), as_reported(stream.confidences)
-    exit_block, exit_tier, cost, arm = [], [], [], []
+    routes, arm = [], []
     for index in order:
         plan = policy.plan(stream.embeddings[index])
         cached = received.get(id(plan))
@@ -101,18 +108,16 @@ def replay(
             cached = received[id(plan)] = (plan, wire(plan, chain.num_blocks))
         route = follow(cached[1], chain, confidences[index], default_thresholds)
         policy.observe(plan, ran(route, reported[index]))
-        exit_block.append(route.exit_block)
-        exit_tier.append(TIERS.index(route.exit_tier))
-        cost.append(costs.cost(route))
+        routes.append(route)
         arm.append(-1 if plan.arm is None else plan.arm[1])
-    blocks = np.array(exit_block)
+    blocks = np.array([route.exit_block for route in routes], dtype=np.int64)
     return Trace(
         order=order,
+        routes=tuple(routes),
         exit_block=blocks,
-        exit_tier=np.array(exit_tier),
+        exit_tier=np.array([TIERS.index(route.exit_tier) for route in routes], dtype=np.int64),
         correct=stream.predictions[order, blocks - 1] == stream.labels[order],
-        cost=np.array(cost),
-        arm=np.array(arm),
+        arm=np.array(arm, dtype=np.int64),
     )
 
 
@@ -128,9 +133,9 @@ def arm_rewards(arms: Sequence[Plan], stream: ExitStream, chain: Chain, costs: C
     return rewards
 
 
-def best_arms(rewards: np.ndarray, phases: np.ndarray) -> np.ndarray:
-    """The best fixed arm in hindsight for each phase (by mean reward)."""
-    return np.array([int(rewards[phases == p].mean(axis=0).argmax()) for p in np.unique(phases)])
+def best_arm(rewards: np.ndarray) -> int:
+    """The oracle: the best fixed arm in hindsight over the whole stream (by mean reward)."""
+    return int(rewards.mean(axis=0).argmax())
 
 
 def regret(trace: Trace, rewards: np.ndarray, phases: np.ndarray) -> np.ndarray:

@@ -1,0 +1,112 @@
+"""Live = replay: the running three tiers make exactly the decisions an offline replay makes.
+
+A real testbed serves real Fashion-MNIST test images, sent one at a time in a
+seeded order, each naming a learning policy (``PolicyOverride.name``). The
+replay runs a fresh policy with the same params over the same images' per-exit
+outcomes (computed once through the same ONNX segments) in the same order. Each
+sample must take the same route (the blocks every tier ran, the exit tier and
+block), and the policy must end up with the same arm counts and rewards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.chain import TIERS
+from shared.manifest import Manifest, Tier
+from shared.policies import PolicyParams, make_policy
+from shared.policy import embed
+from shared.preprocess import decode_image
+from shared.proto import splitexit_pb2 as pb
+from shared.replay import ExitStream, replay
+from splitexit.client import DeviceClient
+from splitexit.policy_show import fetch
+from splitexit.samples import LabelledImage
+from splitexit.scenarios import exit_outcomes
+from splitexit.testbed import Testbed, free_port
+from tests.conftest import IMAGE_MODEL_DIR
+
+SAMPLES = 80
+PROTO_TIER = {pb.DEVICE: Tier.DEVICE, pb.EDGE: Tier.EDGE, pb.CLOUD: Tier.CLOUD}
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """Three tiers whose device keeps its policy state in a fresh folder (every policy starts afresh)."""
+    state_dir = tmp_path_factory.mktemp("policy-state")
+    settings = {Tier.DEVICE: {"state_dir": str(state_dir)}}
+    with Testbed({tier: free_port() for tier in Tier}, settings, log_dir=tmp_path_factory.mktemp("logs")) as testbed:
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def stream(images: list[LabelledImage], manifest: Manifest) -> ExitStream:
+    """The images' outcomes at every exit, batch 1 as the tiers run them."""
+    chosen = images[:SAMPLES]
+    x = [decode_image(image.png, manifest.input) for image in chosen]
+    confidences, predictions = exit_outcomes(IMAGE_MODEL_DIR, manifest, x, batch=1)
+    labels = np.array([image.label for image in chosen])
+    return ExitStream(confidences, predictions, labels, np.stack([embed(s) for s in x]), np.zeros(len(x), int))
+
+
+def send_one_at_a_time(
+    address: str, images: list[LabelledImage], order: np.ndarray, policy: str
+) -> list[pb.InferResponse]:
+    """Each image in ``order``, the next sent when the previous is answered, naming ``policy``."""
+    async def go() -> list[pb.InferResponse]:
+        async with DeviceClient(address) as client:
+            answers = []
+            for index in order:
+                request = pb.InferRequest(image=images[index].png, policy=pb.PolicyOverride(name=policy))
+                answers.append(await client.stub.Infer(request, timeout=30))
+            return answers
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("policy", ["splitee", "dimee"])
+def test_live_decisions_equal_replay(
+    bed: Testbed, images: list[LabelledImage], stream: ExitStream, manifest: Manifest, policy: str
+) -> None:
+    order = stream.order(seed=7)
+    answers = send_one_at_a_time(bed.device_address, images, order, policy)
+
+    params = PolicyParams()  # the device's defaults
+    chain = params.chain(manifest)
+    replayed = make_policy(policy, params, chain, params.costs())
+    trace = replay(replayed, stream, order, chain)
+
+    live_routes = [[(PROTO_TIER[h.tier], h.first_block, h.last_block) for h in a.hops] for a in answers]
+    replay_routes = [[(run.tier, run.first, run.last) for run in route.runs] for route in trace.routes]
+    assert live_routes == replay_routes
+    assert [a.exit_block for a in answers] == trace.exit_block.tolist()
+    assert [PROTO_TIER[a.exit_tier] for a in answers] == [TIERS[t] for t in trace.exit_tier]
+    assert all(a.policy == policy for a in answers)
+    assert len(set(trace.arm.tolist())) > 2, "the stream should make the bandit try several arms"
+    assert len({(a.exit_tier, a.exit_block) for a in answers}) > 1, "every sample took the same way"
+
+    state = asyncio.run(fetch(bed.device_address, manifest.name, policy))
+    learned = json.loads(state.state_json)
+    expected = replayed.to_dict()
+    assert learned["samples"] == expected["samples"] == SAMPLES
+    assert learned["bandits"][0]["counts"] == expected["bandits"][0]["counts"]
+    np.testing.assert_allclose(learned["bandits"][0]["sums"], expected["bandits"][0]["sums"], rtol=1e-12)
+
+
+def test_policy_state_is_saved_when_the_device_stops(tmp_path: Path, images: list[LabelledImage]) -> None:
+    """After a clean stop, the device's learned state is on disk, and a restarted device carries on from it."""
+    settings = {Tier.DEVICE: {"state_dir": str(tmp_path), "state_save_every": "1000"}}
+    ports = {tier: free_port() for tier in Tier}
+    with Testbed(ports, settings, log_dir=tmp_path / "logs") as testbed:
+        send_one_at_a_time(testbed.device_address, images, np.arange(7), "splitee-s")
+    saved = json.loads((tmp_path / "fmnist-cnn" / "splitee-s.json").read_text())
+    assert saved["state"]["samples"] == 7
+    with Testbed(ports, settings, log_dir=tmp_path / "logs") as testbed:
+        state = asyncio.run(fetch(testbed.device_address, "fmnist-cnn", "splitee-s"))
+    assert state.samples == 7 and sum(arm.pulls for arm in state.arms) >= 7
