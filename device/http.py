@@ -14,7 +14,7 @@ the answers and the error messages are those of gRPC.
 
 (``image/*`` or ``application/octet-stream``; optional query parameters
 ``model``, ``threshold`` in [0, 1] -- 0 exits at the first exit, 1 runs every
-block --, ``top_k``), or raw UTF-8 text for a text model (``text/plain``, the
+block --, ``policy`` -- a device policy by name, e.g. ``splitee`` --, ``top_k``), or raw UTF-8 text for a text model (``text/plain``, the
 same query parameters plus ``truncate=true`` to cut text over the model's token
 limit instead of refusing it), or JSON with the same fields and either the
 image in base64 or the text::
@@ -69,6 +69,7 @@ from starlette.exceptions import HTTPException
 from device.servicer import DeviceServicer
 from device.settings import DeviceSettings
 from shared.errors import ServingError
+from shared.policy import override
 from shared.proto import splitexit_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class InferJSON(BaseModel):
     truncate: bool = Field(False, description="text only: cut text over the model's token limit instead of refusing it")
     model: str = Field("", description="empty: the device's default model")
     threshold: float | None = Field(None, description="exit threshold at every exit, in [0, 1]")
+    policy: str = Field("", description="a device policy by name (splitee, dimee, ...); empty: the model's default")
     top_k: int = Field(0, ge=0, le=UINT32_MAX, description="classes in the answer; 0: the server default")
 
 
@@ -180,7 +182,7 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Infe
     if media_type == "application/json" or media_type.endswith("+json"):
         if request.query_params:
             raise HttpError(
-                400, Code.INVALID_ARGUMENT, "with a JSON body, send model, threshold and top_k in it, not in the query"
+                400, Code.INVALID_ARGUMENT, "with a JSON body, send model, threshold, policy and top_k in it, not in the query"
             )
         # the base64 of the largest image, or the largest text with every character \u-escaped, and the rest
         limit = max(4 * -(-settings.max_image_bytes // 3), 6 * settings.max_text_bytes) + 4096
@@ -216,9 +218,8 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Infe
 
 def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
     """The ``InferRequest`` for ``fields`` with its input (``image=`` or ``text=``)."""
-    policy = pb.PolicyOverride(threshold=fields.threshold) if fields.threshold is not None else None
     return pb.InferRequest(
-        model=fields.model, policy=policy, top_k=fields.top_k, truncate=fields.truncate, **input_field
+        model=fields.model, policy=override(fields.threshold, fields.policy), top_k=fields.top_k, truncate=fields.truncate, **input_field
     )
 
 
@@ -255,11 +256,12 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
         request: Request,
         model: str = Query("", description="raw bytes only; empty: the default model"),
         threshold: float | None = Query(None, description="raw bytes only; exit threshold in [0, 1]"),
+        policy: str = Query("", description="raw bytes only; a device policy by name"),
         top_k: int = Query(0, ge=0, le=UINT32_MAX, description="raw bytes only; 0: the server default"),
         truncate: bool = Query(False, description="raw text only: cut text over the token limit"),
     ) -> JSONResponse:
         try:
-            query = InferJSON(model=model, threshold=threshold, top_k=top_k, truncate=truncate)
+            query = InferJSON(model=model, threshold=threshold, policy=policy, top_k=top_k, truncate=truncate)
             message = await _infer_request(request, settings, query)
             with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
                 answer = await servicer.infer(message, None)

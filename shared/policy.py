@@ -80,6 +80,13 @@ def check_thresholds(thresholds: Sequence[float]) -> None:
             raise InvalidInput(f"exit thresholds must lie in [0, 1], got {value}")
 
 
+def override(threshold: float | None = None, policy: str = "") -> pb.PolicyOverride | None:
+    """A request's ``policy`` field: one α at every exit, or a device policy by name, or neither (None)."""
+    if threshold is None and not policy:
+        return None
+    return pb.PolicyOverride(threshold=threshold, name=policy)
+
+
 def is_explicit(override: pb.PolicyOverride) -> bool:
     """Whether a client's override spells out a plan (rather than naming a policy or nothing)."""
     return bool(

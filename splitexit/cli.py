@@ -32,9 +32,13 @@ def _infer(args: argparse.Namespace) -> None:
     async def send() -> int:
         failures = 0
         async with DeviceClient(args.address) as client:
-            messages = [(str(path), request(path.read_bytes(), args.model, args.threshold)) for path in args.images]
+            messages = [
+                (str(path), request(path.read_bytes(), args.model, args.threshold, policy=args.policy))
+                for path in args.images
+            ]
             messages += [
-                (repr(text), text_request(text, args.model, args.threshold, truncate=args.truncate)) for text in args.text
+                (repr(text), text_request(text, args.model, args.threshold, truncate=args.truncate, policy=args.policy))
+                for text in args.text
             ]
             for name, message in messages:
                 try:
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     infer.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
     infer.add_argument("--model", default="", help="model name (default: the device's default)")
     infer.add_argument("--threshold", type=float, help="exit threshold at every exit, for these requests")
+    infer.add_argument("--policy", default="", help="a device policy by name (splitee, dimee, ...; default: the model's)")
     infer.set_defaults(run=_infer)
 
     health = commands.add_parser("health", help="exit 0 iff the tier at ADDRESS reports SERVING (grpc.health.v1)")

@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.link import channel_options
+from shared.policy import override
 from shared.proto import splitexit_pb2 as pb
 from shared.proto import splitexit_pb2_grpc as pb_grpc
 
@@ -55,17 +56,24 @@ class DeviceClient:
             yield answer
 
 
-def request(image: bytes, model: str = "", threshold: float | None = None, request_id: str = "") -> pb.InferRequest:
-    policy = pb.PolicyOverride(threshold=threshold) if threshold is not None else None
-    return pb.InferRequest(model=model, request_id=request_id, image=image, policy=policy)
+def request(
+    image: bytes, model: str = "", threshold: float | None = None, request_id: str = "", policy: str = ""
+) -> pb.InferRequest:
+    """An image request; ``threshold`` (α at every exit) or ``policy`` (a device policy's name) pick the plan."""
+    return pb.InferRequest(model=model, request_id=request_id, image=image, policy=override(threshold, policy))
 
 
 def text_request(
-    text: str, model: str = "", threshold: float | None = None, request_id: str = "", truncate: bool = False
+    text: str,
+    model: str = "",
+    threshold: float | None = None,
+    request_id: str = "",
+    truncate: bool = False,
+    policy: str = "",
 ) -> pb.InferRequest:
-    policy = pb.PolicyOverride(threshold=threshold) if threshold is not None else None
+    """A text request (UTF-8 encoded here); the rest as :func:`request`."""
     return pb.InferRequest(
-        model=model, request_id=request_id, text=text.encode("utf-8"), policy=policy, truncate=truncate
+        model=model, request_id=request_id, text=text.encode("utf-8"), policy=override(threshold, policy), truncate=truncate
     )
 
 

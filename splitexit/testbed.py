@@ -57,13 +57,19 @@ class TierProcess:
 def start_tier(
     tier: Tier, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path
 ) -> TierProcess:
-    """Start ``splitexit serve TIER`` on loopback and wait until it reports SERVING."""
+    """Start ``splitexit serve TIER`` on loopback and wait until it reports SERVING.
+
+    Its log is ``log_dir/<tier>.log``; a device keeps its learned policy state in
+    ``log_dir/policy-state`` unless ``settings`` name a ``state_dir``, so a
+    fresh ``log_dir`` (as tests use) means policies that start from nothing.
+    """
     prefix = tier_env_prefix(tier)
     env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1", f"{prefix}METRICS_PORT": "0"}
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
     if tier is Tier.DEVICE:
         env[f"{prefix}HTTP_PORT"] = "0"  # no HTTP gateway unless the settings ask for one
+        env[f"{prefix}STATE_DIR"] = str(log_dir / "policy-state")
     env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{tier.value}.log"

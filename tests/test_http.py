@@ -90,6 +90,15 @@ def test_threshold_picks_the_exit(gateway: Gateway, images: list[LabelledImage])
     assert isinstance(late["hops"][0]["bytes_sent"], int) and late["hops"][0]["bytes_sent"] > 0
 
 
+def test_a_request_can_name_a_learning_policy(gateway: Gateway, images: list[LabelledImage]) -> None:
+    """``policy=splitee`` puts the sample under SplitEE: its first plan is split 1 (UCB plays every arm once)."""
+    raw = post_png(gateway, images[0].png, policy="splitee").json()
+    by_json = post_json(gateway, {"image_base64": b64(images[1].png), "policy": "splitee"}).json()
+    exits = [(answer["exit_tier"], answer["exit_block"]) for answer in (raw, by_json)]
+    # split 1: exit 1 if C_1 > α, else straight to the final exit; split 2 likewise at exit 2
+    assert exits[0] in {("device", 1), ("cloud", 6)} and exits[1] in {("device", 2), ("cloud", 6)}, exits
+
+
 def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
@@ -102,6 +111,7 @@ BAD_REQUESTS = {
     "empty": (lambda g: post_png(g, b""), 400, "INVALID_ARGUMENT", ["empty"]),
     "unknown-model": (lambda g: post_png(g, b"x", model="no-such-model"), 404, "NOT_FOUND", ["no-such-model"]),
     "bad-threshold": (lambda g: post_png(g, g.png, threshold=1.5), 400, "INVALID_ARGUMENT", ["[0, 1]"]),
+    "unknown-policy": (lambda g: post_png(g, g.png, policy="no-such-policy"), 400, "INVALID_ARGUMENT", ["no policy named"]),
     "bad-top-k": (lambda g: post_png(g, g.png, top_k=-1), 400, "INVALID_ARGUMENT", ["top_k"]),
     "oversized": (lambda g: post_png(g, OVERSIZED), 413, "RESOURCE_EXHAUSTED", [f"at most {MAX_IMAGE_BYTES:,} bytes"]),
     "oversized-chunked": (
