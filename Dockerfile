@@ -26,14 +26,14 @@ WORKDIR /src
 COPY requirements/serve.txt requirements/serve.txt
 RUN pip install --no-cache-dir --no-deps -r requirements/serve.txt
 
-# The project itself (no deps: they are pinned above). pyproject's package
-# discovery also names training*, which is absent here and simply not found.
+# The project itself (no deps: they are pinned above): one package, splitexit, whose
+# subpackages live in the repository's tier folders (pyproject.toml maps them).
 COPY pyproject.toml README.md ./
+COPY splitexit/ splitexit/
 COPY shared/ shared/
 COPY device/ device/
 COPY edge/ edge/
 COPY cloud/ cloud/
-COPY splitexit/ splitexit/
 RUN pip install --no-cache-dir --no-deps . \
     && ! python -c "import torch" 2>/dev/null
 
@@ -43,19 +43,17 @@ RUN pip install --no-cache-dir --no-deps . \
 # fails unless every slice matches its manifest's sha256; slices already in the
 # context and matching are kept. torch comes from requirements/dev.txt: pass
 # --build-arg PIP_EXTRA_INDEX_URL=<a CPU-only torch index> to keep this stage small.
-FROM ${PYTHON_IMAGE} AS exporter
+# It extends the builder's venv with torch; the runtime copies the builder's, not this one.
+FROM builder AS exporter
 
 ARG PIP_EXTRA_INDEX_URL
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    HF_HUB_OFFLINE=1
-WORKDIR /src
+ENV HF_HUB_OFFLINE=1
 COPY requirements/ requirements/
 RUN pip install --no-cache-dir -r requirements/dev.txt \
     && pip install --no-cache-dir --no-deps -r requirements/text.txt
-COPY shared/ shared/
 COPY training/__init__.py training/cnn.py training/data.py training/export.py training/segments.py \
      training/text_model.py training/text_export.py training/
+COPY lab/__init__.py lab/fashion_mnist.py lab/
 COPY models/ models/
 RUN python -m training.text_export --models-dir models
 

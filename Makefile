@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text proto bench results dashboard evaluate clean
+.PHONY: help setup data models demo test train train-text samples proto bench results dashboard evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,14 +21,14 @@ $(VENV)/.installed: requirements/serve.txt requirements/dev.txt requirements/tex
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
 
 data: setup  ## fetch Fashion-MNIST (Debian package) and the sentiment sentences (npm pack) into .cache/
-	@$(PY) -c "from shared import fashion_mnist; print('Fashion-MNIST:', fashion_mnist.locate())"
-	@$(PY) -c "from shared import text_data; print('sentiment sentences:', sum(len(text_data.sentiment(d)) for d in text_data.SENTIMENT_DOMAINS))"
+	@$(PY) -c "from lab import fashion_mnist; print('Fashion-MNIST:', fashion_mnist.locate())"
+	@$(PY) -c "from lab import text_data; print('sentiment sentences:', sum(len(text_data.sentiment(d)) for d in text_data.SENTIMENT_DOMAINS))"
 
 models: setup  ## rebuild the text models' ONNX slices from the pip-installed backbone, checksum-verified
 	$(PY) -m training.text_export
 
 demo: data models  ## start device, edge and cloud locally, send real test images and texts, print summaries
-	$(PY) -m splitexit demo
+	$(PY) -m lab.demo
 
 test: data models  ## run the test suite
 	$(PY) -m pytest
@@ -40,8 +40,11 @@ train: data  ## train the early-exit CNN and the text exits, export models/ (a f
 train-text: setup  ## train only the text models' exit heads and export models/minilm-*
 	$(PY) -m training.text_train
 
-proto: setup  ## regenerate the gRPC stubs in shared/proto/ from protos/
-	$(PY) -m grpc_tools.protoc -Ishared/proto=protos --python_out=. --grpc_python_out=. --pyi_out=. protos/splitexit.proto
+samples: data  ## write samples/<label>.png (one Fashion-MNIST test image per class) and the loadgen's image pack
+	$(PY) -c "from lab import fashion_mnist as f; f.write_pack(); print(*f.write_samples(), sep='\n')"
+
+proto: setup  ## regenerate the gRPC stubs in shared/proto/ (installed as splitexit.shared.proto) from protos/
+	$(PY) -m protos.generate
 
 clean:  ## remove the venv and caches (not the shipped model)
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info
@@ -53,9 +56,9 @@ dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scrapi
 	$(PY) -m bench.dashboard
 
 evaluate: data models  ## replay the test streams through every policy; the papers' tables into README, plots into docs/policies
-	$(PY) -m splitexit evaluate --readme
+	$(PY) -m lab.evaluate --readme
 
 results: data models  ## rerun demo + bench and regenerate the README's results tables
-	$(PY) -m splitexit demo --json bench/results/demo.json
+	$(PY) -m lab.demo --json bench/results/demo.json
 	$(PY) -m bench.serving
-	$(PY) -m bench.readme
+	$(PY) -m lab.readme

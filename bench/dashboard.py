@@ -26,8 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from matplotlib.axes import Axes  # noqa: E402
 
 from bench.local_prometheus import DASHBOARD, LocalPrometheus, ensure_prometheus, local_config  # noqa: E402
-from shared.manifest import Tier  # noqa: E402
 from splitexit import loadgen  # noqa: E402
+from splitexit.samples import load_pack  # noqa: E402
+from splitexit.shared.tiers import Tier  # noqa: E402
 from splitexit.testbed import Testbed, free_port  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "dashboard.png"
@@ -41,7 +42,7 @@ UNITS = {"s": (1e3, "ms"), "percentunit": (100.0, "%"), "Bps": (1e-3, "kB/s"), "
 
 def run_traffic(rate: float, phase_s: float, address: str) -> list[tuple[str, float, float]]:
     """The phases, each ``phase_s`` seconds at ``rate``; returns (name, start, end) in Unix time."""
-    images = loadgen.load_pack()
+    images = load_pack()
     phases = []
     for name, threshold in PHASES:
         started = time.time()

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from shared.manifest import load_manifest
-from shared.preprocess import decode_image
-from shared.settings import DEFAULT_MODELS_DIR
+from lab.fashion_mnist import test_images
 from splitexit.client import DeviceClient, request
-from splitexit.samples import LabelledImage, test_images
+from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import load_manifest
+from splitexit.shared.preprocess import decode_image
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from splitexit.testbed import Testbed
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"

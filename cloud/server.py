@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cloud.settings import CloudSettings
-from shared.server import serve_resuming_tier
+from splitexit.cloud.settings import CloudSettings
+from splitexit.shared.server import serve_resuming_tier
 
 
 async def serve(settings: CloudSettings | None = None) -> None:

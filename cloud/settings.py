@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from shared.manifest import Tier
-from shared.settings import MetricsPort, TierSettings, tier_env_prefix
+from splitexit.shared.settings import MetricsPort, TierSettings, tier_env_prefix
+from splitexit.shared.tiers import Tier
 
 
 class CloudSettings(TierSettings):

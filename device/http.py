@@ -1,8 +1,8 @@
 """The device's plain-HTTP gateway: the same ``Device.Infer``, for curl and browsers.
 
-Served by uvicorn inside the device process, in the gRPC server's event loop,
-on ``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns
-it off). It starts and stops with the gRPC server. A request becomes the same
+Served by uvicorn inside the device process, in the gRPC server's event loop
+(:mod:`splitexit.device.http_server`), on
+``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns it off). It starts and stops with the gRPC server. A request becomes the same
 ``InferRequest`` a gRPC client would send and goes through the same
 :meth:`DeviceServicer.infer` as gRPC does, so the checks,
 the answers and the error messages are those of gRPC.
@@ -48,17 +48,11 @@ number of blocks and the blocks the device hosts. FastAPI's ``/docs`` works too.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
-import logging
-import socket
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
-import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -66,15 +60,15 @@ from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from device.servicer import DeviceServicer
-from device.settings import DeviceSettings
-from shared.errors import ServingError
-from shared.policy import override
-from shared.proto import splitexit_pb2 as pb
+from splitexit.device.servicer import DeviceServicer
+from splitexit.device.settings import DeviceSettings
+from splitexit.policies.plan import override
+from splitexit.shared.errors import ServingError, as_serving_error
+from splitexit.shared.interceptors import assign_request_id
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 
-log = logging.getLogger(__name__)
 Code = grpc.StatusCode
-GRACE_S = 5.0
 HTTP_STATUS = {
     Code.INVALID_ARGUMENT: 400,
     Code.OUT_OF_RANGE: 400,
@@ -136,9 +130,9 @@ def answer_json(answer: pb.InferResponse) -> dict[str, Any]:
         preserving_proto_field_name=True,
         unquote_int64_if_possible=True,
     )
-    body["exit_tier"] = pb.TierName.Name(answer.exit_tier).lower()
+    body["exit_tier"] = Tier.from_proto(answer.exit_tier).value
     for hop_json, hop in zip(body["hops"], answer.hops, strict=True):
-        hop_json["tier"] = pb.TierName.Name(hop.tier).lower()
+        hop_json["tier"] = Tier.from_proto(hop.tier).value
     return body
 
 
@@ -227,7 +221,6 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
     """The gateway's routes over a device's servicer (and through it, its node)."""
     app = FastAPI(title="splitexit device", summary="Early-exit inference across device, edge and cloud")
     app.state.serving = True
-    registry = servicer.node.registry
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -237,21 +230,26 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, CODE_OF_HTTP.get(exc.status_code, Code.UNKNOWN), str(exc.detail))
 
-    @app.post(
-        "/v1/infer",
-        summary="Classify one image or one text",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "image/*": {"schema": {"type": "string", "format": "binary"}},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "text/plain": {"schema": {"type": "string"}},
-                    "application/json": {"schema": InferJSON.model_json_schema()},
-                },
-            }
+    _add_infer_route(app, servicer, settings)
+    _add_info_routes(app, servicer, settings)
+    return app
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/json": {"schema": InferJSON.model_json_schema()},
         },
-    )
+    }
+}
+
+
+def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
+    @app.post("/v1/infer", summary="Classify one image or one text", openapi_extra=INFER_BODY)
     async def infer(
         request: Request,
         model: str = Query("", description="raw bytes only; empty: the default model"),
@@ -263,15 +261,15 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
         try:
             query = InferJSON(model=model, threshold=threshold, policy=policy, top_k=top_k, truncate=truncate)
             message = await _infer_request(request, settings, query)
+            assign_request_id(message)
             with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
                 answer = await servicer.infer(message, None)
-        except ServingError as error:
-            return _serving_error_response(error)
-        except Exception as exc:  # noqa: BLE001 - a bug: one line to the client, the trace to the log
-            log.exception("unexpected error in the device's HTTP gateway")
-            return error_response(500, Code.INTERNAL, f"internal error in the device ({type(exc).__name__}); see its log")
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status and one line
+            return _serving_error_response(as_serving_error(exc, "device's HTTP gateway"))
         return JSONResponse(answer_json(answer))
 
+
+def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
     @app.get("/healthz", summary="200 while the device serves")
     async def healthz() -> JSONResponse:
         if not app.state.serving:
@@ -292,74 +290,6 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
                     "hosted": {"first": m.hosted.first, "last": m.hosted.last},
                     "input": m.manifest.input.model_dump(),
                 }
-                for m in registry
+                for m in servicer.node.registry
             ],
         }
-
-    return app
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the device's ``run_tier`` owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind now, so a taken port fails the device at start with a clear message."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(
-            f"cannot bind the device's HTTP gateway to {host}:{port} ({exc.strerror}); "
-            "set SPLITEXIT_DEVICE_HTTP_PORT to a free port, or 0 to turn the gateway off"
-        ) from None
-    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
-    sock.setblocking(False)
-    return sock
-
-
-def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Bind the HTTP port now; the returned coroutine serves it until ``stop`` is set.
-
-    Pass it to ``run_tier(..., also_run=[...])``. If the HTTP server ends on
-    its own, it sets ``stop`` so the whole device goes down with it.
-    """
-    sock = _listen(settings.host, settings.http_port)
-    app = create_app(servicer, settings)
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,  # keep the device's logging as it is
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=GRACE_S,
-    )
-
-    async def serve(stop: asyncio.Event) -> None:
-        server = _EmbeddedServer(config)
-
-        async def run_server() -> None:
-            try:
-                await server.serve(sockets=[sock])
-            except SystemExit as exc:  # uvicorn exits on startup failures; end this task instead
-                raise RuntimeError(f"the device's HTTP gateway failed to start (exit {exc.code})") from None
-
-        serving = asyncio.create_task(run_server())
-        stopping = asyncio.create_task(stop.wait())
-        log.info("device HTTP gateway on http://%s:%d", settings.host, settings.http_port)
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not stopping.done():  # the server ended by itself: take the device down too
-            stopping.cancel()
-            stop.set()
-        app.state.serving = False
-        server.should_exit = True
-        await serving
-
-    return serve

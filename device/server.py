@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import grpc
 
-from device.http import http_gateway
-from device.servicer import DeviceServicer
-from device.settings import DeviceSettings
-from shared.node import TierNode
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
-from shared.server import run_tier
+from splitexit.device.http_server import http_gateway
+from splitexit.device.servicer import DeviceServicer
+from splitexit.device.settings import DeviceSettings
+from splitexit.shared.node import TierNode
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.server import run_tier
 
 
 async def serve(settings: DeviceSettings | None = None) -> None:
@@ -24,6 +24,6 @@ async def serve(settings: DeviceSettings | None = None) -> None:
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
     try:
-        await run_tier(settings, node, [add_device_service], also_run=also_run)
+        await run_tier(settings, node, [add_device_service], also_run=also_run, default_model=settings.default_model)
     finally:
         servicer.policies.save_all()  # what the policies learned survives a restart

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.settings import EdgeSettings
-from shared.server import serve_resuming_tier
+from splitexit.edge.settings import EdgeSettings
+from splitexit.shared.server import serve_resuming_tier
 
 
 async def serve(settings: EdgeSettings | None = None) -> None:

@@ -1,12 +1,18 @@
 """Errors a tier raises on purpose, each with the gRPC status a client sees.
 
-Servicers translate these into ``context.abort(code, message)``; anything else
-is a bug and becomes INTERNAL with a short message, never a stack trace.
+The serving interceptor (:mod:`splitexit.shared.interceptors`) turns these into
+``context.abort(code, message)``, and a stream into a ``StreamError`` message;
+anything else is a bug and becomes INTERNAL with a short message, never a
+stack trace (:func:`as_serving_error`).
 """
 
 from __future__ import annotations
 
+import logging
+
 import grpc
+
+log = logging.getLogger(__name__)
 
 
 class ServingError(Exception):
@@ -60,3 +66,11 @@ class RemoteError(ServingError):
 def status_from_number(number: int) -> grpc.StatusCode:
     """The ``grpc.StatusCode`` whose wire number is ``number`` (UNKNOWN if none)."""
     return next((code for code in grpc.StatusCode if code.value[0] == number), grpc.StatusCode.UNKNOWN)
+
+
+def as_serving_error(exc: BaseException, where: str) -> ServingError:
+    """``exc`` itself if it is a :class:`ServingError`; else log it (a bug) and give the one-line INTERNAL error."""
+    if isinstance(exc, ServingError):
+        return exc
+    log.error("unexpected error in the %s", where, exc_info=exc)
+    return ServingError(f"internal error in the {where} ({type(exc).__name__}); see its log")

@@ -1,7 +1,7 @@
 """The link from one tier to the next: one persistent ``ContinueStream``, many requests on it.
 
 Opening a stream once and multiplexing requests on it by ``request_id`` costs
-about a third of a unary call per message (see ARCHITECTURE.md). Answers come
+about a third of a unary call per message (docs/architecture.md). Answers come
 back in any order; a reader task hands each to the caller waiting for it. If
 the stream breaks (the next tier restarted), every waiting caller gets
 UNAVAILABLE and the next call opens a fresh stream.
@@ -13,7 +13,7 @@ import asyncio
 
 import grpc
 
-from shared.errors import (
+from splitexit.shared.errors import (
     DeadlineExceeded,
     InvalidInput,
     NextTierUnavailable,
@@ -21,8 +21,8 @@ from shared.errors import (
     ServingError,
     status_from_number,
 )
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:

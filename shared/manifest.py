@@ -21,21 +21,14 @@ with the tokenizer file shipped in the package.
 from __future__ import annotations
 
 import hashlib
-from enum import Enum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from splitexit.shared.tiers import Tier
+
 MANIFEST_FILE = "manifest.json"
-
-
-class Tier(str, Enum):
-    """The three places a block can run."""
-
-    DEVICE = "device"
-    EDGE = "edge"
-    CLOUD = "cloud"
 
 
 class BlockRange(BaseModel):

@@ -44,7 +44,6 @@ import numbers
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -63,12 +62,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.errors import ServingError
-from shared.manifest import Tier
-from shared.policy import Plan
-from shared.proto import splitexit_pb2 as pb
+from splitexit.policies.plan import Plan
+from splitexit.shared.errors import ServingError
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 
-T = TypeVar("T")
 # Each tier process exposes exactly the metrics below: no ``*_created`` twin per counter.
 disable_created_metrics()
 
@@ -83,25 +81,27 @@ UNKNOWN_MODEL = "unknown"
 POLICY_STATE_METHOD = "state"
 
 
-def link_name(tier: Tier) -> str | None:
-    """``device-edge`` for the device, ``edge-cloud`` for the edge, None for the cloud."""
-    tiers = list(Tier)
-    position = tiers.index(tier)
-    return f"{tier.value}-{tiers[position + 1].value}" if position + 1 < len(tiers) else None
-
-
 class TierMetrics:
     """The metrics one tier process exports, and the hooks that feed them."""
 
     def __init__(self, tier: Tier, models: Iterable[str]) -> None:
         self.tier = tier.value
-        self.link = link_name(tier)
+        self.link = tier.link
         self._models = frozenset(models)
         self.registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        registry = self.registry
+        self._declare_request_metrics(self.registry)
+        self._declare_sample_metrics(self.registry)
+        Info("splitexit_build", "Versions this tier runs", ["tier"], registry=self.registry).labels(self.tier).info(
+            {
+                "version": _version("splitexit"),
+                "python": platform.python_version(),
+                "onnxruntime": _version("onnxruntime"),
+            }
+        )
 
+    def _declare_request_metrics(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "splitexit_requests", "Requests finished, by gRPC status code (HTTP requests too, under method HTTP)",
             ["tier", "model", "method", "code"], registry=registry,
@@ -113,6 +113,8 @@ class TierMetrics:
             "splitexit_request_duration_seconds", "Time from receipt to answer on this tier, downstream tiers included",
             ["tier", "model", "method"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+
+    def _declare_sample_metrics(self, registry: CollectorRegistry) -> None:
         self.stage_seconds = Histogram(
             "splitexit_stage_duration_seconds", "Time a sample spent in each stage on this tier (stages that took place)",
             ["tier", "model", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
@@ -148,13 +150,6 @@ class TierMetrics:
             "splitexit_cost_final_layer", "What the same samples would have cost run to the final layer",
             ["tier", "model", "policy", "exit_tier"], registry=registry,
         )  # fmt: skip
-        Info("splitexit_build", "Versions this tier runs", ["tier"], registry=registry).labels(self.tier).info(
-            {
-                "version": _version("splitexit"),
-                "python": platform.python_version(),
-                "onnxruntime": _version("onnxruntime"),
-            }
-        )
 
     def model_label(self, model: str) -> str:
         """``model`` if this tier serves it, else ``unknown``: clients must not mint label values."""
@@ -162,15 +157,17 @@ class TierMetrics:
 
     # -- hooks ----------------------------------------------------------------------------------
 
+    def start(self, method: str, model: str) -> InFlight:
+        """One request of ``method`` for ``model`` now in flight; call :meth:`InFlight.finish` when it ends."""
+        return InFlight(self, method, self.model_label(model))
+
     @contextlib.contextmanager
-    def request(self, method: str, model: str) -> Iterator[None]:
-        """Count one request in flight, then by the status code of what its body raised (OK if nothing)."""
-        in_flight = self.in_flight.labels(self.tier, method)
-        in_flight.inc()
-        started = time.perf_counter()
+    def request(self, method: str, model: str) -> Iterator[InFlight]:
+        """One request in flight for the body; counted by the code set on it, else by what it raised (OK if nothing)."""
+        call = self.start(method, model)
         code = grpc.StatusCode.OK
         try:
-            yield
+            yield call
         except ServingError as error:
             code = error.code
             raise
@@ -181,19 +178,7 @@ class TierMetrics:
             code = grpc.StatusCode.INTERNAL
             raise
         finally:
-            in_flight.dec()
-            model = self.model_label(model)
-            self.requests.labels(self.tier, model, method, code.name).inc()
-            self.request_seconds.labels(self.tier, model, method).observe(time.perf_counter() - started)
-
-    def tracked(self, method: str, model: str, handle: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-        """``handle`` counted as one ``method`` request for ``model`` (see :meth:`request`)."""
-
-        async def run() -> T:
-            with self.request(method, model):
-                return await handle()
-
-        return run
+            call.finish(call.code or code)
 
     def observe_hop(self, model: str, hop: pb.Hop, thresholds: Sequence[float], answer: pb.InferResponse | None) -> None:
         """A sample's pass through this tier: its stages, the α in effect, and its exit (``answer``,
@@ -215,13 +200,35 @@ class TierMetrics:
         """The device's view of an answered sample: the plan its policy made and what the sample cost."""
         last_block = {tier: str(plan.last_block.get(tier, 0)) for tier in (Tier.DEVICE, Tier.EDGE)}
         self.plans.labels(self.tier, model, policy, last_block[Tier.DEVICE], last_block[Tier.EDGE]).inc()
-        exit_tier = pb.TierName.Name(answer.exit_tier).lower()
+        exit_tier = Tier.from_proto(answer.exit_tier).value
         self.cost.labels(self.tier, model, policy, exit_tier).inc(answer.cost)
         self.cost_final_layer.labels(self.tier, model, policy, exit_tier).inc(answer.cost_final_layer)
 
     def watch_policies(self, policies: Callable[[], Mapping[str, object]]) -> None:
         """Export, at every scrape, the state of the policies ``policies()`` names (see :class:`PolicyStates`)."""
         self.registry.register(PolicyStates(self.tier, policies))
+
+
+class InFlight:
+    """A request being served: in the in-flight gauge until :meth:`finish` counts it by its status code."""
+
+    def __init__(self, metrics: TierMetrics, method: str, model: str) -> None:
+        self._metrics, self._method, self._model = metrics, method, model
+        self._gauge = metrics.in_flight.labels(metrics.tier, method)
+        self._gauge.inc()
+        self._started = time.perf_counter()
+        self.code: grpc.StatusCode | None = None  # what the request ended with, once known
+        self._finished = False
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        """Count the request under ``code`` (only the first call counts)."""
+        if self._finished:
+            return
+        self._finished = True
+        self._gauge.dec()
+        m = self._metrics
+        m.requests.labels(m.tier, self._model, self._method, code.name).inc()
+        m.request_seconds.labels(m.tier, self._model, self._method).observe(time.perf_counter() - self._started)
 
 
 class PolicyStates(Collector):

@@ -4,7 +4,8 @@
 a worker thread while the policy watches the exits, and then either answers
 (the policy said exit, or this tier holds the final block) or encodes the
 activation and sends it over the link to the next tier. On the way back it
-puts its own :class:`Hop` in front of the answer and adds its part of the cost.
+puts its own :class:`Hop` in front of the answer. (Pricing the route is the
+device's job: it holds the one cost model.)
 """
 
 from __future__ import annotations
@@ -16,28 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.link import TierLink
-from shared.manifest import Tier
-from shared.metrics import TierMetrics
-from shared.policy import Plan, TierThresholds, check_thresholds
-from shared.proto import splitexit_pb2 as pb
-from shared.runtime import HostedModel, LocalRun, ModelRegistry
-from shared.settings import TierSettings
-from shared.tensors import check_input, encode
+from splitexit.policies.plan import Plan, check_thresholds
+from splitexit.shared.link import TierLink
+from splitexit.shared.metrics import TierMetrics
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
+from splitexit.shared.settings import TierSettings
+from splitexit.shared.tensors import check_input, encode
 
 DEFAULT_TOP_K = 5
-TIER_TO_PROTO = {Tier.DEVICE: pb.DEVICE, Tier.EDGE: pb.EDGE, Tier.CLOUD: pb.CLOUD}
 
 
 @dataclass
 class Sample:
     """A sample as a tier receives it, already decoded to block input (float tensor or token ids)."""
 
-    model: str
+    model: HostedModel
     request_id: str
     start_block: int
     x: np.ndarray
-    plan: pb.PolicyOverride  # the device's plan for this sample (empty: each tier's own thresholds)
+    plan: Plan  # the device's plan for this sample (no thresholds: each tier's own)
     top_k: int
     received_at: float  # time.perf_counter() when the request arrived
     timeout_s: float | None = None
@@ -81,29 +80,26 @@ class TierNode:
 
     async def process(self, sample: Sample) -> pb.InferResponse:
         """Run this tier's part of ``sample`` and return the whole answer."""
-        model = self.registry.get(sample.model)
-        model.check_resumable(self.tier, sample.start_block)
+        model = sample.model
+        model.check_resumable(sample.start_block)
         check_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
-        plan = Plan.from_proto(sample.plan, model.manifest.num_blocks, TierThresholds.name)
-        thresholds = plan.thresholds or self._thresholds[model.name]
-        stop_block = plan.stop_block(self.tier, model.hosted)
+        thresholds = sample.plan.thresholds or self._thresholds[model.name]
+        stop_block = sample.plan.stop_block(self.tier, model.hosted)
 
         submitted = time.perf_counter()
         queue_s, run = await asyncio.get_running_loop().run_in_executor(
             self._executor, _timed_run, model, sample, thresholds, stop_block, submitted
         )
         timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
-        cost = self.settings.cost_per_block * self.settings.compute_weight * run.blocks_run
         bytes_sent = 0
         if run.exited:
-            answer = self._answer(model, sample, run, plan.policy)
+            answer = self._answer(sample, run)
         else:
-            answer, bytes_sent = await self._offload(model, sample, run, timings)
-            cost += self.settings.offload_cost
+            answer, bytes_sent = await self._offload(sample, run, timings)
 
         timings.total_s = time.perf_counter() - sample.received_at
         hop = pb.Hop(
-            tier=TIER_TO_PROTO[self.tier],
+            tier=self.tier.proto,
             first_block=run.first_block,
             last_block=run.last_block,
             timings=timings,
@@ -114,21 +110,18 @@ class TierNode:
         downstream = list(answer.hops)
         del answer.hops[:]
         answer.hops.extend([hop, *downstream])
-        answer.cost += cost
         return answer
 
-    async def _offload(
-        self, model: HostedModel, sample: Sample, run: LocalRun, timings: pb.StageTimings
-    ) -> tuple[pb.InferResponse, int]:
+    async def _offload(self, sample: Sample, run: LocalRun, timings: pb.StageTimings) -> tuple[pb.InferResponse, int]:
         """Send the activation to the next tier; fills the codec and network timings."""
-        assert self.link is not None, f"{self.tier.value} hosts blocks {model.hosted} but has no next tier"
+        assert self.link is not None, f"{self.tier.value} hosts blocks {sample.model.hosted} but has no next tier"
         encode_started = time.perf_counter()
         request = pb.ContinueRequest(
-            model=model.name,
+            model=sample.model.name,
             request_id=sample.request_id,
             next_block=run.last_block + 1,
             activation=encode(run.activation, self.settings.codec),
-            policy=sample.plan,
+            policy=sample.plan.to_proto(),
             top_k=sample.top_k,
         )
         sent = time.perf_counter()
@@ -141,18 +134,16 @@ class TierNode:
         timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
         return answer, request.ByteSize()
 
-    def _answer(self, model: HostedModel, sample: Sample, run: LocalRun, policy: str) -> pb.InferResponse:
-        """The answer of the exit where ``run`` stopped."""
-        labels = model.manifest.labels
-        logits = run.logits.astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
+    def _answer(self, sample: Sample, run: LocalRun) -> pb.InferResponse:
+        """The answer of the exit where ``run`` stopped (its cost is the device's to add)."""
+        labels = sample.model.manifest.labels
+        probabilities = run.probabilities
         k = min(sample.top_k or DEFAULT_TOP_K, len(labels))
         ranked = np.argsort(-probabilities, kind="stable")[:k]
         label = int(ranked[0])
         return pb.InferResponse(
             request_id=sample.request_id,
-            model=model.name,
+            model=sample.model.name,
             label=label,
             label_name=labels[label],
             confidence=float(probabilities[label]),
@@ -161,10 +152,9 @@ class TierNode:
                 for i in ranked
             ],
             logits=run.logits.tolist(),
-            exit_tier=TIER_TO_PROTO[self.tier],
+            exit_tier=self.tier.proto,
             exit_block=run.last_block,
-            policy=policy,
-            cost_final_layer=self.settings.cost_per_block * model.manifest.num_blocks,
+            policy=sample.plan.policy,
         )
 
     async def close(self) -> None:

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from shared.errors import InvalidInput
-from shared.manifest import ImageInput
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.manifest import ImageInput
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
 

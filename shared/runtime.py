@@ -10,16 +10,19 @@ synchronous code: servers run it on a worker thread, off the event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from shared.errors import OutOfRange, UnknownModel
-from shared.manifest import BlockRange, Manifest, Tier, load_manifest, verified_segment_path
-from shared.policy import exits_at, top_probability
+from splitexit.policies.chain import Chain
+from splitexit.policies.plan import exits_at, softmax
+from splitexit.shared.errors import OutOfRange, UnknownModel
+from splitexit.shared.manifest import Manifest, load_manifest, verified_segment_path
+from splitexit.shared.settings import HostedRanges
+from splitexit.shared.tiers import Tier
 
 
 @dataclass
@@ -30,6 +33,7 @@ class LocalRun:
     last_block: int = 0
     exited: bool = False
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # softmax of ``logits``, float64
     activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     exit_confidences: list[float] = field(default_factory=list)
     compute_s: float = 0.0
@@ -40,14 +44,14 @@ class LocalRun:
 
 
 class HostedModel:
-    """One model's hosted segments on one tier."""
+    """One model's hosted segments on one tier, and the chain of tiers it is part of."""
 
-    def __init__(self, package_dir: Path, manifest: Manifest, hosted: BlockRange, onnx_threads: int) -> None:
-        if hosted.last > manifest.num_blocks:
-            raise ValueError(f"{manifest.name} has {manifest.num_blocks} blocks; cannot host {hosted}")
+    def __init__(self, package_dir: Path, manifest: Manifest, chain: Chain, tier: Tier, onnx_threads: int) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
-        self.hosted = hosted
+        self.chain = chain
+        self.tier = tier
+        self.hosted = chain.hosted[tier]
         options = ort.SessionOptions()
         options.intra_op_num_threads = onnx_threads
         options.inter_op_num_threads = 1
@@ -57,18 +61,18 @@ class HostedModel:
                 sess_options=options,
                 providers=["CPUExecutionProvider"],
             )
-            for k in range(hosted.first, hosted.last + 1)
+            for k in range(self.hosted.first, self.hosted.last + 1)
         }
 
     @property
     def name(self) -> str:
         return self.manifest.name
 
-    def check_resumable(self, tier: Tier, block: int) -> None:
+    def check_resumable(self, block: int) -> None:
         """Raise :class:`OutOfRange` unless this tier can resume a sample at ``block``."""
         if block not in self.hosted:
             raise OutOfRange(
-                f"the {tier.value} hosts blocks {self.hosted} of {self.name}; it cannot resume at block {block}"
+                f"the {self.tier.value} hosts blocks {self.hosted} of {self.name}; it cannot resume at block {block}"
             )
 
     def run_block(self, block: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,10 +89,11 @@ class HostedModel:
         started = time.perf_counter()
         for block in range(start_block, stop_block + 1):
             logits, x = self.run_block(block, x)
-            confidence = top_probability(logits[0])
+            probabilities = softmax(logits[0])
+            confidence = float(probabilities.max())
             result.last_block = block
             result.exit_confidences.append(confidence)
-            result.logits = logits[0]
+            result.logits, result.probabilities = logits[0], probabilities
             if exits_at(block, confidence, thresholds, self.manifest.num_blocks):
                 result.exited = True
                 break
@@ -106,14 +111,13 @@ class ModelRegistry:
         self._models = models
 
     @classmethod
-    def load(
-        cls, models_dir: Path, tier: Tier, hosted: dict[str, BlockRange], onnx_threads: int = 1
-    ) -> ModelRegistry:
+    def load(cls, models_dir: Path, tier: Tier, hosted: HostedRanges, onnx_threads: int = 1) -> ModelRegistry:
+        """Every package under ``models_dir``, with the chain ``hosted`` describes (manifest defaults elsewhere)."""
         models = {}
         for manifest_path in sorted(models_dir.glob("*/manifest.json")):
             manifest = load_manifest(manifest_path.parent)
-            blocks = hosted.get(manifest.name, manifest.default_ranges[tier])
-            models[manifest.name] = HostedModel(manifest_path.parent, manifest, blocks, onnx_threads)
+            chain = Chain.of(manifest, hosted.get(manifest.name))
+            models[manifest.name] = HostedModel(manifest_path.parent, manifest, chain, tier, onnx_threads)
         unknown = set(hosted) - set(models)
         if unknown:
             raise ValueError(f"hosted ranges name models not in {models_dir}: {sorted(unknown)}")
@@ -127,5 +131,5 @@ class ModelRegistry:
                 f"no model named {name!r}; this tier serves {', '.join(sorted(self._models))}"
             ) from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[HostedModel]:
         return iter(self._models.values())

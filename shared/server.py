@@ -16,13 +16,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from shared.link import channel_options
-from shared.metrics import serve_metrics
-from shared.node import TierNode
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
-from shared.servicer import TierServicer
-from shared.settings import TierSettings
+from splitexit.shared.interceptors import ServingInterceptor
+from splitexit.shared.link import channel_options
+from splitexit.shared.metrics import serve_metrics
+from splitexit.shared.node import TierNode
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.settings import TierSettings
+from splitexit.shared.tier_servicer import TierServicer
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0
@@ -36,9 +37,14 @@ async def run_tier(
     node: TierNode,
     services: Sequence[ServiceAdder],
     also_run: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+    default_model: str = "",
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``also_run`` coroutines share the stop event (e.g. HTTP)."""
-    server = grpc.aio.server(options=channel_options(settings.max_message_bytes))
+    """Serve until SIGINT/SIGTERM; ``also_run`` coroutines share the stop event (e.g. HTTP).
+
+    ``default_model`` is what metrics call a request that names no model (the device's default).
+    """
+    interceptor = ServingInterceptor(node.metrics, settings.tier.value, default_model)
+    server = grpc.aio.server(interceptors=[interceptor], options=channel_options(settings.max_message_bytes))
     names = [add(server) for add in services]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

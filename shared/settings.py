@@ -4,11 +4,17 @@ Each tier has its own settings class (``device/settings.py`` and siblings) with
 its own env prefix, ``SPLITEXIT_DEVICE_``, ``SPLITEXIT_EDGE_`` or
 ``SPLITEXIT_CLOUD_``, so one environment or one YAML file can describe the
 whole testbed. Precedence, highest first: constructor arguments, env vars, the
-tier's section of the YAML file named by ``$SPLITEXIT_CONFIG``, defaults::
+tier's section of the YAML file named by ``$SPLITEXIT_CONFIG``, defaults.
+
+What blocks each tier hosts is a fact about the whole chain, which every tier
+must agree on, so it is set once for all of them: the top-level ``hosted:`` of
+the YAML file or the env var ``SPLITEXIT_HOSTED`` (JSON), never per tier. A
+model or tier it leaves out keeps the manifest's default range::
 
     # splitexit.yaml
+    hosted:
+      fmnist-cnn: {device: {first: 1, last: 2}, edge: {first: 3, last: 4}, cloud: {first: 5, last: 6}}
     edge:
-      hosted: {fmnist-cnn: {first: 1, last: 4}}
       exit_threshold: 0.9
 """
 
@@ -22,16 +28,19 @@ import yaml
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     InitSettingsSource,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from shared.manifest import BlockRange, Tier
-from shared.tensors import Codec
+from splitexit.shared.manifest import BlockRange
+from splitexit.shared.tensors import Codec
+from splitexit.shared.tiers import Tier
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 CONFIG_ENV = "SPLITEXIT_CONFIG"
+HOSTED_ENV = "SPLITEXIT_HOSTED"
+HostedRanges = dict[str, dict[Tier, BlockRange]]  # model -> tier -> its blocks
 MetricsPort = Annotated[int, Field(ge=0, le=65535, description="Prometheus /metrics port; 0: none")]
 
 
@@ -39,15 +48,17 @@ class TierSettings(BaseSettings):
     """What every tier is configured with."""
 
     tier: ClassVar[Tier]
-    model_config = SettingsConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 in containers")
     port: int = Field(description="gRPC port")
     metrics_port: MetricsPort
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="folder of model packages")
-    hosted: dict[str, BlockRange] = Field(
+    hosted: HostedRanges = Field(
         default_factory=dict,
-        description="blocks this tier hosts, per model; a model not named uses its manifest's default",
+        validation_alias=HOSTED_ENV,
+        description="per model, the blocks each tier hosts where not the manifest's default; one value for "
+        "the whole chain (YAML: top-level `hosted`, env: SPLITEXIT_HOSTED)",
     )
     exit_threshold: float = Field(0.8, ge=0.0, le=1.0, description="α at every exit this tier runs")
     exit_thresholds: dict[str, list[float]] = Field(
@@ -56,9 +67,6 @@ class TierSettings(BaseSettings):
     compute_threads: int = Field(1, ge=1, description="samples run concurrently on onnxruntime")
     onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per session")
     max_message_bytes: int = Field(64 << 20, ge=1 << 20, description="gRPC send/receive limit")
-    cost_per_block: float = Field(0.1, ge=0.0, description="λ: cost of running one block")
-    compute_weight: float = Field(1.0, ge=0.0, description="this tier's multiplier on λ (0: free)")
-    offload_cost: float = Field(0.0, ge=0.0, description="o: cost of sending a sample to the next tier")
     codec: Codec = Field("fp32", description="how activations to the next tier are encoded")
     next_tier: str | None = Field(None, description="host:port of the next tier; none for the cloud")
 
@@ -71,6 +79,9 @@ class TierSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        stray = f"{tier_env_prefix(cls.tier)}HOSTED"
+        if stray in os.environ:
+            raise ValueError(f"{stray} is not read: hosted ranges are one setting for the whole chain, {HOSTED_ENV}")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get(CONFIG_ENV)
         if config_file:
@@ -87,11 +98,13 @@ def tier_env_prefix(tier: Tier) -> str:
 
 
 def _yaml_section(path: Path, tier: Tier) -> dict[str, object]:
-    """The ``tier:`` mapping of a YAML config file; empty if the file has none."""
+    """The ``tier:`` mapping of a YAML config file, plus its top-level ``hosted``; empty if it has neither."""
     if not path.is_file():
         raise FileNotFoundError(f"{CONFIG_ENV}={path} does not name a file")
     document = yaml.safe_load(path.read_text()) or {}
     section = document.get(tier.value) or {}
     if not isinstance(section, dict):
         raise ValueError(f"{path}: the {tier.value!r} section must be a mapping of settings")
-    return section
+    if "hosted" in section:
+        raise ValueError(f"{path}: set hosted ranges once, at the top level, not in the {tier.value!r} section")
+    return {**section, **({"hosted": document["hosted"]} if document.get("hosted") else {})}

@@ -15,9 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-from shared.errors import InvalidInput
-from shared.manifest import TensorSpec
-from shared.proto import splitexit_pb2 as pb
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.manifest import TensorSpec
+from splitexit.shared.proto import splitexit_pb2 as pb
 
 Codec = Literal["fp32", "fp16", "int8"]
 

@@ -1,6 +1,8 @@
 """splitexit: early-exit inference split across device, edge and cloud.
 
-This package is the user-facing side: the ``splitexit`` command line, the
-client, the local three-process testbed and the demo. The tiers themselves live
-in ``device/``, ``edge/`` and ``cloud/``, and what they share in ``shared/``.
+Subpackages: :mod:`splitexit.device`, :mod:`splitexit.edge` and
+:mod:`splitexit.cloud` (one tier each), :mod:`splitexit.shared` (the tier
+runtime they share) and :mod:`splitexit.policies` (the exit policies, pure
+Python). The modules at this level are the user-facing side: the ``splitexit``
+command line, the client, the local three-process testbed and the load generator.
 """

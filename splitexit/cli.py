@@ -1,4 +1,4 @@
-"""The ``splitexit`` command: serve a tier, send images, run the demo."""
+"""The ``splitexit`` command: serve a tier, classify images and texts, generate load, show what policies learned."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from pathlib import Path
 
 import grpc
 
-from shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 
 
 def _serve(args: argparse.Namespace) -> None:
     if args.tier == "device":
-        from device.server import serve
+        from splitexit.device.server import serve
     elif args.tier == "edge":
-        from edge.server import serve
+        from splitexit.edge.server import serve
     else:
-        from cloud.server import serve
+        from splitexit.cloud.server import serve
     asyncio.run(serve())
 
 
@@ -47,7 +47,7 @@ def _infer(args: argparse.Namespace) -> None:
                     print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
                     failures += 1
                     continue
-                tier = pb.TierName.Name(r.exit_tier).lower()
+                tier = Tier.from_proto(r.exit_tier).value
                 total_ms = r.hops[0].timings.total_s * 1e3 if r.hops else 0.0
                 print(f"{name}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms")
         return failures
@@ -65,8 +65,9 @@ def _health(args: argparse.Namespace) -> None:
 
 def _loadgen(args: argparse.Namespace) -> None:
     from splitexit import loadgen
+    from splitexit.samples import SAMPLE_PACK, load_pack
 
-    images = loadgen.load_pack(args.samples or loadgen.SAMPLE_PACK)
+    images = load_pack(args.samples or SAMPLE_PACK)
     print(f"Sending {len(images)} Fashion-MNIST test images round-robin to {args.address} at {args.rate:g}/s", flush=True)
     try:
         asyncio.run(
@@ -93,21 +94,6 @@ def _policy_show(args: argparse.Namespace) -> None:
     except grpc.aio.AioRpcError as exc:
         sys.exit(f"{args.address}: {exc.code().name}: {exc.details()}")
     print(format_state(state))
-
-
-def _evaluate(args: argparse.Namespace) -> None:
-    from splitexit import evaluate
-
-    evaluate.run(
-        scenarios=args.scenario, seeds=args.seeds, limit=args.limit, sweeps=not args.no_sweeps,
-        plots_dir=args.plots, readme=args.readme, models_dir=args.models_dir,
-    )  # fmt: skip
-
-
-def _demo(args: argparse.Namespace) -> None:
-    from splitexit import demo
-
-    demo.run(samples=args.samples, show=args.show, threshold=args.threshold, seed=args.seed, json_path=args.json)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,14 +130,6 @@ def main(argv: list[str] | None = None) -> None:
     loadgen.add_argument("--samples", type=Path, help="an .npz image pack (default: the 200 shipped test images)")
     loadgen.set_defaults(run=_loadgen)
 
-    demo = commands.add_parser("demo", help="start three local tiers, send real test images, summarize")
-    demo.add_argument("--samples", type=int, default=300)
-    demo.add_argument("--show", type=int, default=10, help="answers to print one by one")
-    demo.add_argument("--threshold", type=float, help="override the tiers' exit threshold")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", type=Path, help="also write the summary to this JSON file")
-    demo.set_defaults(run=_demo)
-
     policy = commands.add_parser("policy", help="what a running device's policies have learned")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_commands.add_parser("show", help="arms, pulls, mean rewards, the best arm and its plan")
@@ -159,17 +137,6 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("--model", default="", help="model name (default: the device's default)")
     show.add_argument("--policy", default="", help="policy name (default: the model's default)")
     show.set_defaults(run=_policy_show)
-
-    evaluate = commands.add_parser("evaluate", help="replay test streams through every policy; the papers' tables")
-    evaluate.add_argument("--scenario", action="append", metavar="NAME",
-                          help="fmnist-clean, fmnist-drift, sentiment-imdb, bbc-topic; repeat for several (default: all)")  # fmt: skip
-    evaluate.add_argument("--seeds", type=int, default=5, help="random stream orders per policy")
-    evaluate.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")
-    evaluate.add_argument("--no-sweeps", action="store_true", help="skip the sweeps over o and λ")
-    evaluate.add_argument("--plots", type=Path, default=Path("docs/policies"), help="where the PNG plots go")
-    evaluate.add_argument("--readme", action="store_true", help="write the tables into README.md")
-    evaluate.add_argument("--models-dir", type=Path, help="model packages (default: the device's models_dir)")
-    evaluate.set_defaults(run=_evaluate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

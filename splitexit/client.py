@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.link import channel_options
-from shared.policy import override
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.policies.plan import override
+from splitexit.shared.link import channel_options
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
 MAX_MESSAGE_BYTES = 64 << 20
 
@@ -38,17 +38,6 @@ class DeviceClient:
     ) -> pb.InferResponse:
         """Classify one encoded image (PNG, JPEG, ...)."""
         return await self.stub.Infer(request(image, model, threshold), timeout=timeout_s)
-
-    async def infer_text(
-        self,
-        text: str,
-        model: str = "",
-        threshold: float | None = None,
-        truncate: bool = False,
-        timeout_s: float | None = 30.0,
-    ) -> pb.InferResponse:
-        """Classify one text with a text model (``truncate``: cut it to the model's token limit)."""
-        return await self.stub.Infer(text_request(text, model, threshold, truncate=truncate), timeout=timeout_s)
 
     async def infer_many(self, requests: Iterable[pb.InferRequest]) -> AsyncIterator[pb.StreamResponse]:
         """Send requests on one ``InferStream``; answers arrive as they complete."""

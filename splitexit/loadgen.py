@@ -1,11 +1,8 @@
 """``splitexit loadgen``: real Fashion-MNIST test images, at a steady rate, to a running device.
 
 It keeps the dashboards fed (``docker compose --profile loadgen up``). The
-serving image carries no dataset, so the images come from a small pack that
-ships with the package: ``splitexit/data/fmnist-test-200.npz`` holds 200 images
-of the real test set (drawn with a fixed seed), their labels and their indices
-in the test set. Regenerate it from the dataset (see ``shared/fashion_mnist.py``)
-with ``python -m splitexit.loadgen``.
+serving image carries no data set, so the images come from the small pack that
+ships with the package (:mod:`splitexit.samples`).
 
 Requests leave at ``rate`` per second whatever the answers do (an open loop,
 as real clients behave), with at most ``concurrency`` in flight; beyond that
@@ -20,36 +17,12 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from pathlib import Path
 
 import grpc
-import numpy as np
 
-from shared import fashion_mnist
 from splitexit.client import DeviceClient
 from splitexit.report import Outcome, format_summary, summarize
-from splitexit.samples import LabelledImage, encode_png
-
-SAMPLE_PACK = Path(__file__).with_name("data") / "fmnist-test-200.npz"
-PACK_SIZE = 200
-PACK_SEED = 2024
-
-
-def write_pack(path: Path = SAMPLE_PACK, count: int = PACK_SIZE, seed: int = PACK_SEED) -> None:
-    """Draw ``count`` test images with ``seed`` and save them, labels and indices, to ``path``."""
-    images, labels = fashion_mnist.load("test")
-    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=images[chosen], labels=labels[chosen], indices=chosen.astype(np.int32))
-
-
-def load_pack(path: Path = SAMPLE_PACK) -> list[LabelledImage]:
-    """The pack's images as a client sends them: PNG bytes, with their true labels."""
-    with np.load(path) as pack:
-        return [
-            LabelledImage(int(index), int(label), encode_png(pixels))
-            for index, label, pixels in zip(pack["indices"], pack["labels"], pack["images"], strict=True)
-        ]
+from splitexit.samples import LabelledImage
 
 
 class Tally:
@@ -114,7 +87,3 @@ async def generate(
         await asyncio.gather(*tasks)
     print(tally.report(max(time.monotonic() - tally_started, 1e-3)), flush=True)
 
-
-if __name__ == "__main__":
-    write_pack()
-    print(f"wrote {SAMPLE_PACK} ({SAMPLE_PACK.stat().st_size:,} bytes)")

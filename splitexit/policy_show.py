@@ -6,10 +6,10 @@ import math
 
 import grpc
 
-from shared.link import channel_options
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.client import MAX_MESSAGE_BYTES
+from splitexit.shared.link import channel_options
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
 
 async def fetch(address: str, model: str = "", policy: str = "", timeout_s: float = 5.0) -> pb.PolicyState:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.proto import splitexit_pb2 as pb
-
-TIERS = ("DEVICE", "EDGE", "CLOUD")
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import TIERS, Tier
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     if not outcomes:
         raise ValueError("no answers to summarize")
     n = len(outcomes)
-    tiers = Counter(pb.TierName.Name(o.response.exit_tier) for o in outcomes)
+    tiers = Counter(Tier.from_proto(o.response.exit_tier) for o in outcomes)
     latencies = np.array([o.latency_s for o in outcomes])
     link_bytes = {"device_to_edge": 0, "edge_to_cloud": 0}
     for o in outcomes:
@@ -40,7 +39,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     return {
         "samples": n,
         "accuracy": sum(o.response.label == o.label for o in outcomes) / n,
-        **{f"exit_share_{t.lower()}": tiers[t] / n for t in TIERS},
+        **{f"exit_share_{t.value}": tiers[t] / n for t in TIERS},
         "latency_mean_s": float(latencies.mean()),
         "latency_p95_s": float(np.percentile(latencies, 95)),
         **{f"bytes_{link}": total for link, total in link_bytes.items()},
@@ -53,7 +52,7 @@ def format_summary(summary: dict[str, float]) -> str:
     rows = [
         ("samples", f"{summary['samples']:.0f}"),
         ("accuracy", f"{summary['accuracy']:.2%}"),
-        *[(f"exited on {t.lower()}", f"{summary[f'exit_share_{t.lower()}']:.1%}") for t in TIERS],
+        *[(f"exited on {t.value}", f"{summary[f'exit_share_{t.value}']:.1%}") for t in TIERS],
         ("latency mean", f"{summary['latency_mean_s'] * 1e3:.2f} ms"),
         ("latency p95", f"{summary['latency_p95_s'] * 1e3:.2f} ms"),
         ("bytes device→edge", f"{summary['bytes_device_to_edge']:,.0f}"),
@@ -71,7 +70,7 @@ def format_answer(outcome: Outcome, labels: list[str] | None = None) -> str:
     mark = "✓" if r.label == outcome.label else "✗"
     return (
         f"  {mark} {r.label_name:<12} (true {truth:<12}) conf {r.confidence:.3f}  "
-        f"exit {pb.TierName.Name(r.exit_tier).lower():<6} block {r.exit_block}  {outcome.latency_s * 1e3:7.2f} ms"
+        f"exit {Tier.from_proto(r.exit_tier).value:<6} block {r.exit_block}  {outcome.latency_s * 1e3:7.2f} ms"
     )
 
 
@@ -81,15 +80,15 @@ def tier_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
     ``own`` is the tier's time without the tiers after it (its total less the
     network wait and the next tier's total); ``compute`` is its onnxruntime time.
     """
-    samples: dict[str, list[tuple[float, float]]] = {t: [] for t in TIERS}
+    samples: dict[Tier, list[tuple[float, float]]] = {t: [] for t in TIERS}
     for o in outcomes:
         hops = list(o.response.hops)
         for hop, after in zip(hops, [*hops[1:], None]):
             downstream = after.timings.total_s if after is not None else 0.0
             own = hop.timings.total_s - hop.timings.network_s - downstream
-            samples[pb.TierName.Name(hop.tier)].append((own, hop.timings.compute_s))
+            samples[Tier.from_proto(hop.tier)].append((own, hop.timings.compute_s))
     return {
-        t.lower(): {"samples": len(v), "own_s": float(np.mean([s[0] for s in v])), "compute_s": float(np.mean([s[1] for s in v]))}
+        t.value: {"samples": len(v), "own_s": float(np.mean([s[0] for s in v])), "compute_s": float(np.mean([s[1] for s in v]))}
         for t, v in samples.items()
         if v
     }

@@ -1,14 +1,22 @@
-"""Real test samples as a client would send them: Fashion-MNIST test images as PNG bytes."""
+"""Real test images as a client sends them: PNG bytes with their true labels.
+
+The installed package carries a small pack of real Fashion-MNIST test images,
+``splitexit/data/fmnist-test-200.npz`` (200 images drawn with a fixed seed,
+their labels and their indices in the 10,000-image test set), so that the
+load generator and the serving image need no data set. ``make samples``
+(:func:`lab.fashion_mnist.write_pack`) draws it again from the data set.
+"""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from shared import fashion_mnist
+SAMPLE_PACK = Path(__file__).with_name("data") / "fmnist-test-200.npz"
 
 
 @dataclass(frozen=True)
@@ -25,8 +33,10 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_images(count: int, seed: int = 0) -> list[LabelledImage]:
-    """``count`` distinct test images in a seeded random order."""
-    images, labels = fashion_mnist.load("test")
-    chosen = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
-    return [LabelledImage(int(i), int(labels[i]), encode_png(images[i])) for i in chosen]
+def load_pack(path: Path = SAMPLE_PACK) -> list[LabelledImage]:
+    """The pack's images as a client sends them: PNG bytes, with their true labels."""
+    with np.load(path) as pack:
+        return [
+            LabelledImage(int(index), int(label), encode_png(pixels))
+            for index, label, pixels in zip(pack["indices"], pack["labels"], pack["images"], strict=True)
+        ]

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.manifest import Tier
-from shared.settings import tier_env_prefix
 from splitexit.client import is_serving
+from splitexit.shared.settings import tier_env_prefix
+from splitexit.shared.tiers import Tier
 
 START_TIMEOUT_S = 60.0
 

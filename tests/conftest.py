@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
-from shared.manifest import Manifest, Tier, load_manifest
-from shared.settings import DEFAULT_MODELS_DIR
-from splitexit.samples import LabelledImage, test_images
+from lab.fashion_mnist import test_images
+from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import Manifest, load_manifest
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed, free_port
+from tests.deploy_files import COMPOSE_FILE, ROOT, TIERS, dockerfile_instructions
 
 IMAGE_MODEL_DIR = DEFAULT_MODELS_DIR / "fmnist-cnn"
 
@@ -37,3 +42,31 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 def edge_address(testbed: Testbed) -> str:
     return testbed.processes[Tier.EDGE].address
 
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict[str, dict]:
+    services = compose["services"]
+    assert set(TIERS) <= set(services), f"docker-compose.yml lacks tier services {set(TIERS) - set(services)}"
+    return services
+
+
+@pytest.fixture(scope="module")
+def dockerfile_path(services: dict[str, dict]) -> Path:
+    builds = {(s["build"]["context"], s["build"].get("dockerfile", "Dockerfile")) for s in map(services.get, TIERS)}
+    assert len(builds) == 1, f"the tiers must share one build: {builds}"
+    context, dockerfile = builds.pop()
+    assert context == ".", "the build context is the repository root"
+    path = ROOT / context / dockerfile
+    assert path.is_file(), f"{path} does not exist"
+    return path
+
+
+@pytest.fixture(scope="module")
+def dockerfile(dockerfile_path: Path) -> list[tuple[str, str]]:
+    return dockerfile_instructions(dockerfile_path.read_text())

@@ -8,12 +8,12 @@ import grpc
 import numpy as np
 import pytest
 
-from shared.manifest import Manifest
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
-from shared.tensors import encode
 from splitexit.client import DeviceClient, request
 from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import Manifest
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.tensors import encode
 from splitexit.testbed import Testbed
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

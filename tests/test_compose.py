@@ -1,11 +1,10 @@
-"""docker-compose.yml, Dockerfile and .dockerignore against the code, statically (no Docker engine).
+"""docker-compose.yml against the code, statically (no Docker engine).
 
 Each tier service must run a real CLI command, set only settings its tier has
 (and valid values), reach the next tier by a service name and the port that
 service listens on, publish the ports it serves, check its own health, and
-start after the tier it offloads to is healthy. The image must build from
-files that exist and reach the build context, run as a non-root user, and
-never install torch.
+start after the tier it offloads to is healthy. Prometheus, Grafana, the load
+generator and the link emulation are wired to what the tiers serve.
 """
 
 from __future__ import annotations
@@ -20,208 +19,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
-from cloud.settings import CloudSettings
-from device.settings import DeviceSettings
-from edge.settings import EdgeSettings
-from shared.settings import CONFIG_ENV
-
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERIGNORE = ROOT / ".dockerignore"
-
-TIERS: dict[str, type[BaseSettings]] = {"device": DeviceSettings, "edge": EdgeSettings, "cloud": CloudSettings}
-NEXT = {"device": "edge", "edge": "cloud"}  # who each tier offloads to and depends on
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
-
-
-@pytest.fixture(scope="module")
-def services(compose: dict) -> dict[str, dict]:
-    services = compose["services"]
-    assert set(TIERS) <= set(services), f"docker-compose.yml lacks tier services {set(TIERS) - set(services)}"
-    return services
-
-
-@pytest.fixture(scope="module")
-def dockerfile_path(services: dict[str, dict]) -> Path:
-    builds = {(s["build"]["context"], s["build"].get("dockerfile", "Dockerfile")) for s in map(services.get, TIERS)}
-    assert len(builds) == 1, f"the tiers must share one build: {builds}"
-    context, dockerfile = builds.pop()
-    assert context == ".", "the build context is the repository root"
-    path = ROOT / context / dockerfile
-    assert path.is_file(), f"{path} does not exist"
-    return path
-
-
-@pytest.fixture(scope="module")
-def dockerfile(dockerfile_path: Path) -> list[tuple[str, str]]:
-    return dockerfile_instructions(dockerfile_path.read_text())
-
-
-# -- parsing helpers -----------------------------------------------------------------------------
-
-
-def environment(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {key: str(value) for key, value in env.items()}
-
-
-def container_ports(service: dict) -> set[int]:
-    """Container ports the service publishes, from short ("[ip:]host:container[/proto]") or long syntax."""
-    ports = set()
-    for entry in service.get("ports") or []:
-        if isinstance(entry, dict):
-            ports.add(int(entry["target"]))
-        else:
-            assert isinstance(entry, str), f"quote port mappings ({entry!r}): YAML 1.1 reads 1:2 as base 60"
-            ports.add(int(entry.split("/")[0].rsplit(":", 1)[-1]))
-    return ports
-
-
-def tier_settings(tier: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> BaseSettings:
-    """The tier's settings as the container would see them: only ``env`` (image ENV + service env)."""
-    with monkeypatch.context() as patch:
-        for key in [k for k in os.environ if k.startswith("SPLITEXIT_")]:
-            patch.delenv(key)
-        patch.delenv(CONFIG_ENV, raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        return TIERS[tier]()
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments and parser directives dropped."""
-    instructions, current = [], ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if current and stripped.startswith("#"):  # comment lines inside a continuation are ignored
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        current += stripped
-        keyword, _, args = current.partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-        current = ""
-    assert not current, "the Dockerfile ends inside a continuation line"
-    return instructions
-
-
-def stages(instructions: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(name, instructions) of every build stage in order; a stage without ``AS name`` is named by its index."""
-    found: list[tuple[str, list[tuple[str, str]]]] = []
-    for keyword, args in instructions:
-        if keyword == "FROM":
-            words = args.split()
-            name = words[words.index("AS") + 1] if "AS" in words else str(len(found))
-            found.append((name, []))
-        elif found:
-            found[-1][1].append((keyword, args))
-    return found
-
-
-def copies_from(instructions: list[tuple[str, str]], stage: str) -> list[str]:
-    """Sources of the ``COPY --from=stage`` instructions among ``instructions``."""
-    sources = []
-    for keyword, args in instructions:
-        words = args.split()
-        if keyword == "COPY" and f"--from={stage}" in words:
-            sources += [w for w in words if not w.startswith("--")][:-1]
-    return sources
-
-
-def model_stages(instructions: list[tuple[str, str]]) -> set[str]:
-    """Stages the final image takes nothing but model packages from: they may use torch to build them."""
-    final = stages(instructions)[-1][1]
-    names = {name for name, _ in stages(instructions)[:-1]}
-    return {
-        name for name in names
-        if (sources := copies_from(final, name)) and all(s.rstrip("/").endswith("/models") for s in sources)
-    }  # fmt: skip
-
-
-def serving_instructions(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The instructions of every stage whose files can reach the image beyond model packages."""
-    skipped = model_stages(instructions)
-    return [i for name, body in stages(instructions) if name not in skipped for i in body]
-
-
-def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
-    """ENV of the final stage, in KEY=value form (the only form this Dockerfile uses)."""
-    env: dict[str, str] = {}
-    for keyword, args in instructions:
-        if keyword == "FROM":
-            env = {}
-        elif keyword == "ENV":
-            for pair in args.split():
-                assert "=" in pair, f"use ENV KEY=value, not {args!r}"
-                key, value = pair.split("=", 1)
-                env[key] = value
-    return env
-
-
-def copy_sources(instructions: list[tuple[str, str]]) -> list[str]:
-    """Sources of every COPY/ADD from the build context (not --from another stage)."""
-    sources = []
-    for keyword, args in instructions:
-        if keyword not in ("COPY", "ADD"):
-            continue
-        words = args.split()
-        if any(w.startswith("--from=") for w in words):
-            continue
-        paths = [w for w in words if not w.startswith("--")]
-        assert len(paths) >= 2, f"{keyword} {args}: needs sources and a destination"
-        sources += paths[:-1]
-    return sources
-
-
-def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
-    """Whether Docker leaves ``path`` out of the build context: the last matching pattern wins,
-    and a pattern that matches a parent folder matches everything below it."""
-    parts = path.strip("/").split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    excluded = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        regex = _dockerignore_regex(pattern.lstrip("!"))
-        if any(regex.fullmatch(c) for c in candidates):
-            excluded = not negated
-    return excluded
-
-
-def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
-    pattern = pattern.strip().strip("/")
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        elif pattern[i] == "[":
-            end = pattern.index("]", i)
-            out, i = out + pattern[i : end + 1], end + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
+from tests.deploy_files import (
+    NEXT,
+    ROOT,
+    TIERS,
+    container_ports,
+    dockerfile_env,
+    dockerignore_excludes,
+    dockerignore_patterns,
+    environment,
+    model_stages,
+    stages,
+    tier_settings,
+)
 
 # -- compose: commands, settings, wiring ---------------------------------------------------------
 
@@ -332,90 +143,6 @@ def test_tiers_start_after_the_tier_they_offload_to_is_healthy(tier: str, servic
 
 def test_cloud_depends_on_nothing(services: dict[str, dict]) -> None:
     assert not services["cloud"].get("depends_on")
-
-
-# -- Dockerfile and build context ----------------------------------------------------------------
-
-
-def test_dockerfile_copies_only_files_that_exist_and_reach_the_context(dockerfile: list[tuple[str, str]]) -> None:
-    patterns = dockerignore_patterns()
-    sources = copy_sources(dockerfile)
-    assert sources, "the Dockerfile copies nothing from the repository"
-    for source in sources:
-        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
-        assert not dockerignore_excludes(source, patterns), f"COPY {source}: .dockerignore leaves it out"
-    for source in copy_sources(serving_instructions(dockerfile)):
-        assert not any(source.strip("/").startswith(p) for p in ("training", "tests", "bench", ".cache")), source
-
-
-def test_dockerfile_is_multi_stage_on_python_311_slim(dockerfile: list[tuple[str, str]]) -> None:
-    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in dockerfile if k == "ARG" and "=" in a}
-    bases = [re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), a.split()[0]) for k, a in dockerfile if k == "FROM"]
-    assert len(bases) >= 2, "a builder stage and a runtime stage"
-    for base in bases:
-        assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", base), f"base {base!r}: python:3.11 slim, by tag"
-    assert any(k == "COPY" and "--from=" in a for k, a in dockerfile), "the runtime stage copies the builder's venv"
-    assert dockerfile_env(dockerfile).get("PYTHONUNBUFFERED") == "1"
-
-
-def test_image_runs_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
-    users = [args.split(":")[0] for keyword, args in dockerfile if keyword == "USER"]
-    assert users, "the Dockerfile sets no USER"
-    assert users[-1] not in ("root", "0"), f"the image runs as {users[-1]}"
-
-
-def test_image_installs_serving_requirements_only(dockerfile: list[tuple[str, str]]) -> None:
-    runs = " ".join(args for keyword, args in serving_instructions(dockerfile) if keyword == "RUN")
-    assert "-r requirements/serve.txt" in runs
-    installs = runs.replace('python -c "import torch"', "")  # the builder checks that torch is absent
-    assert "dev.txt" not in installs and "torch" not in installs
-    assert "--no-deps ." in runs, "the project is installed without pulling unpinned dependencies"
-    serve = (ROOT / "requirements" / "serve.txt").read_text().splitlines()
-    requirements = [line.split("#")[0].strip() for line in serve if line.split("#")[0].strip()]
-    assert not [r for r in requirements if r.startswith("-")], "serve.txt must not include other files"
-    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
-    assert not names & {"torch", "torchvision", "onnx", "grpcio-tools", "pytest"}, names
-
-
-def test_text_slices_are_built_in_a_stage_that_hands_over_only_models(dockerfile: list[tuple[str, str]]) -> None:
-    """The text models' ONNX slices are not in git: a stage with torch builds them, checksum-verified,
-    and the image takes only models/ from it."""
-    builders = {
-        name for name, body in stages(dockerfile)
-        if any(k == "RUN" and "training.text_export" in args for k, args in body)
-    }  # fmt: skip
-    assert builders, "no stage runs `python -m training.text_export`"
-    assert builders <= model_stages(dockerfile), f"the image must take only models/ from {builders}"
-    body = dict(stages(dockerfile))[builders.pop()]
-    runs = " ".join(args for keyword, args in body if keyword == "RUN")
-    assert "-r requirements/dev.txt" in runs and "--no-deps -r requirements/text.txt" in runs
-    for module in ("text_export", "text_model", "export", "cnn", "data"):
-        assert not dockerignore_excludes(f"training/{module}.py", dockerignore_patterns()), module
-
-
-@pytest.mark.parametrize(
-    "path",
-    [".venv/bin/python", ".cache/fashion-mnist/x.gz", "tests/test_compose.py", "training/train.py",
-     "bench/serving.py", ".git/HEAD", "models/fmnist-cnn/weights.pt", "shared/__pycache__/x.pyc"],
-)
-def test_dockerignore_keeps_out(path: str) -> None:
-    assert dockerignore_excludes(path, dockerignore_patterns()), f"{path} would reach the build context"
-
-
-def test_dockerignore_names_the_big_folders() -> None:
-    patterns = set(dockerignore_patterns())
-    assert {".venv", ".cache", "tests", "training"} <= patterns
-
-
-def test_dockerignore_matcher() -> None:
-    """The helper above follows Docker's rules on the cases this file relies on."""
-    patterns = ["*", "!shared/", "**/__pycache__", "!README.md", "**/*.pt"]
-    assert dockerignore_excludes("tests/x.py", patterns)
-    assert not dockerignore_excludes("shared/proto/x.py", patterns)
-    assert dockerignore_excludes("shared/proto/__pycache__/x.pyc", patterns)
-    assert dockerignore_excludes("__pycache__/x.pyc", patterns)
-    assert not dockerignore_excludes("README.md", patterns)
-    assert dockerignore_excludes("shared/w.pt", patterns)
 
 
 # -- observability, traffic and link emulation ---------------------------------------------------
@@ -533,7 +260,7 @@ def test_loadgen_sends_to_the_device_once_it_is_healthy(
 
 def test_loadgen_samples_reach_the_image() -> None:
     """The serving image has no dataset: the loadgen's image pack must be in the context and the package."""
-    from splitexit.loadgen import SAMPLE_PACK
+    from splitexit.samples import SAMPLE_PACK
 
     relative = SAMPLE_PACK.relative_to(ROOT).as_posix()
     assert SAMPLE_PACK.is_file() and not dockerignore_excludes(relative, dockerignore_patterns())

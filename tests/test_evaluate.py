@@ -1,4 +1,4 @@
-"""``splitexit evaluate`` on a tiny budget: the papers' table, the JSON report, the plots, the README section."""
+"""``make evaluate`` on a tiny budget: the papers' table, the JSON report, the plots, the README section."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.readme import replace_section
-from shared.policies import POLICY_NAMES, PolicyParams
-from splitexit import evaluate, policy_tables
-from splitexit.policy_eval import CONVENTIONS
+from lab import evaluate, policy_tables
+from lab.policy_eval import CONVENTIONS, Setup
+from lab.readme import replace_section
+from splitexit.policies.catalog import POLICY_NAMES, PolicyParams
+from splitexit.policies.costs import CostSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +54,7 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
 
     readme = "intro\n<!-- results:policies -->\nstale numbers\n<!-- /results:policies -->\nrest\n"
     plots = [tmp_path / "plots" / "regret.png"]
-    section = policy_tables.readme_section(results, PolicyParams(), 2, 1.0, plots, tmp_path)
+    section = policy_tables.readme_section(results, Setup(PolicyParams(), CostSettings()), 2, 1.0, plots, tmp_path)
     updated = replace_section(readme, "policies", section)
     assert updated.startswith("intro\n<!-- results:policies -->\n`make evaluate`") and updated.endswith("rest\n")
     assert "stale numbers" not in updated and "![regret](plots/regret.png)" in updated

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from shared.manifest import Tier
 from splitexit.client import DeviceClient
 from splitexit.samples import LabelledImage
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import start_tier
 from tests.conftest import free_port
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.manifest import Tier
-from shared.proto import splitexit_pb2 as pb
 from splitexit.client import DeviceClient, request
 from splitexit.samples import LabelledImage
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import start_tier
 from tests.conftest import free_port
 

@@ -18,22 +18,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.chain import TIERS
-from shared.manifest import Manifest, Tier
-from shared.policies import PolicyParams, make_policy
-from shared.policy import embed
-from shared.preprocess import decode_image
-from shared.proto import splitexit_pb2 as pb
-from shared.replay import ExitStream, replay
+from lab.scenarios import exit_outcomes
 from splitexit.client import DeviceClient
+from splitexit.device.settings import DeviceSettings
+from splitexit.policies.catalog import make_policy
+from splitexit.policies.chain import Chain
+from splitexit.policies.dimee import embed
+from splitexit.policies.replay import ExitStream, replay
 from splitexit.policy_show import fetch
 from splitexit.samples import LabelledImage
-from splitexit.scenarios import exit_outcomes
+from splitexit.shared.manifest import Manifest
+from splitexit.shared.preprocess import decode_image
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import TIERS, Tier
 from splitexit.testbed import Testbed, free_port
 from tests.conftest import IMAGE_MODEL_DIR
 
 SAMPLES = 80
-PROTO_TIER = {pb.DEVICE: Tier.DEVICE, pb.EDGE: Tier.EDGE, pb.CLOUD: Tier.CLOUD}
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +78,16 @@ def test_live_decisions_equal_replay(
     order = stream.order(seed=7)
     answers = send_one_at_a_time(bed.device_address, images, order, policy)
 
-    params = PolicyParams()  # the device's defaults
-    chain = params.chain(manifest)
-    replayed = make_policy(policy, params, chain, params.costs())
+    settings = DeviceSettings()  # the device's defaults
+    chain = Chain.of(manifest)
+    replayed = make_policy(policy, settings.policy, chain, settings.costs.model())
     trace = replay(replayed, stream, order, chain)
 
-    live_routes = [[(PROTO_TIER[h.tier], h.first_block, h.last_block) for h in a.hops] for a in answers]
+    live_routes = [[(Tier.from_proto(h.tier), h.first_block, h.last_block) for h in a.hops] for a in answers]
     replay_routes = [[(run.tier, run.first, run.last) for run in route.runs] for route in trace.routes]
     assert live_routes == replay_routes
     assert [a.exit_block for a in answers] == trace.exit_block.tolist()
-    assert [PROTO_TIER[a.exit_tier] for a in answers] == [TIERS[t] for t in trace.exit_tier]
+    assert [Tier.from_proto(a.exit_tier) for a in answers] == [TIERS[t] for t in trace.exit_tier]
     assert all(a.policy == policy for a in answers)
     assert len(set(trace.arm.tolist())) > 2, "the stream should make the bandit try several arms"
     assert len({(a.exit_tier, a.exit_block) for a in answers}) > 1, "every sample took the same way"

@@ -33,11 +33,12 @@ from bench.local_prometheus import (
     ensure_prometheus,
     local_config,
 )
-from device.settings import DeviceSettings
-from shared.manifest import Manifest, Tier, load_manifest
-from shared.proto import splitexit_pb2 as pb
 from splitexit.client import DeviceClient
+from splitexit.device.settings import DeviceSettings
 from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import Manifest, load_manifest
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed, free_port
 
 MODEL = "fmnist-cnn"

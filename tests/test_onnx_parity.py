@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from shared import fashion_mnist  # noqa: E402
-from shared.manifest import Manifest, load_manifest, verified_segment_path  # noqa: E402
-from shared.preprocess import normalize_images  # noqa: E402
+from lab import fashion_mnist  # noqa: E402
+from splitexit.shared.manifest import Manifest, load_manifest, verified_segment_path  # noqa: E402
+from splitexit.shared.preprocess import normalize_images  # noqa: E402
 from training.cnn import load_reference  # noqa: E402
 
 PACKAGE = Path(__file__).resolve().parents[1] / "models" / "fmnist-cnn"

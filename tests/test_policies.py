@@ -13,23 +13,24 @@ import math
 import numpy as np
 import pytest
 
-from shared.bandits import UCB, BanditPolicy, split_arms, split_plan
-from shared.baselines import FixedPlan, RandomSplit, baseline_plans
-from shared.chain import Chain, TierRun, walk
-from shared.dimee import ClusterRouter, cascade_arms, cascade_plan, kmeans
-from shared.manifest import BlockRange, Tier
-from shared.policies import PolicyParams, make_policy
-from shared.policy import Plan
-from shared.replay import ExitStream, arm_rewards, best_arm, regret, replay
+from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
+from splitexit.policies.catalog import PolicyParams, make_policy
+from splitexit.policies.chain import Chain, TierRun, walk
+from splitexit.policies.costs import CostSettings
+from splitexit.policies.dimee import ClusterRouter, cascade_arms, cascade_plan, kmeans
+from splitexit.policies.plan import Plan
+from splitexit.policies.replay import ExitStream, arm_rewards, best_arm, regret, replay
+from splitexit.policies.splitee import UCB, BanditPolicy, split_arms, split_plan
+from splitexit.shared.manifest import BlockRange
+from splitexit.shared.tiers import Tier
 
 CHAIN = Chain(6, {Tier.DEVICE: BlockRange(first=1, last=2), Tier.EDGE: BlockRange(first=1, last=4),
                   Tier.CLOUD: BlockRange(first=1, last=6)})  # fmt: skip
-CLOUD_FREE = {Tier.DEVICE: 1.0, Tier.EDGE: 1.0, Tier.CLOUD: 0.0}
+CLOUD_FREE = CostSettings(tier_weights={Tier.DEVICE: 1.0, Tier.EDGE: 1.0, Tier.CLOUD: 0.0})
 
 
-def policy(name: str, **params: object) -> BanditPolicy:
-    p = PolicyParams(**params)
-    built = make_policy(name, p, CHAIN, p.costs())
+def policy(name: str, costs: CostSettings = CostSettings(), **params: object) -> BanditPolicy:
+    built = make_policy(name, PolicyParams(**params), CHAIN, costs.model())
     assert isinstance(built, BanditPolicy)
     return built
 
@@ -116,14 +117,14 @@ def test_splitee_reward_exited_vs_offloaded() -> None:
 
 
 def test_splitee_offload_reward_is_the_papers_with_the_cloud_free() -> None:
-    splitee = policy("splitee", tier_weights=CLOUD_FREE)
+    splitee = policy("splitee", CLOUD_FREE)
     plan = splitee.plans[0][1]  # split 2, offloaded: r = C_L − λ·2 − o with o = o_de + o_ec
     splitee.observe(plan, ran(plan, [0.5, 0.6, 0.6, 0.6, 0.6, 0.85]))
     assert splitee.bandits[0].sums[1] == pytest.approx(0.85 - 0.2 - 0.2)
 
 
 def test_splitee_s_credits_shallower_splits_only_where_their_reward_was_observed() -> None:
-    splitee_s = policy("splitee-s", tier_weights=CLOUD_FREE)
+    splitee_s = policy("splitee-s", CLOUD_FREE)
     third = splitee_s.plans[0][2]
     # Split 3 exits at 3. Split 1 would have exited at 1 (C_1 > α): observed, C_1 − λ.
     # Split 2 would have offloaded (C_2 ≤ α): that needs C_L, never computed: no credit.
@@ -189,7 +190,7 @@ def test_kmeans_and_router_assign_samples_to_the_nearest_cluster() -> None:
     assert sorted(map(tuple, np.round(centroids, 6))) == [(0.1, 0.0), (5.1, 5.0)]
 
     router = make_policy("dimee-router", PolicyParams(clusters=2, calibration=4, grid=[0.8, 1.0]), CHAIN,
-                         PolicyParams().costs())  # fmt: skip
+                         CostSettings().model())  # fmt: skip
     assert isinstance(router, ClusterRouter)
     calibration = [router.plan(point) for point in points]
     assert {plan.arm[0] for plan in calibration if plan.arm} == {0} and router.centroids is not None
@@ -256,7 +257,7 @@ def tiny_stream() -> ExitStream:
 def test_oracle_and_regret_on_a_tiny_stream() -> None:
     stream, params = tiny_stream(), PolicyParams()
     arms = [arm.plan for arm in split_arms(CHAIN, params.alpha)]
-    rewards = arm_rewards(arms, stream, CHAIN, params.costs(), params.mu)
+    rewards = arm_rewards(arms, stream, CHAIN, CostSettings().model(), params.mu)
     offloaded = 0.875 - 0.8  # C_L − every block and both links
     expected = np.full((3, 6), offloaded)
     expected[0, 0], expected[1, 1] = 0.9375 - 0.1, 0.9375 - 0.2
@@ -269,4 +270,4 @@ def test_oracle_and_regret_on_a_tiny_stream() -> None:
     assert trace.arm.tolist() == [0, 1, 2]
     assert trace.exit_block.tolist() == [1, 2, 6] and trace.exit_tier.tolist() == [0, 0, 2]
     np.testing.assert_allclose(regret(trace, rewards, stream.phases), [0.0, 0.05, 0.05])
-    np.testing.assert_allclose(trace.cost(params.costs()), [0.1, 0.2, 0.8])
+    np.testing.assert_allclose(trace.cost(CostSettings().model()), [0.1, 0.2, 0.8])

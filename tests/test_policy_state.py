@@ -1,6 +1,6 @@
 """The device's policies keep what they learned across a restart: saved atomically, restored at start.
 
-A restart is a new :class:`DevicePolicies` over the same state folder (what a
+A restart is a new :class:`PolicyStore` over the same state folder (what a
 device process builds when it starts); the answers it learns from are real
 ``InferResponse`` messages, built from the route each plan gives a sample.
 """
@@ -14,50 +14,49 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.policies import DevicePolicies
-from device.settings import DeviceSettings
-from shared.chain import Chain, walk
-from shared.manifest import BlockRange, Manifest, Tier
-from shared.policies import PolicyParams
-from shared.policy import Plan
-from shared.proto import splitexit_pb2 as pb
-from shared.runtime import HostedModel
+from splitexit.device.policy_store import PolicyStore
+from splitexit.device.settings import DeviceSettings
+from splitexit.policies.catalog import PolicyParams
+from splitexit.policies.chain import Chain, walk
+from splitexit.policies.plan import Plan
+from splitexit.shared.manifest import Manifest
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.runtime import HostedModel
+from splitexit.shared.tiers import Tier
 from tests.conftest import IMAGE_MODEL_DIR
 
-TIER_TO_PROTO = {Tier.DEVICE: pb.DEVICE, Tier.EDGE: pb.EDGE, Tier.CLOUD: pb.CLOUD}
 PARAMS = PolicyParams(clusters=2, calibration=6)
 
 
 @pytest.fixture(scope="module")
 def model(manifest: Manifest) -> HostedModel:
-    return HostedModel(IMAGE_MODEL_DIR, manifest, BlockRange(first=1, last=2), onnx_threads=1)
+    return HostedModel(IMAGE_MODEL_DIR, manifest, Chain.of(manifest), Tier.DEVICE, onnx_threads=1)
 
 
-def device_policies(state_dir: Path, model: HostedModel, params: PolicyParams = PARAMS) -> DevicePolicies:
+def device_policies(state_dir: Path, model: HostedModel, params: PolicyParams = PARAMS) -> PolicyStore:
     """What a device builds at start."""
-    return DevicePolicies(DeviceSettings(state_dir=state_dir, state_save_every=5, policy=params), [model])
+    return PolicyStore(DeviceSettings(state_dir=state_dir, state_save_every=5, policy=params), [model])
 
 
 def answer(chain: Chain, plan: Plan, confidences: np.ndarray) -> pb.InferResponse:
     """The answer the tiers give a sample showing ``confidences`` (C_1..C_L) under ``plan``."""
     route = walk(plan, chain, lambda block: float(confidences[block - 1]))
     hops = [
-        pb.Hop(tier=TIER_TO_PROTO[run.tier], first_block=run.first, last_block=run.last,
+        pb.Hop(tier=run.tier.proto, first_block=run.first, last_block=run.last,
                exit_confidences=confidences[run.first - 1 : run.last].tolist())
         for run in route.runs
     ]  # fmt: skip
     return pb.InferResponse(exit_block=route.exit_block, hops=hops)
 
 
-def learn(policies: DevicePolicies, model: HostedModel, name: str, samples: int, seed: int = 0) -> None:
+def learn(policies: PolicyStore, model: HostedModel, name: str, samples: int, seed: int = 0) -> None:
     """``samples`` random samples through policy ``name``, each observed as the device does."""
     rng = np.random.default_rng(seed)
     policy = policies.get(model.name, name)
-    chain = policies.params.chain(model.manifest, model.hosted)
     for _ in range(samples):
         confidences = rng.uniform(0.5, 1.0, 6).astype(np.float32).astype(np.float64)
         plan = policy.plan(rng.normal(size=16))
-        policies.observe(model.name, policy, plan, answer(chain, plan, confidences))
+        policies.settle(model, policy, plan, answer(model.chain, plan, confidences))
 
 
 @pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "random-split"])
@@ -103,7 +102,7 @@ def test_state_from_other_params_or_a_damaged_file_starts_afresh(
     learn(policies, model, "dimee", 10)
     assert device_policies(tmp_path, model).get("fmnist-cnn", "dimee").samples == 10
 
-    with caplog.at_level(logging.WARNING, logger="device.policies"):
+    with caplog.at_level(logging.WARNING, logger="splitexit.device.policy_store"):
         other = device_policies(tmp_path, model, PARAMS.model_copy(update={"grid": [0.8, 1.0]}))
     assert other.get("fmnist-cnn", "dimee").samples == 0
     assert "other hyperparameters" in caplog.text

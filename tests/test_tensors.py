@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.errors import InvalidInput
-from shared.proto import splitexit_pb2 as pb
-from shared.tensors import decode, encode
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tensors import decode, encode
 
 
 @pytest.fixture

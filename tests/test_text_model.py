@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.manifest import MANIFEST_FILE, Manifest, TextInput, load_manifest, verified_segment_path
-from shared.settings import DEFAULT_MODELS_DIR
-from shared.text import TextTokenizer
-from shared.text_data import sentiment
+from lab.text_data import sentiment
+from splitexit.shared.manifest import MANIFEST_FILE, Manifest, TextInput, load_manifest, verified_segment_path
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.tokenizer import TextTokenizer
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

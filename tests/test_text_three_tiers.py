@@ -9,14 +9,14 @@ import grpc
 import numpy as np
 import pytest
 
-from shared.manifest import Manifest, TextInput, load_manifest
-from shared.proto import splitexit_pb2 as pb
-from shared.settings import DEFAULT_MODELS_DIR
-from shared.tensors import encode
-from shared.text import TextTokenizer
-from shared.text_data import LabelledText, bbc_news, sentiment
+from lab.text_data import LabelledText, bbc_news, sentiment
 from splitexit.client import DeviceClient, request, text_request
 from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import Manifest, TextInput, load_manifest
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.tensors import encode
+from splitexit.shared.tokenizer import TextTokenizer
 from splitexit.testbed import Testbed
 from tests.test_bad_input import assert_status, device_call
 

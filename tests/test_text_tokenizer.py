@@ -1,4 +1,4 @@
-"""The device's tokenizer (``shared.text``, no torch) gives exactly the ids training used (``transformers``)."""
+"""The device's tokenizer (``splitexit.shared.tokenizer``, no torch) gives exactly the ids training used (``transformers``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.manifest import ChecksumError, TextInput, load_manifest
-from shared.settings import DEFAULT_MODELS_DIR
-from shared.text import TextTokenizer
-from shared.text_data import SENTIMENT_DOMAINS, bbc_news, sentiment
+from lab.text_data import SENTIMENT_DOMAINS, bbc_news, sentiment
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.manifest import ChecksumError, TextInput, load_manifest
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.tokenizer import TextTokenizer
 
 pytest.importorskip("transformers")
 from training.text_model import load_hf_tokenizer  # noqa: E402

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from shared.manifest import Manifest
-from shared.preprocess import decode_image
-from shared.proto import splitexit_pb2 as pb
-from shared.proto import splitexit_pb2_grpc as pb_grpc
-from shared.tensors import encode
 from splitexit.client import DeviceClient, request
 from splitexit.samples import LabelledImage
+from splitexit.shared.manifest import Manifest
+from splitexit.shared.preprocess import decode_image
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.tensors import encode
 from splitexit.testbed import Testbed
 from tests.conftest import IMAGE_MODEL_DIR
 from training.cnn import load_reference
@@ -64,7 +64,8 @@ def test_threshold_one_sends_everything_to_the_cloud_final_exit(
         assert (edge.first_block, edge.last_block) == (device.last_block + 1, manifest.default_ranges["edge"].last)
         assert (cloud.first_block, cloud.last_block) == (edge.last_block + 1, manifest.num_blocks)
         assert device.bytes_sent > 0 and edge.bytes_sent > 0 and cloud.bytes_sent == 0
-        assert answer.cost > answer.cost_final_layer  # every block ran, plus two offloads
+        # every block ran and both links were crossed: exactly the final-layer cost (λ·6 + o_de + o_ec)
+        assert answer.cost == pytest.approx(answer.cost_final_layer) == pytest.approx(0.8)
 
 
 def test_threshold_zero_exits_everything_at_the_first_exit(testbed: Testbed, images: list[LabelledImage]) -> None:

@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from shared.fashion_mnist import LABELS  # noqa: E402
-from shared.manifest import Manifest, Tier, load_manifest, sha256_of, verified_segment_path  # noqa: E402
+from lab.fashion_mnist import LABELS  # noqa: E402
+from splitexit.shared.manifest import Manifest, load_manifest, sha256_of, verified_segment_path  # noqa: E402
+from splitexit.shared.tiers import Tier  # noqa: E402
 from training.cnn import load_reference  # noqa: E402
 from training.data import load_tensors  # noqa: E402
 from training.export import export_package  # noqa: E402

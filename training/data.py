@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from shared import fashion_mnist
-from shared.manifest import ImageInput
-from shared.preprocess import normalize_images
-
+from lab import fashion_mnist
+from splitexit.shared.manifest import ImageInput
+from splitexit.shared.preprocess import normalize_images
 from training.cnn import INPUT_SHAPE
 
 

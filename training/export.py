@@ -20,11 +20,12 @@ import onnxruntime as ort
 import torch
 from torch import Tensor
 
-from shared.fashion_mnist import LABELS
-from shared.manifest import MANIFEST_FILE, BlockRange, BlockSpec, ImageInput, Manifest, TensorSpec, Tier, sha256_of
+from lab.fashion_mnist import LABELS
+from splitexit.shared.manifest import MANIFEST_FILE, BlockRange, BlockSpec, ImageInput, Manifest, TensorSpec, sha256_of
+from splitexit.shared.tiers import Tier
 from training.cnn import load_reference
-from training.segments import Segment
 from training.data import image_input, load_tensors
+from training.segments import Segment
 
 NAME = "fmnist-cnn"
 VERSION = "1"

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from shared.manifest import (
+from splitexit.shared.manifest import (
     MANIFEST_FILE,
     BlockSpec,
     ChecksumError,
@@ -35,7 +35,7 @@ from shared.manifest import (
     load_manifest,
     sha256_of,
 )
-from shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session, write_manifest
 from training.text_model import (
     BACKBONE_WEIGHTS,

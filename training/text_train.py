@@ -17,7 +17,7 @@ in seconds. Two tasks:
   articles are cut to ``max_tokens`` ids (title and opening paragraphs).
 
 Training tokenizes with ``transformers``' tokenizer of the backbone; serving
-with ``shared.text`` on the package's copy of ``tokenizer.json`` (a test checks
+with ``splitexit.shared.tokenizer`` on the package's copy of ``tokenizer.json`` (a test checks
 they agree). Seeded: the same machine and pins give the same heads.
 """
 
@@ -39,10 +39,10 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from shared.fashion_mnist import default_cache_dir
-from shared.manifest import Manifest, TextInput, sha256_of
-from shared.text import TextTokenizer
-from shared.text_data import SENTIMENT_DOMAINS, SENTIMENT_LABELS, LabelledText, bbc_news, sentiment, split_indices
+from lab.fashion_mnist import default_cache_dir
+from lab.text_data import SENTIMENT_DOMAINS, SENTIMENT_LABELS, LabelledText, bbc_news, sentiment, split_indices
+from splitexit.shared.manifest import Manifest, TextInput, sha256_of
+from splitexit.shared.tokenizer import TextTokenizer
 from training.text_export import BACKBONE_SHA256_KEY, backbone_sha256, export_package
 from training.text_model import (
     HEADS_FILE,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from shared.manifest import Manifest
+from splitexit.shared.manifest import Manifest
 from training.cnn import STATE_DICT_FILE, EarlyExitCNN
 from training.data import image_input, load_tensors
 from training.export import export_package

@@ -88,14 +88,13 @@ class InferRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ...) -> None: ...
 
 class ContinueRequest(_message.Message):
-    __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "hops", "timeout_s")
+    __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "timeout_s")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NEXT_BLOCK_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
-    HOPS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_id: str
@@ -103,9 +102,8 @@ class ContinueRequest(_message.Message):
     activation: Tensor
     policy: PolicyOverride
     top_k: int
-    hops: _containers.RepeatedCompositeFieldContainer[Hop]
     timeout_s: float
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
     __slots__ = ("label", "label_name", "probability")

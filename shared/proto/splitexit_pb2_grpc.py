@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from shared.proto import splitexit_pb2 as shared_dot_proto_dot_splitexit__pb2
+from splitexit.shared.proto import splitexit_pb2 as splitexit_dot_shared_dot_proto_dot_splitexit__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in shared/proto/splitexit_pb2_grpc.py depends on'
+        + ' but the generated code in splitexit/shared/proto/splitexit_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -40,18 +40,18 @@ class DeviceStub:
         """
         self.Infer = channel.unary_unary(
                 '/splitexit.v1.Device/Infer',
-                request_serializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
-                response_deserializer=shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
                 _registered_method=True)
         self.InferStream = channel.stream_stream(
                 '/splitexit.v1.Device/InferStream',
-                request_serializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
-                response_deserializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
                 _registered_method=True)
         self.GetPolicyState = channel.unary_unary(
                 '/splitexit.v1.Device/GetPolicyState',
-                request_serializer=shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
-                response_deserializer=shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
                 _registered_method=True)
 
 
@@ -86,18 +86,18 @@ def add_DeviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Infer': grpc.unary_unary_rpc_method_handler(
                     servicer.Infer,
-                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
-                    response_serializer=shared_dot_proto_dot_splitexit__pb2.InferResponse.SerializeToString,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.SerializeToString,
             ),
             'InferStream': grpc.stream_stream_rpc_method_handler(
                     servicer.InferStream,
-                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
-                    response_serializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
             ),
             'GetPolicyState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicyState,
-                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.FromString,
-                    response_serializer=shared_dot_proto_dot_splitexit__pb2.PolicyState.SerializeToString,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,8 +129,8 @@ class Device:
             request,
             target,
             '/splitexit.v1.Device/Infer',
-            shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
-            shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -156,8 +156,8 @@ class Device:
             request_iterator,
             target,
             '/splitexit.v1.Device/InferStream',
-            shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
-            shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -183,8 +183,8 @@ class Device:
             request,
             target,
             '/splitexit.v1.Device/GetPolicyState',
-            shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
-            shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -210,13 +210,13 @@ class TierStub:
         """
         self.Continue = channel.unary_unary(
                 '/splitexit.v1.Tier/Continue',
-                request_serializer=shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
-                response_deserializer=shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
                 _registered_method=True)
         self.ContinueStream = channel.stream_stream(
                 '/splitexit.v1.Tier/ContinueStream',
-                request_serializer=shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
-                response_deserializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
                 _registered_method=True)
 
 
@@ -243,13 +243,13 @@ def add_TierServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Continue': grpc.unary_unary_rpc_method_handler(
                     servicer.Continue,
-                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.ContinueRequest.FromString,
-                    response_serializer=shared_dot_proto_dot_splitexit__pb2.InferResponse.SerializeToString,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.SerializeToString,
             ),
             'ContinueStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ContinueStream,
-                    request_deserializer=shared_dot_proto_dot_splitexit__pb2.ContinueRequest.FromString,
-                    response_serializer=shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -280,8 +280,8 @@ class Tier:
             request,
             target,
             '/splitexit.v1.Tier/Continue',
-            shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
-            shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -307,8 +307,8 @@ class Tier:
             request_iterator,
             target,
             '/splitexit.v1.Tier/ContinueStream',
-            shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
-            shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

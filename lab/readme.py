@@ -10,9 +10,9 @@ import json
 import re
 from pathlib import Path
 
-from shared.manifest import load_manifest
-from shared.settings import DEFAULT_MODELS_DIR
 from splitexit.report import format_summary, format_tier_times
+from splitexit.shared.manifest import load_manifest
+from splitexit.shared.settings import DEFAULT_MODELS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from shared.bandits import Arm
-from shared.chain import Chain
-from shared.manifest import Tier
-from shared.policy import Plan
+from splitexit.policies.chain import Chain
+from splitexit.policies.plan import Plan
+from splitexit.policies.splitee import Arm
+from splitexit.shared.tiers import Tier
 
 
 def final_layer_plan(chain: Chain) -> Plan:
@@ -56,12 +56,14 @@ def baseline_plans(chain: Chain, thresholds: Sequence[float]) -> dict[str, Plan]
 class FixedPlan:
     """Gives every sample the same plan."""
 
+    needs_embedding = False
+
     def __init__(self, name: str, plan: Plan) -> None:
         self.name = name
         self._plan = replace(plan, policy=name)
         self.samples = 0
 
-    def plan(self, embedding: np.ndarray) -> Plan:
+    def plan(self, embedding: np.ndarray | None) -> Plan:
         return self._plan
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
@@ -80,6 +82,8 @@ class FixedPlan:
 class RandomSplit:
     """A uniformly random arm for every sample, from a seeded generator."""
 
+    needs_embedding = False
+
     def __init__(self, name: str, arms: Sequence[Arm], seed: int) -> None:
         self.name = name
         self.labels = [arm.label for arm in arms]
@@ -88,7 +92,7 @@ class RandomSplit:
         self.pulls = [0] * len(arms)
         self.samples = 0
 
-    def plan(self, embedding: np.ndarray) -> Plan:
+    def plan(self, embedding: np.ndarray | None) -> Plan:
         return self.plans[int(self.rng.integers(len(self.plans)))]
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:

@@ -1,4 +1,4 @@
-"""The plots of ``splitexit evaluate`` (PNG, matplotlib's Agg backend): regret, and accuracy vs cost."""
+"""The plots of ``make evaluate`` (PNG, matplotlib's Agg backend): regret, and accuracy vs cost."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from splitexit.policy_eval import CONVENTIONS, ScenarioResult  # noqa: E402
-from splitexit.policy_tables import TARGET  # noqa: E402
+from lab.policy_eval import CONVENTIONS, ScenarioResult  # noqa: E402
+from lab.policy_tables import TARGET  # noqa: E402
 
 COLUMNS = 2
 FLOOR_POINTS = 3.0  # the frontier's accuracy axis reaches this far below the final layer

@@ -1,11 +1,12 @@
-"""The device's policies: every policy for every model, their learned state on disk, their state as a message.
+"""The device's policies and what they learned: every policy for every model, its state on disk and as a message.
 
-For each model the device serves, :class:`DevicePolicies` builds every policy
-of :data:`shared.policies.POLICY_NAMES` with the device's ``policy``
-hyperparameters, over the model's chain (the device's own hosted range, the
-edge's and cloud's from config or the manifest), sharing one cost model that is
-refreshed from answers when ``policy.measured_costs`` is on. A request picks a
-policy by ``PolicyOverride.name``, or gets its model's default (``policies``).
+For each model the device serves, :class:`PolicyStore` builds every policy of
+:data:`splitexit.policies.catalog.POLICY_NAMES` with the device's ``policy``
+hyperparameters, over the model's chain, sharing the model's one
+:class:`~splitexit.policies.costs.CostModel` (the device's ``costs``), which is
+refreshed from answers when ``costs.measured`` is on. The same cost model
+prices every answer (:meth:`PolicyStore.settle`). A request picks a policy by
+``PolicyOverride.name``, or gets its model's default (``policies``).
 
 Learned state survives a restart: every ``state_save_every`` samples and at
 shutdown, each learning policy is written to ``<state_dir>/<model>/<policy>.json``
@@ -24,29 +25,33 @@ import json
 import logging
 import math
 import os
-from functools import partial
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from device.settings import DeviceSettings
-from shared.costs import MeasuredCosts
-from shared.errors import InvalidInput
-from shared.manifest import Tier
-from shared.policies import POLICY_NAMES, LearningPolicy, PolicyParams, make_policy
-from shared.policy import Plan, Policy, TierThresholds, observed_confidences
-from shared.proto import splitexit_pb2 as pb
-from shared.runtime import HostedModel
+from splitexit.device.settings import DeviceSettings
+from splitexit.policies.catalog import POLICY_NAMES, LearningPolicy, PolicyParams, make_policy
+from splitexit.policies.chain import answer_route, observed_confidences
+from splitexit.policies.costs import CostModel, MeasuredCosts
+from splitexit.policies.plan import Plan, Policy, TierThresholds
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.runtime import HostedModel
+from splitexit.shared.tiers import Tier
 
 log = logging.getLogger(__name__)
 
 
-class DevicePolicies(Mapping[str, Policy]):
+class PolicyStore(Mapping[str, Policy]):
+    """Every policy of every model, the cost model each model's policies share, and their saved state."""
+
     def __init__(self, settings: DeviceSettings, models: Iterable[HostedModel]) -> None:
         self.params = settings.policy
         self.state_dir = settings.state_dir
         self.save_every = settings.state_save_every
         self.defaults: dict[str, str] = {}
+        self.costs: dict[str, CostModel] = {}
         self._policies: dict[str, dict[str, Policy]] = {}
         self._measured: dict[str, MeasuredCosts] = {}
         self._fingerprints: dict[str, str] = {}
@@ -55,14 +60,13 @@ class DevicePolicies(Mapping[str, Policy]):
             if default not in POLICY_NAMES:
                 raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
             self.defaults[model.name] = default
-            self._fingerprints[model.name] = _fingerprint(model, self.params)
-            chain = self.params.chain(model.manifest, model.hosted)
-            costs = self.params.costs()
-            if self.params.measured_costs:
-                p = self.params
-                self._measured[model.name] = MeasuredCosts(costs, p.tier_weights, p.cost_per_ms, p.cost_per_mb, p.smoothing)
+            self._fingerprints[model.name] = _fingerprint(model, self.params, settings)
+            costs = self.costs[model.name] = settings.costs.model()
+            measured = settings.costs.measurement(costs)
+            if measured is not None:
+                self._measured[model.name] = measured
             self._policies[model.name] = {
-                name: self._restored(model.name, partial(make_policy, name, self.params, chain, costs))
+                name: self._restored(model.name, partial(make_policy, name, self.params, model.chain, costs))
                 for name in POLICY_NAMES
             }
         unknown = set(settings.policies) - set(self._policies)
@@ -77,14 +81,19 @@ class DevicePolicies(Mapping[str, Policy]):
             raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(policies)}")
         return policies[name]
 
-    def observe(self, model: str, policy: Policy, plan: Plan, answer: pb.InferResponse) -> None:
-        """Show the policy what the sample revealed; refresh measured costs; save now and then."""
-        policy.observe(plan, observed_confidences(answer))
-        measured = self._measured.get(model)
+    def settle(self, model: HostedModel, policy: Policy | None, plan: Plan, answer: pb.InferResponse) -> None:
+        """Price the answer's route; show the policy (None: a client's own plan) what the sample revealed;
+        refresh measured costs; save the policy's state now and then."""
+        costs = self.costs[model.name]
+        answer.cost = costs.cost(answer_route(answer))
+        answer.cost_final_layer = costs.final_layer(model.chain)
+        if policy is not None:
+            policy.observe(plan, observed_confidences(answer))
+        measured = self._measured.get(model.name)
         if measured is not None:
             measured.update(answer)
         if isinstance(policy, LearningPolicy) and policy.samples % self.save_every == 0:
-            self.save(model, policy)
+            self.save(model.name, policy)
 
     def state(self, model: str, name: str = "") -> dict[str, Any]:
         """What ``name`` (or the default) has learned: its ``state()``, plus its model and whether it is the default."""
@@ -170,7 +179,11 @@ class DevicePolicies(Mapping[str, Policy]):
         return sum(len(policies) for policies in self._policies.values())
 
 
-def _fingerprint(model: HostedModel, params: PolicyParams) -> str:
-    """Changes when the model's segments or the policies' hyperparameters change."""
-    document = json.dumps([[b.sha256 for b in model.manifest.blocks], params.model_dump(mode="json")], sort_keys=True)
+def _fingerprint(model: HostedModel, params: PolicyParams, settings: DeviceSettings) -> str:
+    """Changes when the model's segments, its chain, the policies' hyperparameters or the costs change."""
+    chain = {tier.value: str(hosted) for tier, hosted in model.chain.hosted.items()}
+    document = json.dumps(
+        [[b.sha256 for b in model.manifest.blocks], chain, params.model_dump(mode="json"), settings.costs.model_dump(mode="json")],
+        sort_keys=True,
+    )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

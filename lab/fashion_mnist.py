@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splitexit.samples import SAMPLE_PACK, LabelledImage, encode_png
+
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 LABELS = (
@@ -99,3 +101,38 @@ def load(split: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndar
     folder = locate(cache_dir)
     images_file, labels_file = _FILES[split]
     return _read_idx(folder / images_file), _read_idx(folder / labels_file)
+
+
+def test_images(count: int, seed: int = 0) -> list[LabelledImage]:
+    """``count`` distinct test images in a seeded random order, as PNG bytes."""
+    images, labels = load("test")
+    chosen = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
+    return [LabelledImage(int(i), int(labels[i]), encode_png(images[i])) for i in chosen]
+
+
+PACK_SIZE = 200
+PACK_SEED = 2024
+
+
+def write_pack(path: Path = SAMPLE_PACK, count: int = PACK_SIZE, seed: int = PACK_SEED) -> None:
+    """Draw ``count`` test images with ``seed`` and save them, their labels and indices, to ``path``."""
+    images, labels = load("test")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=images[chosen], labels=labels[chosen], indices=chosen.astype(np.int32))
+
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+
+
+def write_samples(folder: Path = SAMPLES_DIR) -> list[Path]:
+    """The first test image of each class as ``<label>.png`` (e.g. ``ankle-boot.png``), for trying the tiers by hand."""
+    images, labels = load("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for label, name in enumerate(LABELS):
+        index = int(np.flatnonzero(labels == label)[0])
+        path = folder / f"{name.lower().replace('/', '-').replace(' ', '-')}.png"
+        path.write_bytes(encode_png(images[index]))
+        written.append(path)
+    return written

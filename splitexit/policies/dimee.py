@@ -3,11 +3,11 @@
 The device hosts blocks 1..m, the edge m+1..e, the cloud e+1..L. A sample
 exits on the device if C_m > α_d, else on the edge if C_e > α_e, else in the
 cloud at the final exit. Each arm is a pair (α_d, α_e) from a grid; UCB learns
-the pair maximising C_exit − μ·cost (see :mod:`shared.bandits`). With α_e = 1
+the pair maximising C_exit − μ·cost (see :mod:`splitexit.policies.splitee`). With α_e = 1
 the edge could never answer, so it relays the sample straight to the cloud.
 
 The **router** groups samples into clusters by a cheap label-free embedding of
-the input the device holds before any block runs (:func:`shared.policy.embed`),
+the input the device holds before any block runs (:func:`embed`),
 with k-means fitted on the first ``calibration`` samples, and learns one
 cascade per cluster, so easy kinds of input settle on the device and hard ones
 go straight to the cloud. During calibration the shared cascade decides.
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from shared.bandits import Arm, BanditPolicy
-from shared.chain import Chain
-from shared.costs import CostModel
-from shared.manifest import Tier
-from shared.policy import Plan
+from splitexit.policies.chain import Chain
+from splitexit.policies.costs import CostModel
+from splitexit.policies.plan import Plan
+from splitexit.policies.splitee import Arm, BanditPolicy
+from splitexit.shared.tiers import Tier
 
 
 def cascade_plan(chain: Chain, alpha_d: float, alpha_e: float) -> Plan:
@@ -43,6 +43,26 @@ def cascade_plan(chain: Chain, alpha_d: float, alpha_e: float) -> Plan:
 def cascade_arms(chain: Chain, grid: Sequence[float]) -> list[Arm]:
     """Every pair (α_d, α_e) of grid values."""
     return [Arm(f"α_d={a:.2f} α_e={b:.2f}", cascade_plan(chain, a, b)) for a in grid for b in grid]
+
+
+def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
+    """A cheap, label-free description of a block-1 input (batch 1), for the router.
+
+    An image ``[1, C, H, W]`` becomes its mean intensity on a ``cells`` x ``cells``
+    grid per channel; token ids become a hashed bag of tokens (``cells``² bins);
+    anything else, the means of ``cells``² equal chunks. Always float64 and
+    computed on a fresh copy, so the same input gives the same bits everywhere.
+    """
+    if x.ndim == 4:
+        image = x[0].astype(np.float64)
+        rows = np.array_split(np.arange(image.shape[1]), cells)
+        cols = np.array_split(np.arange(image.shape[2]), cells)
+        return np.array([image[c][np.ix_(r, k)].mean() for c in range(image.shape[0]) for r in rows for k in cols])
+    flat = x.reshape(-1)
+    if np.issubdtype(flat.dtype, np.integer):
+        counts = np.bincount(flat.astype(np.int64) % cells**2, minlength=cells**2).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
+    return np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
 
 
 def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -78,6 +98,8 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.n
 class ClusterRouter(BanditPolicy):
     """DIMEE's router: group 0 is the shared cascade used while calibrating, groups 1..k the clusters."""
 
+    needs_embedding = True
+
     def __init__(
         self,
         name: str,
@@ -99,7 +121,8 @@ class ClusterRouter(BanditPolicy):
         self.embeddings: list[list[float]] = []  # the calibration stream, until the clusters are fitted
         self.centroids: np.ndarray | None = None
 
-    def group_of(self, embedding: np.ndarray) -> int:
+    def group_of(self, embedding: np.ndarray | None) -> int:
+        assert embedding is not None, "the router plans from the sample's embedding (needs_embedding)"
         if self.centroids is not None:
             return 1 + int(nearest(embedding[None, :], self.centroids)[0])
         self.embeddings.append(embedding.tolist())

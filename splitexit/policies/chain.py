@@ -1,13 +1,13 @@
 """Where a plan sends a sample through the device -> edge -> cloud chain, without running it.
 
-The tiers execute a :class:`~shared.policy.Plan` block by block (see
-:meth:`shared.runtime.HostedModel.run` and :meth:`shared.node.TierNode.process`).
+The tiers execute a :class:`~splitexit.policies.plan.Plan` block by block (see
+:meth:`splitexit.shared.runtime.HostedModel.run` and :meth:`splitexit.shared.node.TierNode.process`).
 :func:`walk` follows exactly the same rules on known confidences instead of a
 network, so a policy can tell what a plan did (or would have done) to a sample,
 and a replay can stand in for the tiers:
 
 * every tier resumes at the block after the last one run, starting at block 1;
-* after each block it runs, a tier exits if :func:`~shared.policy.exits_at`
+* after each block it runs, a tier exits if :func:`~splitexit.policies.plan.exits_at`
   says so (C_k > α_k, or the final block);
 * a tier passes the sample on at the plan's stop point for it, or at the end of
   its hosted range; a stop point before the resume block relays the sample
@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from shared.errors import OutOfRange
-from shared.manifest import BlockRange, Tier
-from shared.policy import Plan, exits_at
-
-TIERS = (Tier.DEVICE, Tier.EDGE, Tier.CLOUD)
+from splitexit.policies.plan import Plan, exits_at
+from splitexit.shared.errors import OutOfRange
+from splitexit.shared.manifest import BlockRange, Manifest
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import TIERS, Tier
 
 
 class Unobserved(LookupError):
@@ -39,7 +39,16 @@ class Chain:
     num_blocks: int
     hosted: Mapping[Tier, BlockRange]
 
+    @classmethod
+    def of(cls, manifest: Manifest, overrides: Mapping[Tier, BlockRange] | None = None) -> Chain:
+        """The deployment's chain for a model: each tier's range from ``overrides``, else the manifest's default."""
+        overrides = overrides or {}
+        return cls(manifest.num_blocks, {tier: overrides.get(tier, manifest.default_ranges[tier]) for tier in TIERS})
+
     def __post_init__(self) -> None:
+        for tier, hosted in self.hosted.items():
+            if hosted.last > self.num_blocks:
+                raise ValueError(f"the {tier.value} cannot host {hosted}: the model has {self.num_blocks} blocks")
         if self.hosted[Tier.DEVICE].first != 1:
             raise ValueError(f"the device must host block 1, not start at {self.hosted[Tier.DEVICE]}")
         if self.hosted[Tier.CLOUD].last != self.num_blocks:
@@ -139,3 +148,16 @@ def route_taken(plan: Plan, chain: Chain, confidences: Mapping[int, float]) -> R
     if route.exit_block != exit_block:
         raise ValueError(f"plan {plan.policy!r} cannot answer at block {exit_block} on this chain")
     return route
+
+
+def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:
+    """Every exit a sample ran, across all tiers, from its answer: block -> C_k."""
+    return {
+        hop.first_block + i: confidence for hop in answer.hops for i, confidence in enumerate(hop.exit_confidences)
+    }
+
+
+def answer_route(answer: pb.InferResponse) -> Route:
+    """The route an answer's hops record (each hop: a tier and the blocks it ran)."""
+    runs = tuple(TierRun(Tier.from_proto(hop.tier), hop.first_block, hop.last_block) for hop in answer.hops)
+    return Route(runs, answer.exit_block)

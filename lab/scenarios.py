@@ -1,4 +1,4 @@
-"""The test streams ``splitexit evaluate`` replays, and their per-exit outcomes, computed once.
+"""The test streams ``make evaluate`` replays, and their per-exit outcomes, computed once.
 
 A scenario names a model package, a data set and the phases its stream passes
 through (a later phase may corrupt the inputs: Gaussian noise, blur). The
@@ -21,12 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from shared import fashion_mnist
-from shared.manifest import BlockRange, ImageInput, Manifest, TextInput, load_manifest
-from shared.policy import embed, top_probability
-from shared.preprocess import normalize_images
-from shared.replay import ExitStream
-from shared.runtime import HostedModel
+from lab import fashion_mnist
+from splitexit.policies.chain import Chain
+from splitexit.policies.dimee import embed
+from splitexit.policies.plan import top_probability
+from splitexit.policies.replay import ExitStream
+from splitexit.shared.manifest import BlockRange, ImageInput, Manifest, TextInput, load_manifest
+from splitexit.shared.preprocess import normalize_images
+from splitexit.shared.runtime import HostedModel
+from splitexit.shared.tiers import TIERS, Tier
 
 
 class ScenarioUnavailable(RuntimeError):
@@ -127,7 +130,7 @@ def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Pa
 
 
 def _text_inputs(texts: Sequence[str], labels: Sequence[int], manifest: Manifest, package_dir: Path) -> Inputs:
-    from shared.text import TextTokenizer
+    from splitexit.shared.tokenizer import TextTokenizer
 
     assert isinstance(manifest.input, TextInput)
     tokenizer = TextTokenizer.from_package(package_dir, manifest.input)
@@ -137,7 +140,7 @@ def _text_inputs(texts: Sequence[str], labels: Sequence[int], manifest: Manifest
 
 def sentiment_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
     """Every sentence of the deployment domain (the model never saw it)."""
-    from shared.text_data import sentiment
+    from lab.text_data import sentiment
 
     records = sentiment(scenario.options["domain"])
     return _text_inputs([r.text for r in records], [r.label for r in records], manifest, package_dir)
@@ -145,7 +148,7 @@ def sentiment_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) 
 
 def bbc_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
     """The held-out articles of the training's seeded split."""
-    from shared.text_data import bbc_news, split_indices
+    from lab.text_data import bbc_news, split_indices
 
     articles, _ = bbc_news()
     _, test = split_indices(len(articles), scenario.options["test_fraction"], scenario.options["seed"])
@@ -164,10 +167,11 @@ def exit_outcomes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(C [N, L], predicted label [N, L])`` at every exit, through the package's ONNX segments.
 
-    C is :func:`shared.policy.top_probability` of each exit's logits, as the tiers
+    C is :func:`splitexit.policies.plan.top_probability` of each exit's logits, as the tiers
     compute it. ``batch`` stacks same-shaped samples (1: exactly the tiers' batch-1 runs).
     """
-    model = HostedModel(package_dir, manifest, BlockRange(first=1, last=manifest.num_blocks), threads)
+    whole = BlockRange(first=1, last=manifest.num_blocks)
+    model = HostedModel(package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads)
     confidences = np.empty((len(samples), manifest.num_blocks))
     predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
     start = 0

@@ -1,9 +1,11 @@
 """Every policy the device offers, by name, built from one set of hyperparameters.
 
 The same :class:`PolicyParams` configure the live device (``policy:`` in the
-device's settings) and the offline replay (``splitexit evaluate``), so both
-build identical policies. Pure Python + numpy (pydantic for the parameters),
-no I/O.
+device's settings) and the offline replay (``make evaluate``), so both build
+identical policies; both take the chain and the cost model from the one place
+each is configured (:meth:`~splitexit.policies.chain.Chain.of`,
+:class:`~splitexit.policies.costs.CostSettings`). Pure Python + numpy (pydantic
+for the parameters), no I/O.
 """
 
 from __future__ import annotations
@@ -13,27 +15,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.bandits import BanditPolicy, split_arms
-from shared.baselines import FixedPlan, RandomSplit, baseline_plans
-from shared.chain import TIERS, Chain
-from shared.costs import CostModel
-from shared.dimee import ClusterRouter, cascade_arms
-from shared.manifest import BlockRange, Manifest, Tier
-from shared.policy import Policy, TierThresholds
+from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
+from splitexit.policies.chain import Chain
+from splitexit.policies.costs import CostModel
+from splitexit.policies.dimee import ClusterRouter, cascade_arms
+from splitexit.policies.plan import Policy, TierThresholds
+from splitexit.policies.splitee import BanditPolicy, split_arms
 
 
 class PolicyParams(BaseModel):
-    """Hyperparameters and the cost model of the device's policies (symbols as in the papers)."""
+    """Hyperparameters of the device's policies (symbols as in the papers; costs are :class:`~splitexit.policies.costs.CostSettings`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lam: float = Field(0.1, ge=0.0, description="λ: cost of one block")
-    tier_weights: dict[Tier, float] = Field(
-        default_factory=lambda: {Tier.DEVICE: 1.0, Tier.EDGE: 1.0, Tier.CLOUD: 1.0},
-        description="multiplier on λ per tier; cloud 0 is SplitEE's convention (cloud compute free)",
-    )
-    o_de: float = Field(0.1, ge=0.0, description="offload cost of the device -> edge link")
-    o_ec: float = Field(0.1, ge=0.0, description="offload cost of the edge -> cloud link")
     mu: float = Field(1.0, ge=0.0, description="μ: weight of cost against confidence in the reward")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="SplitEE's α at the split exit")
     ucb_c: float = Field(1.0, ge=0.0, description="UCB exploration constant c")
@@ -49,23 +43,6 @@ class PolicyParams(BaseModel):
         default_factory=lambda: [0.9], description="fixed-thresholds baseline: one α, or one per exit"
     )
     seed: int = Field(0, description="random-split and k-means seed")
-    hosted: dict[str, dict[Tier, BlockRange]] = Field(
-        default_factory=dict, description="per model, the ranges the tiers host, if not the manifest's defaults"
-    )
-    measured_costs: bool = Field(False, description="refresh block and link costs from answers' hops (EWMA)")
-    cost_per_ms: float = Field(0.1, ge=0.0, description="measured costs: cost of one millisecond")
-    cost_per_mb: float = Field(0.0, ge=0.0, description="measured costs: cost of one MB sent on a link")
-    smoothing: float = Field(0.05, gt=0.0, le=1.0, description="measured costs: EWMA weight of a new answer")
-
-    def chain(self, manifest: Manifest, device: BlockRange | None = None) -> Chain:
-        """The model's chain: configured ranges, else the manifest's defaults (``device``: what the device hosts)."""
-        hosted = {tier: self.hosted.get(manifest.name, {}).get(tier, manifest.default_ranges[tier]) for tier in TIERS}
-        if device is not None:
-            hosted[Tier.DEVICE] = device
-        return Chain(manifest.num_blocks, hosted)
-
-    def costs(self) -> CostModel:
-        return CostModel.from_units(self.lam, self.tier_weights, self.o_de, self.o_ec)
 
 
 @runtime_checkable

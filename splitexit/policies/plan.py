@@ -19,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.errors import InvalidInput
-from shared.manifest import BlockRange, Tier
-from shared.proto import splitexit_pb2 as pb
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.manifest import BlockRange
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 
 OVERRIDE = "override"  # the policy name of a plan a client spelled out in its request
 
@@ -101,9 +102,11 @@ class Policy(Protocol):
     """A device-side policy: plans each sample, and may learn from what it observed."""
 
     name: str
+    # Whether plan() looks at the sample: only then does the device compute its embedding.
+    needs_embedding: bool
 
-    def plan(self, embedding: np.ndarray) -> Plan:
-        """``embedding`` is :func:`embed` of the sample's block-1 input; most policies ignore it."""
+    def plan(self, embedding: np.ndarray | None) -> Plan:
+        """``embedding`` is the sample's :func:`~splitexit.policies.dimee.embed` if ``needs_embedding``, else None."""
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
         """``confidences`` maps every exit the sample ran (1-based block) to C_k."""
@@ -113,8 +116,9 @@ class TierThresholds:
     """BranchyNet / DeeBERT style: every tier exits with its own configured α per exit."""
 
     name = "thresholds"
+    needs_embedding = False
 
-    def plan(self, embedding: np.ndarray) -> Plan:
+    def plan(self, embedding: np.ndarray | None) -> Plan:
         return Plan(self.name)
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
@@ -126,34 +130,12 @@ def exits_at(block: int, confidence: float, thresholds: Sequence[float], num_blo
     return block == num_blocks or confidence > thresholds[block - 1]
 
 
-def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
-    """A cheap, label-free description of a block-1 input (batch 1), for routers.
-
-    An image ``[1, C, H, W]`` becomes its mean intensity on a ``cells`` x ``cells``
-    grid per channel; token ids become a hashed bag of tokens (``cells``² bins);
-    anything else, the means of ``cells``² equal chunks. Always float64 and
-    computed on a fresh copy, so the same input gives the same bits everywhere.
-    """
-    if x.ndim == 4:
-        image = x[0].astype(np.float64)
-        rows = np.array_split(np.arange(image.shape[1]), cells)
-        cols = np.array_split(np.arange(image.shape[2]), cells)
-        return np.array([image[c][np.ix_(r, k)].mean() for c in range(image.shape[0]) for r in rows for k in cols])
-    flat = x.reshape(-1)
-    if np.issubdtype(flat.dtype, np.integer):
-        counts = np.bincount(flat.astype(np.int64) % cells**2, minlength=cells**2).astype(np.float64)
-        return counts / max(counts.sum(), 1.0)
-    return np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
-
-
-def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:
-    """Every exit a sample ran, across all tiers: block -> C_k."""
-    return {
-        hop.first_block + i: confidence for hop in answer.hops for i, confidence in enumerate(hop.exit_confidences)
-    }
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of one exit's logits, computed stably in float64."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    return shifted / shifted.sum()
 
 
 def top_probability(logits: np.ndarray) -> float:
-    """max softmax(logits), computed stably in float64."""
-    shifted = logits.astype(np.float64) - logits.max()
-    return float(1.0 / np.exp(shifted).sum())
+    """C_k: the highest softmax probability of one exit's logits."""
+    return float(softmax(logits).max())

@@ -1,13 +1,13 @@
 """Bandit policies that learn, without labels, which plan to give the next sample.
 
-Each arm is a fixed :class:`~shared.policy.Plan`. Before a sample runs, UCB
+Each arm is a fixed :class:`~splitexit.policies.plan.Plan`. Before a sample runs, UCB
 picks an arm; when its answer is back, the policy sees only the confidences of
 the exits the sample ran, and scores the arm with the papers' unsupervised reward
 
     r = C_exit − μ · cost(route)
 
 where C_exit is the top probability at the exit that answered and cost is the
-:class:`~shared.costs.CostModel` of the route the plan gave it.
+:class:`~splitexit.policies.costs.CostModel` of the route the plan gave it.
 
 **SplitEE** (arm i = split layer i): the sample may exit only at block i
 (α there, 1 elsewhere); otherwise the tier hosting block i passes it on and
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from shared.chain import Chain, Route, Unobserved, observed, route_taken, walk
-from shared.costs import CostModel
-from shared.manifest import Tier
-from shared.policy import Plan
+from splitexit.policies.chain import Chain, Route, Unobserved, observed, route_taken, walk
+from splitexit.policies.costs import CostModel
+from splitexit.policies.plan import Plan
+from splitexit.shared.tiers import Tier
 
 
 class UCB:
@@ -103,7 +103,7 @@ class Arm:
 def reward(plan: Plan, chain: Chain, costs: CostModel, mu: float, confidences: Mapping[int, float]) -> float:
     """r = C_exit − μ·cost for the route ``plan`` gives a sample showing ``confidences``.
 
-    Raises :class:`~shared.chain.Unobserved` if that needs an exit the sample never ran.
+    Raises :class:`~splitexit.policies.chain.Unobserved` if that needs an exit the sample never ran.
     """
     lookup = observed(confidences)
     route = walk(plan, chain, lookup)
@@ -117,6 +117,8 @@ class BanditPolicy:
     ``side_observations`` credits every arm listed before the played one whose
     reward the sample really revealed (SplitEE-S, with arms ordered by depth).
     """
+
+    needs_embedding = False
 
     def __init__(
         self,
@@ -142,13 +144,13 @@ class BanditPolicy:
         self.samples = 0
         self._taken: dict[tuple[int, int], Route] = {}  # (arm, exit block) -> route; the same in every group
 
-    def group_of(self, embedding: np.ndarray) -> int:
+    def group_of(self, embedding: np.ndarray | None) -> int:
         return 0
 
     def group_name(self, group: int) -> str:
         return ""
 
-    def plan(self, embedding: np.ndarray) -> Plan:
+    def plan(self, embedding: np.ndarray | None) -> Plan:
         group = self.group_of(embedding)
         return self.plans[group][self.bandits[group].select()]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.fashion_mnist import default_cache_dir
+from lab.fashion_mnist import default_cache_dir
 
 NPM_PACKAGE = "sentiment@5.0.2"
 SENTIMENT_DOMAINS = ("amazon", "imdb", "yelp")

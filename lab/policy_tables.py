@@ -1,4 +1,4 @@
-"""The tables of ``splitexit evaluate`` in Markdown: printed per scenario, and written into the README."""
+"""The tables of ``make evaluate`` in Markdown: printed per scenario, and written into the README."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.policies import PolicyParams
-from splitexit.policy_eval import CONVENTIONS, SWEEPS, PolicyResult, ScenarioResult
+from lab.policy_eval import CONVENTIONS, SWEEPS, PolicyResult, ScenarioResult, Setup
 
 TARGET = (50.0, 1.0)  # the issue's target: ≥ 50 % cost reduction at ≤ 1 point accuracy drop
 AIM = (60.0, 0.5)
@@ -82,14 +81,15 @@ def scenario_section(result: ScenarioResult) -> str:
 
 
 def readme_section(
-    results: Sequence[ScenarioResult], params: PolicyParams, seeds: int, runtime_s: float,
+    results: Sequence[ScenarioResult], setup: Setup, seeds: int, runtime_s: float,
     plots: Sequence[Path], root: Path,
 ) -> str:  # fmt: skip
-    weights = " / ".join(f"{tier.value} {weight:g}" for tier, weight in params.tier_weights.items())
+    params, costs = setup.params, setup.costs
+    weights = " / ".join(f"{tier.value} {weight:g}" for tier, weight in costs.tier_weights.items())
     header = (
-        f"`make evaluate` (`splitexit evaluate --readme`, {runtime_s:.0f} s on this machine) replays each test stream "
-        f"through every policy in {seeds} seeded random orders, from a fresh state each time, and averages. "
-        f"Costs: λ = {params.lam:g} per block, o_de = {params.o_de:g}, o_ec = {params.o_ec:g} per link crossed; "
+        f"`make evaluate` (`python -m lab.evaluate --readme`, {runtime_s:.0f} s on this machine) replays each test "
+        f"stream through every policy in {seeds} seeded random orders, from a fresh state each time, and averages. "
+        f"Costs: λ = {costs.lam:g} per block, o_de = {costs.o_de:g}, o_ec = {costs.o_ec:g} per link crossed; "
         f"μ = {params.mu:g}, SplitEE's α = {params.alpha:g}, DIMEE's grid {params.grid}, UCB c = {params.ucb_c:g}, "
         f"I-SplitEE's discount γ = {params.discount:g}; configured tier weights {weights}. Two cost conventions, "
         "each a separate run in which the policies both learn and pay with it: **cloud charged** (every tier's "

@@ -1,9 +1,10 @@
-"""The papers' evaluation of the policies on one test stream, by replay (what ``splitexit evaluate`` computes).
+"""The papers' evaluation of the policies on one test stream, by replay (what ``make evaluate`` computes).
 
 Every policy the device offers (but ``thresholds``, which only means "each
 tier's own α") and two oracles, the best fixed SplitEE arm and the best fixed
 DIMEE arm in hindsight, are replayed over ``seeds`` seeded random orders of the
-stream, each time from a fresh state, with the device's hyperparameters. That
+stream, each time from a fresh state, with the device's hyperparameters and
+cost model (a :class:`Setup`). That
 is done under two cost conventions that the policies both learn and pay with:
 every tier's compute charged, and the cloud's compute free (SplitEE's). Per
 policy, averaged over the orders: accuracy, its drop vs the final layer
@@ -16,20 +17,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from shared.bandits import BanditPolicy, split_arms
-from shared.baselines import FixedPlan, RandomSplit, baseline_plans
-from shared.chain import TIERS, Chain, walk
-from shared.costs import CostModel
-from shared.dimee import ClusterRouter, cascade_arms
-from shared.manifest import Tier
-from shared.policies import POLICY_NAMES, PolicyParams, make_policy
-from shared.policy import Plan, Policy, TierThresholds
-from shared.replay import ExitStream, Trace, arm_rewards, best_arm, regret, replay
-from splitexit.scenarios import Scenario
+from lab.scenarios import Scenario
+from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
+from splitexit.policies.catalog import POLICY_NAMES, PolicyParams, make_policy
+from splitexit.policies.chain import Chain
+from splitexit.policies.costs import CostModel, CostSettings
+from splitexit.policies.dimee import ClusterRouter, cascade_arms
+from splitexit.policies.plan import Plan, Policy, TierThresholds
+from splitexit.policies.replay import ExitStream, Trace, arm_rewards, best_arm, regret, replay
+from splitexit.policies.splitee import BanditPolicy, split_arms
+from splitexit.shared.tiers import TIERS, Tier
 
 CONVENTIONS = ("cloud charged", "cloud free")
 REGRET_POLICIES = ("splitee", "splitee-s", "i-splitee", "random-split")  # the bandits over split arms
@@ -76,19 +77,26 @@ class ScenarioResult:
     sweeps: list[SweepPoint]
 
 
-def conventions(params: PolicyParams) -> dict[str, PolicyParams]:
-    """``params`` under each cost convention: every tier's compute charged (the cloud's at its
+@dataclass(frozen=True)
+class Setup:
+    """What the policies are built and priced with: the device's hyperparameters and its cost model."""
+
+    params: PolicyParams
+    costs: CostSettings
+
+    def with_costs(self, **update: object) -> Setup:
+        return replace(self, costs=self.costs.model_copy(update=update))
+
+    def with_seed(self, offset: int) -> Setup:
+        return replace(self, params=self.params.model_copy(update={"seed": self.params.seed + offset}))
+
+
+def conventions(setup: Setup) -> dict[str, Setup]:
+    """``setup`` under each cost convention: every tier's compute charged (the cloud's at its
     configured weight, or 1 if configured free), and the cloud's compute free (SplitEE's)."""
-    weights = dict(params.tier_weights)
+    weights = dict(setup.costs.tier_weights)
     cloud = {"cloud charged": weights.get(Tier.CLOUD, 1.0) or 1.0, "cloud free": 0.0}
-    return {
-        name: params.model_copy(update={"tier_weights": {**weights, Tier.CLOUD: cloud[name]}}) for name in CONVENTIONS
-    }
-
-
-def final_layer_cost(chain: Chain, costs: CostModel) -> float:
-    """What a sample costs when it runs every block and answers at the final exit."""
-    return costs.cost(walk(baseline_plans(chain, [1.0])["final-layer"], chain, lambda block: 0.0))
+    return {name: setup.with_costs(tier_weights={**weights, Tier.CLOUD: cloud[name]}) for name in CONVENTIONS}
 
 
 def learned_arm(policy: Policy) -> str:
@@ -138,47 +146,46 @@ def summarize(
     )
 
 
-def builder(name: str, chain: Chain, plan: Plan | None = None) -> Callable[[PolicyParams], Policy]:
-    """Makes policy ``name`` from a set of params: a :class:`FixedPlan` of ``plan`` if given, else the device's."""
+def builder(name: str, chain: Chain, plan: Plan | None = None) -> Callable[[Setup], Policy]:
+    """Makes policy ``name`` from a setup: a :class:`FixedPlan` of ``plan`` if given, else the device's."""
     if plan is not None:
-        return lambda params: FixedPlan(name, plan)
-    return lambda params: make_policy(name, params, chain, params.costs())
+        return lambda setup: FixedPlan(name, plan)
+    return lambda setup: make_policy(name, setup.params, chain, setup.costs.model())
 
 
 def replays(
-    build: Callable[[PolicyParams], Policy], params: PolicyParams, stream: ExitStream, chain: Chain, seeds: int
+    build: Callable[[Setup], Policy], setup: Setup, stream: ExitStream, chain: Chain, seeds: int
 ) -> tuple[list[Trace], list[str]]:
     """A fresh policy per stream order ``seed`` (its own seed shifted by it); the traces and learned arms."""
     traces, learned = [], []
     for seed in range(seeds):
-        policy = build(params.model_copy(update={"seed": params.seed + seed}))
+        policy = build(setup.with_seed(seed))
         traces.append(replay(policy, stream, stream.order(seed), chain))
         learned.append(learned_arm(policy))
     return traces, learned
 
 
-def sweep(
-    params: PolicyParams, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float
-) -> list[SweepPoint]:
-    """The sweep policies under each value of o (both links) and of λ, all else as in ``params``."""
+def sweep(setup: Setup, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float) -> list[SweepPoint]:
+    """The sweep policies under each value of o (both links) and of λ, all else as in ``setup``."""
     points = []
     for knob, values in SWEEPS.items():
         for value in values:
-            swept = params.model_copy(update={"o_de": value, "o_ec": value} if knob == "o" else {"lam": value})
-            final_cost = final_layer_cost(chain, swept.costs())
+            swept = setup.with_costs(**({"o_de": value, "o_ec": value} if knob == "o" else {"lam": value}))
+            costs = swept.costs.model()
+            final_cost = costs.final_layer(chain)
             for name in SWEEP_POLICIES:
                 traces, learned = replays(builder(name, chain), swept, stream, chain, seeds)
-                r = summarize(name, "learned", traces, learned, final_accuracy, swept.costs(), final_cost)
+                r = summarize(name, "learned", traces, learned, final_accuracy, costs, final_cost)
                 points.append(SweepPoint(name, knob, value, r.accuracy, r.drop_points, r.cost_reduction))
     return points
 
 
 def evaluate_policies(
-    params: PolicyParams, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float
+    setup: Setup, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float
 ) -> tuple[list[PolicyResult], dict[str, np.ndarray]]:
-    """Every policy and both oracles, learning and paying with ``params``; and the split bandits' mean regret."""
-    costs = params.costs()
-    final_cost = final_layer_cost(chain, costs)
+    """Every policy and both oracles, learning and paying with ``setup``; and the split bandits' mean regret."""
+    params, costs = setup.params, setup.costs.model()
+    final_cost = costs.final_layer(chain)
     split, cascade = split_arms(chain, params.alpha), cascade_arms(chain, params.grid)
     split_rewards = arm_rewards([arm.plan for arm in split], stream, chain, costs, params.mu)
     cascade_rewards = arm_rewards([arm.plan for arm in cascade], stream, chain, costs, params.mu)
@@ -192,10 +199,10 @@ def evaluate_policies(
     learning = [name for name in POLICY_NAMES if name != TierThresholds.name and name not in fixed]
     for name in [*fixed, *learning]:
         build = builder(name, chain, fixed.get(name))
-        traces, learned = replays(build, params, stream, chain, seeds)
+        traces, learned = replays(build, setup, stream, chain, seeds)
         if name in fixed:
             learned = [labels.get(name, describe_fixed(fixed[name], chain.num_blocks))] * seeds
-        kind = "oracle" if name in labels else "learned" if isinstance(build(params), BanditPolicy) else "baseline"
+        kind = "oracle" if name in labels else "learned" if isinstance(build(setup), BanditPolicy) else "baseline"
         results.append(summarize(name, kind, traces, learned, final_accuracy, costs, final_cost))
         if name in REGRET_POLICIES:
             curves[name] = np.mean([regret(trace, split_rewards, stream.phases) for trace in traces], axis=0)
@@ -203,10 +210,10 @@ def evaluate_policies(
 
 
 def evaluate_scenario(
-    scenario: Scenario, stream: ExitStream, chain: Chain, params: PolicyParams, seeds: int, sweeps: bool
+    scenario: Scenario, stream: ExitStream, chain: Chain, setup: Setup, seeds: int, sweeps: bool
 ) -> ScenarioResult:
     final_accuracy = float((stream.predictions[:, -1] == stream.labels).mean())
-    by_convention = conventions(params)
+    by_convention = conventions(setup)
     results = {name: evaluate_policies(p, stream, chain, seeds, final_accuracy) for name, p in by_convention.items()}
     curves = results[CONVENTIONS[0]][1]
     at = np.unique(np.linspace(1, len(stream), REGRET_POINTS).astype(int))
@@ -216,7 +223,7 @@ def evaluate_scenario(
         samples=len(stream),
         phases=[phase.name for phase in scenario.phases],
         final_accuracy=final_accuracy,
-        final_cost={name: final_layer_cost(chain, p.costs()) for name, p in by_convention.items()},
+        final_cost={name: s.costs.model().final_layer(chain) for name, s in by_convention.items()},
         policies={name: policies for name, (policies, _) in results.items()},
         regret_at=at.tolist(),
         regret={name: curve[at - 1].tolist() for name, curve in curves.items()},

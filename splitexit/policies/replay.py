@@ -4,7 +4,7 @@ A stream holds what the model showed at every exit for every sample (top
 probability C_k and predicted label), computed once. For each sample, in a
 given order, :func:`replay` asks the policy for a plan, sends the plan through
 the same encoding the wire uses (``PolicyOverride``: thresholds become float32),
-follows it with :func:`shared.chain.walk` as the tiers would, and shows the
+follows it with :func:`splitexit.policies.chain.walk` as the tiers would, and shows the
 policy the confidences of the exits the sample ran, rounded to float32 as
 answers carry them. So a replay and the live tiers make the same decisions.
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.chain import TIERS, Chain, Route, walk
-from shared.costs import CostModel
-from shared.policy import Plan, Policy
+from splitexit.policies.chain import TIERS, Chain, Route, walk
+from splitexit.policies.costs import CostModel
+from splitexit.policies.plan import Plan, Policy
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ExitStream:
     confidences: np.ndarray  # [N, L] float64: C_k, the top softmax probability at exit k
     predictions: np.ndarray  # [N, L] int: the label exit k predicts
     labels: np.ndarray  # [N]
-    embeddings: np.ndarray  # [N, D] float64: shared.policy.embed of each block-1 input
+    embeddings: np.ndarray  # [N, D] float64: splitexit.policies.plan.embed of each block-1 input
     phases: np.ndarray  # [N] int: 0, 1, ... in the order the stream passes through them
 
     def __len__(self) -> int:
@@ -61,7 +61,7 @@ class Trace:
     order: np.ndarray  # sample indices
     routes: tuple[Route, ...]
     exit_block: np.ndarray
-    exit_tier: np.ndarray  # index into shared.chain.TIERS
+    exit_tier: np.ndarray  # index into splitexit.policies.chain.TIERS
     correct: np.ndarray  # bool
     arm: np.ndarray  # the arm played (-1: the policy has no arms)
 

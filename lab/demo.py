@@ -1,4 +1,4 @@
-"""`make demo`: three tiers on loopback; a few hundred real test images, then real sentences; summaries.
+"""`make demo` (``python -m lab.demo``): three tiers on loopback, real test images then real sentences, summaries.
 
 Both model families go through the same running testbed: Fashion-MNIST test
 images to the image CNN, then imdb sentences to the text model, which never saw
@@ -7,6 +7,7 @@ imdb in training (it learned sentiment from amazon and yelp reviews).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -17,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import fashion_mnist
-from shared.manifest import Tier
-from shared.proto import splitexit_pb2 as pb
-from shared.text_data import SENTIMENT_LABELS, sentiment
+from lab import fashion_mnist
+from lab.fashion_mnist import test_images
+from lab.text_data import SENTIMENT_LABELS, sentiment
 from splitexit.client import DeviceClient, request, text_request
 from splitexit.report import Outcome, format_answer, format_summary, format_tier_times, summarize, tier_times
-from splitexit.samples import test_images
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
 
 CONCURRENCY = 4
@@ -113,3 +114,18 @@ def run(samples: int, show: int, threshold: float | None, seed: int, json_path: 
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(summary, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--show", type=int, default=10, help="answers to print one by one")
+    parser.add_argument("--threshold", type=float, help="override the tiers' exit threshold")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the summary to this JSON file")
+    args = parser.parse_args(argv)
+    run(samples=args.samples, show=args.show, threshold=args.threshold, seed=args.seed, json_path=args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from shared.errors import InvalidInput
-from shared.manifest import TextInput, verified
+from splitexit.shared.errors import InvalidInput
+from splitexit.shared.manifest import TextInput, verified
 
 SEP_TOKEN = "[SEP]"
 

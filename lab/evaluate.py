@@ -1,0 +1,111 @@
+"""``make evaluate`` (``python -m lab.evaluate``): every policy replayed over the test streams, reported as the papers do.
+
+For each scenario of :data:`lab.scenarios.SCENARIOS` the outcomes at every
+exit are computed once (and cached), then evaluated (:mod:`lab.policy_eval`)
+with the device's own hyperparameters, cost model and chain (``DeviceSettings()``), so the
+numbers are those of the live device. The tables are printed
+(:mod:`lab.policy_tables`); a JSON report, the plots
+(:mod:`lab.policy_plots`) and, on request, the README's section follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from lab import policy_plots, policy_tables
+from lab.fashion_mnist import default_cache_dir
+from lab.policy_eval import ScenarioResult, Setup, evaluate_scenario
+from lab.readme import replace_section
+from lab.scenarios import SCENARIOS, ScenarioUnavailable, load_stream
+from splitexit.device.settings import DeviceSettings
+from splitexit.policies.chain import Chain
+from splitexit.policies.replay import ExitStream
+from splitexit.shared.manifest import load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON_PATH = ROOT / "bench" / "results" / "policies.json"
+
+
+def subset(stream: ExitStream, limit: int) -> ExitStream:
+    """``limit`` samples drawn at random (seed 0), kept in stream order, so every phase stays."""
+    if not 0 < limit < len(stream):
+        return stream
+    return stream.take(np.sort(np.random.default_rng(0).permutation(len(stream))[:limit]))
+
+
+def run(
+    scenarios: Sequence[str] | None = None,
+    seeds: int = 5,
+    limit: int = 0,
+    sweeps: bool = True,
+    plots_dir: Path | None = Path("docs/policies"),
+    readme: bool = False,
+    models_dir: Path | None = None,
+    json_path: Path = JSON_PATH,
+) -> list[ScenarioResult]:
+    """Evaluate ``scenarios`` (names; None: all), print the tables, write the JSON, plots and README section."""
+    known = {scenario.name: scenario for scenario in SCENARIOS}
+    unknown = sorted(set(scenarios or ()) - set(known))
+    if unknown:
+        raise SystemExit(f"no scenario named {', '.join(unknown)}; choose from {', '.join(known)}")
+    if seeds < 1:
+        raise SystemExit("--seeds must be at least 1")
+    settings = DeviceSettings()
+    setup, models_dir = Setup(settings.policy, settings.costs), models_dir or settings.models_dir
+    started = time.perf_counter()
+    results = []
+    for scenario in [known[name] for name in scenarios] if scenarios else SCENARIOS:
+        try:
+            stream = subset(load_stream(scenario, models_dir, default_cache_dir()), limit)
+        except ScenarioUnavailable as exc:
+            print(f"skipping {scenario.name}: {exc}")
+            continue
+        chain = Chain.of(load_manifest(models_dir / scenario.model), settings.hosted.get(scenario.model))
+        result = evaluate_scenario(scenario, stream, chain, setup, seeds, sweeps)
+        print(policy_tables.scenario_section(result), flush=True)
+        results.append(result)
+    runtime_s = time.perf_counter() - started
+
+    report = {"params": setup.params.model_dump(mode="json"), "costs": setup.costs.model_dump(mode="json"),
+              "seeds": seeds, "limit": limit,
+              "runtime_s": runtime_s, "scenarios": [asdict(result) for result in results]}  # fmt: skip
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"{len(results)} scenarios in {runtime_s:.0f} s; report: {json_path}")
+    plots = policy_plots.draw(results, plots_dir) if plots_dir is not None and results else []
+    for path in plots:
+        print(f"plot: {path}")
+    if readme:
+        path = ROOT / "README.md"
+        section = policy_tables.readme_section(results, setup, seeds, runtime_s, plots, ROOT)
+        path.write_text(replace_section(path.read_text(), "policies", section))
+        print(f"updated {path}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.evaluate", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--scenario", action="append", metavar="NAME",
+                        help="fmnist-clean, fmnist-drift, sentiment-imdb, bbc-topic; repeat for several (default: all)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=5, help="random stream orders per policy")
+    parser.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the sweeps over o and λ")
+    parser.add_argument("--plots", type=Path, default=Path("docs/policies"), help="where the PNG plots go")
+    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--models-dir", type=Path, help="model packages (default: the device's models_dir)")
+    args = parser.parse_args(argv)
+    run(
+        scenarios=args.scenario, seeds=args.seeds, limit=args.limit, sweeps=not args.no_sweeps,
+        plots_dir=args.plots, readme=args.readme, models_dir=args.models_dir,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""What every RPC of a tier's own services gets, in one place: metrics, status mapping, request ids.
+
+:class:`ServingInterceptor` wraps the handlers of the ``splitexit.v1`` services
+(health and reflection pass through untouched):
+
+* a request without a ``request_id`` gets one, so answers and logs can name it;
+* each unary call, and each message of a stream, is one request in the tier's
+  metrics (in flight, then counted by status code and timed);
+* a :class:`~splitexit.shared.errors.ServingError` a unary handler raises
+  becomes ``context.abort(code, message)``; anything else is logged and becomes
+  INTERNAL with one line. Inside a stream, errors belong to single messages
+  (:func:`splitexit.shared.streams.serve_stream` answers them as ``StreamError``);
+  a stream that fails as a whole is mapped the same way as a unary call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from splitexit.shared.errors import as_serving_error, status_from_number
+from splitexit.shared.metrics import InFlight, TierMetrics
+from splitexit.shared.proto import splitexit_pb2 as pb
+
+SERVICE_PREFIX = f"/{pb.DESCRIPTOR.package}."
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+class ServingInterceptor(grpc.aio.ServerInterceptor):
+    """Metrics, status mapping and request ids for one tier's ``splitexit.v1`` RPCs."""
+
+    def __init__(self, metrics: TierMetrics, where: str, default_model: str = "") -> None:
+        self.metrics = metrics
+        self.where = where  # "device", "edge" or "cloud", for messages
+        self.default_model = default_model
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(SERVICE_PREFIX):
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(method, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _model_of(self, request: Message) -> str:
+        return getattr(request, "model", "") or self.default_model
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def handle(request: Message, context: grpc.aio.ServicerContext) -> Any:
+            assign_request_id(request)
+            with self.metrics.request(method, self._model_of(request)) as call:
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                    error = as_serving_error(exc, self.where)
+                    call.code = error.code
+                    await context.abort(error.code, error.message)
+
+        return handle
+
+    def _stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def handle(requests: AsyncIterator[Message], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            calls: dict[str, deque[InFlight]] = defaultdict(deque)
+
+            async def counted() -> AsyncIterator[Message]:
+                async for request in requests:
+                    assign_request_id(request)
+                    calls[request.request_id].append(self.metrics.start(method, self._model_of(request)))
+                    yield request
+
+            try:
+                async for response in behavior(counted(), context):
+                    _finish(calls, response)
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the stream as a whole failed
+                error = as_serving_error(exc, self.where)
+                await context.abort(error.code, error.message)
+            finally:
+                for waiting in calls.values():
+                    for call in waiting:
+                        call.finish(grpc.StatusCode.CANCELLED)
+
+        return handle
+
+
+def assign_request_id(request: Message) -> None:
+    """Give a request that carries a ``request_id`` field but no value a fresh one."""
+    if "request_id" in request.DESCRIPTOR.fields_by_name and not request.request_id:
+        request.request_id = uuid.uuid4().hex
+
+
+def _finish(calls: dict[str, deque[InFlight]], response: pb.StreamResponse) -> None:
+    """Count the stream message ``response`` answers, by the code it carries."""
+    if response.HasField("error"):
+        request_id, code = response.error.request_id, status_from_number(response.error.code)
+    else:
+        request_id, code = response.response.request_id, grpc.StatusCode.OK
+    waiting = calls.get(request_id)
+    if waiting:
+        waiting.popleft().finish(code)
+        if not waiting:
+            del calls[request_id]

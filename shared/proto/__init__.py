@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of protos/splitexit.proto (`make proto`); do not edit."""

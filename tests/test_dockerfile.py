@@ -1,0 +1,106 @@
+"""The Dockerfile and .dockerignore against the repository, statically (no Docker engine).
+
+The image must build from files that exist and reach the build context, run
+as a non-root user, and never install torch.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.deploy_files import (
+    ROOT,
+    copy_sources,
+    dockerfile_env,
+    dockerignore_excludes,
+    dockerignore_patterns,
+    model_stages,
+    serving_instructions,
+    stages,
+)
+
+# -- Dockerfile and build context ----------------------------------------------------------------
+
+
+def test_dockerfile_copies_only_files_that_exist_and_reach_the_context(dockerfile: list[tuple[str, str]]) -> None:
+    patterns = dockerignore_patterns()
+    sources = copy_sources(dockerfile)
+    assert sources, "the Dockerfile copies nothing from the repository"
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        assert not dockerignore_excludes(source, patterns), f"COPY {source}: .dockerignore leaves it out"
+    for source in copy_sources(serving_instructions(dockerfile)):
+        assert not any(source.strip("/").startswith(p) for p in ("training", "lab", "tests", "bench", ".cache")), source
+
+
+def test_dockerfile_is_multi_stage_on_python_311_slim(dockerfile: list[tuple[str, str]]) -> None:
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in dockerfile if k == "ARG" and "=" in a}
+    bases = [re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), a.split()[0]) for k, a in dockerfile if k == "FROM"]
+    assert len(bases) >= 2, "a builder stage and a runtime stage"
+    stage_names = {name for name, _ in stages(dockerfile)}
+    for base in (base for base in bases if base not in stage_names):
+        assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", base), f"base {base!r}: python:3.11 slim, by tag"
+    assert any(k == "COPY" and "--from=" in a for k, a in dockerfile), "the runtime stage copies the builder's venv"
+    assert dockerfile_env(dockerfile).get("PYTHONUNBUFFERED") == "1"
+
+
+def test_image_runs_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
+    users = [args.split(":")[0] for keyword, args in dockerfile if keyword == "USER"]
+    assert users, "the Dockerfile sets no USER"
+    assert users[-1] not in ("root", "0"), f"the image runs as {users[-1]}"
+
+
+def test_image_installs_serving_requirements_only(dockerfile: list[tuple[str, str]]) -> None:
+    runs = " ".join(args for keyword, args in serving_instructions(dockerfile) if keyword == "RUN")
+    assert "-r requirements/serve.txt" in runs
+    installs = runs.replace('python -c "import torch"', "")  # the builder checks that torch is absent
+    assert "dev.txt" not in installs and "torch" not in installs
+    assert "--no-deps ." in runs, "the project is installed without pulling unpinned dependencies"
+    serve = (ROOT / "requirements" / "serve.txt").read_text().splitlines()
+    requirements = [line.split("#")[0].strip() for line in serve if line.split("#")[0].strip()]
+    assert not [r for r in requirements if r.startswith("-")], "serve.txt must not include other files"
+    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    assert not names & {"torch", "torchvision", "onnx", "grpcio-tools", "pytest"}, names
+
+
+def test_text_slices_are_built_in_a_stage_that_hands_over_only_models(dockerfile: list[tuple[str, str]]) -> None:
+    """The text models' ONNX slices are not in git: a stage with torch builds them, checksum-verified,
+    and the image takes only models/ from it."""
+    builders = {
+        name for name, body in stages(dockerfile)
+        if any(k == "RUN" and "training.text_export" in args for k, args in body)
+    }  # fmt: skip
+    assert builders, "no stage runs `python -m training.text_export`"
+    assert builders <= model_stages(dockerfile), f"the image must take only models/ from {builders}"
+    body = dict(stages(dockerfile))[builders.pop()]
+    runs = " ".join(args for keyword, args in body if keyword == "RUN")
+    assert "-r requirements/dev.txt" in runs and "--no-deps -r requirements/text.txt" in runs
+    for module in ("text_export", "text_model", "export", "cnn", "data"):
+        assert not dockerignore_excludes(f"training/{module}.py", dockerignore_patterns()), module
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".venv/bin/python", ".cache/fashion-mnist/x.gz", "tests/test_compose.py", "training/train.py",
+     "bench/serving.py", ".git/HEAD", "models/fmnist-cnn/weights.pt", "shared/__pycache__/x.pyc"],
+)
+def test_dockerignore_keeps_out(path: str) -> None:
+    assert dockerignore_excludes(path, dockerignore_patterns()), f"{path} would reach the build context"
+
+
+def test_dockerignore_names_the_big_folders() -> None:
+    patterns = set(dockerignore_patterns())
+    assert {".venv", ".cache", "tests", "training"} <= patterns
+
+
+def test_dockerignore_matcher() -> None:
+    """The helper above follows Docker's rules on the cases this file relies on."""
+    patterns = ["*", "!shared/", "**/__pycache__", "!README.md", "**/*.pt"]
+    assert dockerignore_excludes("tests/x.py", patterns)
+    assert not dockerignore_excludes("shared/proto/x.py", patterns)
+    assert dockerignore_excludes("shared/proto/__pycache__/x.pyc", patterns)
+    assert dockerignore_excludes("__pycache__/x.pyc", patterns)
+    assert not dockerignore_excludes("README.md", patterns)
+    assert dockerignore_excludes("shared/w.pt", patterns)
