@@ -38,14 +38,21 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
         self.metrics = metrics
         self.where = where  # "device", "edge" or "cloud", for messages
         self.default_model = default_model
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # full method name -> its wrapped handler
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
+        full_name = handler_call_details.method
+        if full_name in self._wrapped:
+            return self._wrapped[full_name]
         handler = await continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(SERVICE_PREFIX):
+        if handler is None or not full_name.startswith(SERVICE_PREFIX):
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        self._wrapped[full_name] = self._wrap(full_name.rsplit("/", 1)[-1], handler)
+        return self._wrapped[full_name]
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
