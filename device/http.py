@@ -35,14 +35,17 @@ names: ``"exit_tier": "edge"``)::
 Errors are ``{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`` with
 the gRPC status name and message, never a stack trace: INVALID_ARGUMENT and
 OUT_OF_RANGE -> 400 (also bad JSON, bad base64, bad query parameters),
-NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413 (a body over
-``max_image_bytes``, or ``max_text_bytes`` for text, refused from its
-Content-Length before it is read),
+NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413 for a body over
+``max_image_bytes`` (or ``max_text_bytes`` for text, refused from its
+Content-Length before it is read) and 429 for too many requests in flight,
 UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504, anything else -> 500. An
-unsupported Content-Type is 415.
+unsupported Content-Type is 415. Every request has a deadline (``timeout_s``,
+else the device's ``default_timeout_s``); an answer given from an earlier exit
+because the next tier could not be used says ``"degraded": true`` and why,
+unless ``forbid_degraded`` asks for 503/504 instead.
 
 ``GET /healthz`` answers 200 ``{"status": "SERVING"}`` while the device serves
-(503 once it drains); ``GET /v1/models`` lists the models with their labels,
+(503 from the moment it starts draining, while it still answers requests); ``GET /v1/models`` lists the models with their labels,
 number of blocks and the blocks the device hosts. FastAPI's ``/docs`` works too.
 """
 
@@ -64,7 +67,6 @@ from splitexit.device.servicer import DeviceServicer
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.plan import override
 from splitexit.shared.errors import ServingError, as_serving_error
-from splitexit.shared.interceptors import assign_request_id
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 
@@ -73,7 +75,7 @@ HTTP_STATUS = {
     Code.INVALID_ARGUMENT: 400,
     Code.OUT_OF_RANGE: 400,
     Code.NOT_FOUND: 404,
-    Code.RESOURCE_EXHAUSTED: 413,
+    Code.RESOURCE_EXHAUSTED: 429,  # too many in flight; a body over the limit is an explicit 413
     Code.UNAVAILABLE: 503,
     Code.DEADLINE_EXCEEDED: 504,
 }
@@ -102,6 +104,10 @@ class InferJSON(BaseModel):
     threshold: float | None = Field(None, description="exit threshold at every exit, in [0, 1]")
     policy: str = Field("", description="a device policy by name (splitee, dimee, ...); empty: the model's default")
     top_k: int = Field(0, ge=0, le=UINT32_MAX, description="classes in the answer; 0: the server default")
+    timeout_s: float | None = Field(None, description="seconds the request may take; none: the device's default")
+    forbid_degraded: bool = Field(
+        False, description="fail (503/504) rather than answer from an earlier exit when the next tier cannot be used"
+    )
 
 
 def error_response(status: int, code: grpc.StatusCode, message: str) -> JSONResponse:
@@ -133,6 +139,9 @@ def answer_json(answer: pb.InferResponse) -> dict[str, Any]:
     body["exit_tier"] = Tier.from_proto(answer.exit_tier).value
     for hop_json, hop in zip(body["hops"], answer.hops, strict=True):
         hop_json["tier"] = Tier.from_proto(hop.tier).value
+    if answer.degraded:
+        body["degradation"]["tier"] = Tier.from_proto(answer.degradation.tier).value
+        body["degradation"]["reason"] = pb.DegradedReason.Name(answer.degradation.reason).lower()
     return body
 
 
@@ -213,8 +222,9 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Infe
 def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
     """The ``InferRequest`` for ``fields`` with its input (``image=`` or ``text=``)."""
     return pb.InferRequest(
-        model=fields.model, policy=override(fields.threshold, fields.policy), top_k=fields.top_k, truncate=fields.truncate, **input_field
-    )
+        model=fields.model, policy=override(fields.threshold, fields.policy), top_k=fields.top_k,
+        truncate=fields.truncate, timeout_s=fields.timeout_s, forbid_degraded=fields.forbid_degraded, **input_field,
+    )  # fmt: skip
 
 
 def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
@@ -257,11 +267,15 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
         policy: str = Query("", description="raw bytes only; a device policy by name"),
         top_k: int = Query(0, ge=0, le=UINT32_MAX, description="raw bytes only; 0: the server default"),
         truncate: bool = Query(False, description="raw text only: cut text over the token limit"),
+        timeout_s: float | None = Query(None, description="raw bytes only; seconds the request may take"),
+        forbid_degraded: bool = Query(False, description="raw bytes only; never answer from an earlier exit"),
     ) -> JSONResponse:
         try:
-            query = InferJSON(model=model, threshold=threshold, policy=policy, top_k=top_k, truncate=truncate)
+            query = InferJSON(
+                model=model, threshold=threshold, policy=policy, top_k=top_k, truncate=truncate, timeout_s=timeout_s,
+                forbid_degraded=forbid_degraded,
+            )  # fmt: skip
             message = await _infer_request(request, settings, query)
-            assign_request_id(message)
             with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
                 answer = await servicer.infer(message, None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status and one line

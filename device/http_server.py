@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import uvicorn
 
 from splitexit.device.http import create_app
 from splitexit.device.servicer import DeviceServicer
 from splitexit.device.settings import DeviceSettings
+from splitexit.shared.lifecycle import Helper, Lifecycle
 
 log = logging.getLogger(__name__)
-GRACE_S = 5.0
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -49,11 +49,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Bind the HTTP port now; the returned coroutine serves it until ``stop`` is set.
+def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Helper:
+    """Bind the HTTP port now; the returned coroutine serves it until the device stops.
 
-    Pass it to ``run_tier(..., also_run=[...])``. If the HTTP server ends on
-    its own, it sets ``stop`` so the whole device goes down with it.
+    Pass it to ``run_tier(..., helpers=[...])``. While the device drains,
+    ``/healthz`` answers 503 and requests are still served; once it stops,
+    accepted requests finish. If the HTTP server ends on its own, the whole
+    device goes down with it.
     """
     sock = _listen(settings.host, settings.http_port)
     app = create_app(servicer, settings)
@@ -63,10 +65,10 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Callable
         log_config=None,  # keep the device's logging as it is
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=GRACE_S,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
 
-    async def serve(stop: asyncio.Event) -> None:
+    async def serve(lifecycle: Lifecycle) -> None:
         server = _EmbeddedServer(config)
 
         async def run_server() -> None:
@@ -76,13 +78,15 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Callable
                 raise RuntimeError(f"the device's HTTP gateway failed to start (exit {exc.code})") from None
 
         serving = asyncio.create_task(run_server())
-        stopping = asyncio.create_task(stop.wait())
+        draining = asyncio.create_task(lifecycle.draining.wait())
         log.info("device HTTP gateway on http://%s:%d", settings.host, settings.http_port)
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not stopping.done():  # the server ended by itself: take the device down too
-            stopping.cancel()
-            stop.set()
-        app.state.serving = False
+        await asyncio.wait({serving, draining}, return_when=asyncio.FIRST_COMPLETED)
+        app.state.serving = False  # /healthz: 503
+        if not draining.done():  # the server ended by itself: take the device down too
+            draining.cancel()
+            lifecycle.stop_requested.set()
+        else:
+            await asyncio.wait({serving, asyncio.create_task(lifecycle.stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
         await serving
 

@@ -17,13 +17,14 @@ async def serve(settings: DeviceSettings | None = None) -> None:
     settings = settings or DeviceSettings()
     node = TierNode.from_settings(settings)
     servicer = DeviceServicer(node, settings)
-    also_run = [http_gateway(servicer, settings)] if settings.http_port else []
+    helpers = [http_gateway(servicer, settings)] if settings.http_port else []
 
     def add_device_service(server: grpc.aio.Server) -> str:
         pb_grpc.add_DeviceServicer_to_server(servicer, server)
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
     try:
-        await run_tier(settings, node, [add_device_service], also_run=also_run, default_model=settings.default_model)
+        await run_tier(settings, node, [add_device_service], helpers, default_model=settings.default_model)
     finally:
+        servicer.close()
         servicer.policies.save_all()  # what the policies learned survives a restart

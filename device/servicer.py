@@ -8,12 +8,19 @@ sample on if the plan does not let it exit here. When the answer is back, the
 device prices its route with the one cost model and shows the policy the
 confidences the sample showed, so online policies learn without labels.
 Metrics and status mapping are the serving interceptor's.
+
+Nothing proportional to a request's size runs on the event loop before the
+request is validated: sizes and shapes are checked first, and images are
+decoded and texts tokenized on the decode threads, so one heavy request never
+holds up the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -22,7 +29,9 @@ from splitexit.device.policy_store import PolicyStore
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.dimee import embed
 from splitexit.policies.plan import OVERRIDE, Plan, Policy, is_explicit
+from splitexit.shared.deadlines import CALL_DEADLINE, Deadline, deadline_for
 from splitexit.shared.errors import InvalidInput
+from splitexit.shared.interceptors import check_request
 from splitexit.shared.manifest import TextInput
 from splitexit.shared.node import Sample, TierNode
 from splitexit.shared.preprocess import decode_image
@@ -45,6 +54,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             if isinstance(model.manifest.input, TextInput)
         }
         node.metrics.watch_policies(lambda: self.policies)
+        self._decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="device-decode")
 
     def model_for(self, request: pb.InferRequest | pb.PolicyStateRequest) -> HostedModel:
         """The model a request names, or the default one; raises NOT_FOUND."""
@@ -57,33 +67,45 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         policy = self.policies.get(model.name, request.policy.name)
         return policy.plan(embed(x) if policy.needs_embedding else None), policy
 
-    def block_input(self, request: pb.InferRequest, model: HostedModel) -> np.ndarray:
-        """Decode and check a request's input into what block 1 takes."""
+    async def block_input(self, request: pb.InferRequest, model: HostedModel) -> np.ndarray:
+        """Check and decode a request's input into what block 1 takes (heavy decoding off the event loop)."""
         source = request.WhichOneof("input")
+        loop = asyncio.get_running_loop()
         if source == "image":
             expect_input(model, "image")
             check_size("image", len(request.image), self.settings.max_image_bytes)
-            return decode_image(request.image, model.manifest.input)
+            return await loop.run_in_executor(self._decoder, decode_image, request.image, model.manifest.input)
         if source == "text":
             expect_input(model, "text")
             check_size("text", len(request.text), self.settings.max_text_bytes)
-            return self.tokenizers[model.name].encode_utf8(request.text, request.truncate)
+            tokenizer = self.tokenizers[model.name]
+            return await loop.run_in_executor(self._decoder, tokenizer.encode_utf8, request.text, request.truncate)
         if source == "tensor":
-            return decode(request.tensor)
+            return decode(request.tensor, model.manifest.block(1).input, "the input tensor")
         raise InvalidInput("the request carries no input: set `image` (encoded bytes), `text` (UTF-8) or `tensor`")
 
-    async def infer(self, request: pb.InferRequest, timeout_s: float | None) -> pb.InferResponse:
+    async def infer(self, request: pb.InferRequest, inherited: Deadline | None) -> pb.InferResponse:
         """Plan, run, price and learn from one request (what both gRPC and HTTP call)."""
-        received_at = time.perf_counter()
-        model = self.model_for(request)
-        x = self.block_input(request, model)
-        decode_s = time.perf_counter() - received_at
-        plan, policy = self.plan_for(request, model, x)
-        sample = Sample(model, request.request_id, 1, x, plan, request.top_k, received_at, timeout_s, decode_s)
-        answer = await self.node.process(sample)
+        check_request(request)
+        with self.node.admission.admit():
+            received_at = time.perf_counter()
+            timeout_s = request.timeout_s if request.HasField("timeout_s") else None
+            deadline = deadline_for(timeout_s, inherited, self.settings.default_timeout_s)
+            model = self.model_for(request)
+            x = await self.block_input(request, model)
+            decode_s = time.perf_counter() - received_at
+            plan, policy = self.plan_for(request, model, x)
+            sample = Sample(
+                model, request.request_id, 1, x, plan, request.top_k, received_at, deadline,
+                allow_degraded=not request.forbid_degraded, decode_s=decode_s,
+            )  # fmt: skip
+            answer = await self.node.process(sample)
         self.policies.settle(model, policy, plan, answer)
         self.node.metrics.observe_answer(model.name, policy.name if policy is not None else OVERRIDE, plan, answer)
         return answer
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     async def GetPolicyState(
         self, request: pb.PolicyStateRequest, context: grpc.aio.ServicerContext
@@ -91,14 +113,15 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         return self.policies.message(self.model_for(request).name, request.policy)
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
-        return await self.infer(request, context.time_remaining())
+        return await self.infer(request, CALL_DEADLINE.get())
 
     async def InferStream(
         self, request_iterator: AsyncIterator[pb.InferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
         async for answer in serve_stream(
-            request_iterator, lambda request: self.infer(request, None), self.settings.stream_concurrency, "device"
-        ):
+            request_iterator, lambda request: self.infer(request, None), self.settings.stream_concurrency, "device",
+            self.node.closing,
+        ):  # fmt: skip
             yield answer
 
 

@@ -27,7 +27,10 @@ class DeviceSettings(TierSettings):
     default_model: str = Field("fmnist-cnn", description="the model a request without one gets")
     max_image_bytes: int = Field(8 << 20, ge=1, description="largest encoded image accepted")
     max_text_bytes: int = Field(1 << 20, ge=1, description="largest UTF-8 text accepted (before tokenizing)")
-    stream_concurrency: int = Field(64, ge=1, description="requests in flight per InferStream")
+    stream_concurrency: int = Field(
+        64, ge=1, description="requests in flight (or answered but unread) per InferStream; one more: RESOURCE_EXHAUSTED"
+    )
+    decode_threads: int = Field(2, ge=1, description="threads that decode images and tokenize texts")
     policies: dict[str, str] = Field(
         default_factory=dict, description="per model, the policy requests naming none get (default: thresholds)"
     )

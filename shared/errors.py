@@ -12,6 +12,8 @@ import logging
 
 import grpc
 
+from splitexit.shared.proto import splitexit_pb2 as pb
+
 log = logging.getLogger(__name__)
 
 
@@ -43,16 +45,49 @@ class OutOfRange(ServingError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
-class NextTierUnavailable(ServingError):
-    """The sample must travel on, but the next tier cannot be reached."""
+class LinkFailure(ServingError):
+    """The sample must travel on, but the next tier cannot answer it; a tier may answer degraded instead."""
+
+    reason: pb.DegradedReason.ValueType = pb.DEGRADED_REASON_UNSPECIFIED
+
+
+class NextTierUnavailable(LinkFailure):
+    """The next tier cannot be reached, or it is shutting down."""
 
     code = grpc.StatusCode.UNAVAILABLE
+    reason = pb.NEXT_TIER_UNREACHABLE
+
+
+class NextTierOverloaded(LinkFailure):
+    """The next tier refused the sample: too many requests in flight there."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = pb.NEXT_TIER_OVERLOADED
+
+
+class NextTierTooSlow(LinkFailure):
+    """The next tier did not answer within the time the request had left."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = pb.NEXT_TIER_TOO_SLOW
 
 
 class DeadlineExceeded(ServingError):
-    """The next tier did not answer within the request's time budget."""
+    """The request's deadline passed (waiting for a worker, or for the next tier)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Overloaded(ServingError):
+    """Too many requests are in flight on this tier, this stream or this link."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ShuttingDown(ServingError):
+    """The tier is draining: it answers what it accepted and takes nothing new."""
+
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 class RemoteError(ServingError):
@@ -61,6 +96,16 @@ class RemoteError(ServingError):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def remote_failure(code: grpc.StatusCode, message: str) -> ServingError:
+    """What an error status from the next tier means here: a :class:`LinkFailure` if answering degraded may help."""
+    failure = {
+        grpc.StatusCode.UNAVAILABLE: NextTierUnavailable,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: NextTierOverloaded,
+        grpc.StatusCode.DEADLINE_EXCEEDED: NextTierTooSlow,
+    }.get(code)
+    return failure(message) if failure is not None else RemoteError(code, message)
 
 
 def status_from_number(number: int) -> grpc.StatusCode:

@@ -18,6 +18,9 @@ splitexit_stage_duration_seconds           histogram  model, stage: queue, decod
 splitexit_exits_total                      counter    model, exit (1-based block): samples answered here
 splitexit_exit_confidence                  histogram  model: top probability of those answers
 splitexit_exit_threshold                   gauge      model, exit: α applied at the last sample there
+splitexit_degraded_total                   counter    model, reason: answers this tier gave from an earlier exit
+                                                      because the next tier could not be used
+splitexit_next_tier_up                     gauge      1 while the next tier reports SERVING (edge, device)
 splitexit_offloads_total                   counter    model, link (``device-edge``, ``edge-cloud``)
 splitexit_offload_bytes_total              counter    model, link: ContinueRequest bytes sent
 splitexit_plans_total                      counter    model, policy, device_last_block, edge_last_block
@@ -64,6 +67,7 @@ from prometheus_client.registry import Collector
 
 from splitexit.policies.plan import Plan
 from splitexit.shared.errors import ServingError
+from splitexit.shared.lifecycle import Lifecycle
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 
@@ -131,6 +135,14 @@ class TierMetrics:
             "splitexit_exit_threshold", "Exit threshold α applied at this exit to the last sample that reached it",
             ["tier", "model", "exit"], registry=registry,
         )  # fmt: skip
+        self.degraded = Counter(
+            "splitexit_degraded", "Answers this tier gave from an earlier exit because the next tier could not be used",
+            ["tier", "model", "reason"], registry=registry,
+        )  # fmt: skip
+        self.next_tier_up = Gauge(
+            "splitexit_next_tier_up", "1 while the next tier reports SERVING on its health check, else 0",
+            ["tier"], registry=registry,
+        )  # fmt: skip
         self.offloads = Counter(
             "splitexit_offloads", "Samples sent on to the next tier", ["tier", "model", "link"], registry=registry
         )
@@ -195,6 +207,14 @@ class TierMetrics:
         else:
             self.offloads.labels(self.tier, model, self.link).inc()
             self.offload_bytes.labels(self.tier, model, self.link).inc(hop.bytes_sent)
+
+    def observe_degraded(self, model: str, reason: pb.DegradedReason.ValueType) -> None:
+        """This tier answered a sample degraded, for ``reason``."""
+        self.degraded.labels(self.tier, model, pb.DegradedReason.Name(reason).lower()).inc()
+
+    def observe_next_tier(self, up: bool) -> None:
+        """The next tier's health changed."""
+        self.next_tier_up.labels(self.tier).set(1.0 if up else 0.0)
 
     def observe_answer(self, model: str, policy: str, plan: Plan, answer: pb.InferResponse) -> None:
         """The device's view of an answered sample: the plan its policy made and what the sample cost."""
@@ -273,10 +293,10 @@ def flatten(value: object, prefix: str = "") -> Iterator[tuple[str, float]]:
             yield from flatten(item, f"{prefix}.{index}" if prefix else str(index))
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Bind ``host:port`` now and serve ``/metrics`` from a thread; the coroutine stops it once ``stop`` is set.
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[Lifecycle], Awaitable[None]]:
+    """Bind ``host:port`` now and serve ``/metrics`` from a thread; the coroutine stops it when the tier stops.
 
-    Pass the coroutine to ``run_tier(..., also_run=[...])``: binding here makes
+    Pass the coroutine to ``run_tier(..., helpers=[...])``: binding here makes
     a taken port fail the tier at start, with a message that says what to change.
     """
     try:
@@ -287,8 +307,8 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable
             "SPLITEXIT_<TIER>_METRICS_PORT to a free port, or 0 to turn it off"
         ) from None
 
-    async def serve(stop: asyncio.Event) -> None:
-        await stop.wait()
+    async def serve(lifecycle: Lifecycle) -> None:
+        await lifecycle.stopping.wait()
         await asyncio.to_thread(server.shutdown)  # returns once serve_forever has left its loop
         server.server_close()
         thread.join()

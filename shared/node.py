@@ -6,6 +6,13 @@ a worker thread while the policy watches the exits, and then either answers
 activation and sends it over the link to the next tier. On the way back it
 puts its own :class:`Hop` in front of the answer. (Pricing the route is the
 device's job: it holds the one cost model.)
+
+A sample whose deadline passed while it waited for a worker is dropped before
+compute. When the next tier cannot be reached, is overloaded or cannot answer
+within what the deadline leaves (a :class:`~splitexit.shared.errors.LinkFailure`),
+the tier answers from the deepest exit it ran, flagged ``degraded`` with the
+reason, unless the request forbids it; a tier that ran no block (it only relayed
+the sample) passes the failure back, and the tier before answers degraded.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitexit.policies.plan import Plan, check_thresholds
+from splitexit.shared.admission import InFlightLimit
+from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
+from splitexit.shared.errors import LinkFailure, NextTierTooSlow
 from splitexit.shared.link import TierLink
 from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
-from splitexit.shared.settings import TierSettings
-from splitexit.shared.tensors import check_input, encode
+from splitexit.shared.settings import TierSettings, tier_env_prefix
+from splitexit.shared.tensors import check_shape, encode
 
 DEFAULT_TOP_K = 5
 
@@ -39,13 +49,14 @@ class Sample:
     plan: Plan  # the device's plan for this sample (no thresholds: each tier's own)
     top_k: int
     received_at: float  # time.perf_counter() when the request arrived
-    timeout_s: float | None = None
+    deadline: Deadline
+    allow_degraded: bool = True
     decode_s: float = 0.0  # image decode (device) before process()
     codec_s: float = 0.0  # activation decode (edge, cloud) before process()
 
 
 class TierNode:
-    """A tier's models, policy, costs and link to the next tier."""
+    """A tier's models, thresholds, admission limit and link to the next tier."""
 
     def __init__(self, settings: TierSettings, registry: ModelRegistry, link: TierLink | None) -> None:
         self.tier = settings.tier
@@ -55,6 +66,10 @@ class TierNode:
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix=f"{self.tier.value}-onnx")
         self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
+        self.admission = InFlightLimit(
+            settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
+        )
+        self.closing = asyncio.Event()  # set when the tier drains: streams read no more requests
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
@@ -70,6 +85,11 @@ class TierNode:
         link = TierLink(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
         return cls(settings, registry, link)
 
+    def start(self) -> None:
+        """Start watching the next tier (needs the running event loop)."""
+        if self.link is not None:
+            self.link.start()
+
     def _configured_thresholds(self, model: HostedModel) -> tuple[float, ...]:
         exits = model.manifest.num_blocks
         thresholds = self.settings.exit_thresholds.get(model.name, [self.settings.exit_threshold] * exits)
@@ -82,9 +102,11 @@ class TierNode:
         """Run this tier's part of ``sample`` and return the whole answer."""
         model = sample.model
         model.check_resumable(sample.start_block)
-        check_input(sample.x, model.manifest.block(sample.start_block).input, f"the input to block {sample.start_block}")
+        what = f"the input to block {sample.start_block}"
+        check_shape(sample.x.shape, sample.x.dtype, model.manifest.block(sample.start_block).input, what)
         thresholds = sample.plan.thresholds or self._thresholds[model.name]
         stop_block = sample.plan.stop_block(self.tier, model.hosted)
+        sample.deadline.check(f"the {self.tier.value} could start on it")
 
         submitted = time.perf_counter()
         queue_s, run = await asyncio.get_running_loop().run_in_executor(
@@ -95,7 +117,7 @@ class TierNode:
         if run.exited:
             answer = self._answer(sample, run)
         else:
-            answer, bytes_sent = await self._offload(sample, run, timings)
+            answer, bytes_sent = await self._offload_or_degrade(sample, run, timings)
 
         timings.total_s = time.perf_counter() - sample.received_at
         hop = pb.Hop(
@@ -106,11 +128,26 @@ class TierNode:
             bytes_sent=bytes_sent,
             exit_confidences=run.exit_confidences,
         )
-        self.metrics.observe_hop(model.name, hop, thresholds, answer if run.exited else None)
+        self.metrics.observe_hop(model.name, hop, thresholds, answer if answer.exit_tier == self.tier.proto else None)
         downstream = list(answer.hops)
         del answer.hops[:]
         answer.hops.extend([hop, *downstream])
         return answer
+
+    async def _offload_or_degrade(
+        self, sample: Sample, run: LocalRun, timings: pb.StageTimings
+    ) -> tuple[pb.InferResponse, int]:
+        """The next tier's answer; or, if it cannot give one and the sample allows it, this tier's own, degraded."""
+        try:
+            return await self._offload(sample, run, timings)
+        except LinkFailure as failure:
+            if not sample.allow_degraded or run.blocks_run == 0:
+                raise
+            answer = self._answer(sample, run)
+            answer.degraded = True
+            answer.degradation.CopyFrom(pb.Degradation(reason=failure.reason, tier=self.tier.proto, message=failure.message))
+            self.metrics.observe_degraded(sample.model.name, failure.reason)
+            return answer, 0
 
     async def _offload(self, sample: Sample, run: LocalRun, timings: pb.StageTimings) -> tuple[pb.InferResponse, int]:
         """Send the activation to the next tier; fills the codec and network timings."""
@@ -123,13 +160,15 @@ class TierNode:
             activation=encode(run.activation, self.settings.codec),
             policy=sample.plan.to_proto(),
             top_k=sample.top_k,
+            forbid_degraded=not sample.allow_degraded,
         )
         sent = time.perf_counter()
         timings.codec_s += sent - encode_started
-        remaining = None if sample.timeout_s is None else sample.timeout_s - (sent - sample.received_at)
-        if remaining is not None:
-            request.timeout_s = max(remaining, 1e-3)
-        answer = await self.link.call(request, remaining)
+        budget = sample.deadline.remaining() - ANSWER_RESERVE_S  # the next tier's whole budget; the rest is ours
+        if budget <= 0:
+            raise NextTierTooSlow("the request's deadline leaves no time to pass it on to the next tier")
+        request.timeout_s = budget
+        answer = await self.link.call(request, budget)
         downstream_s = answer.hops[0].timings.total_s if answer.hops else 0.0
         timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
         return answer, request.ByteSize()
@@ -166,6 +205,7 @@ class TierNode:
 def _timed_run(
     model: HostedModel, sample: Sample, thresholds: tuple[float, ...], stop_block: int, submitted: float
 ) -> tuple[float, LocalRun]:
-    """Runs on a worker thread: the time spent waiting for it, then the blocks."""
+    """Runs on a worker thread: the time spent waiting for it, then the blocks (none if the deadline passed)."""
     queue_s = time.perf_counter() - submitted
+    sample.deadline.check("a worker was free to run it")
     return queue_s, model.run(sample.start_block, sample.x, thresholds, stop_block)

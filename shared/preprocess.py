@@ -41,10 +41,14 @@ def decode_image(data: bytes, spec: ImageInput) -> np.ndarray:
                     f"the image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} are accepted"
                 )
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInput(f"the image claims more than {MAX_IMAGE_PIXELS:,} pixels; it is refused unread") from None
+    except UnidentifiedImageError:
         raise InvalidInput(
-            f"the {len(data):,} bytes sent are not an image Pillow can read (PNG, JPEG, ...): {exc}"
+            f"the {len(data):,} bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)"
         ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"the {len(data):,} bytes sent are not a readable image: {exc}") from None
     image = image.convert("L" if spec.channels == 1 else "RGB")
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)

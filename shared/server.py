@@ -1,8 +1,21 @@
-"""Start a tier's grpc.aio server, with health checking and reflection, and stop it cleanly.
+"""Start a tier's grpc.aio server, with health checking and reflection, and drain it on SIGTERM.
 
-Every tier serves ``grpc.health.v1.Health`` (SERVING once its models are
-loaded, NOT_SERVING while it drains) and server reflection, so generic
-clients such as ``grpcurl`` and ``grpc_health_probe`` work against it.
+Every tier serves ``grpc.health.v1.Health`` and server reflection, so generic
+clients such as ``grpcurl`` and ``grpc_health_probe`` work against it. The
+overall status (service ``""``) is SERVING once the models are loaded; the
+device and the edge also report ``next-tier``, SERVING while the tier after
+them does (a tier whose next tier is down still answers, degraded).
+
+On SIGTERM (or SIGINT) a tier drains in three steps, so that a balancer that
+polls health has time to look elsewhere and nothing accepted is lost:
+
+1. health turns NOT_SERVING (``Check`` and ``Watch``) while every request is
+   still served, for ``drain_grace_s``;
+2. streams read no more requests, answer the ones they read and end with
+   UNAVAILABLE; new calls are refused; accepted calls finish, for at most
+   ``drain_timeout_s``;
+3. the helpers (HTTP gateway, metrics) stop, the links close, and the process
+   exits 0.
 """
 
 from __future__ import annotations
@@ -10,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from splitexit.shared.interceptors import ServingInterceptor
+from splitexit.shared.lifecycle import Helper, Lifecycle
 from splitexit.shared.link import channel_options
 from splitexit.shared.metrics import serve_metrics
 from splitexit.shared.node import TierNode
@@ -26,53 +40,101 @@ from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
 
 log = logging.getLogger(__name__)
-GRACE_S = 5.0
+NEXT_TIER_HEALTH = "next-tier"  # the health service name that reports the next tier's state
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 # Each adds one servicer to a server and returns the full name of its service.
 ServiceAdder = Callable[[grpc.aio.Server], str]
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Message limits, and the keepalive pings of the previous tier's link allowed."""
+    return [
+        *channel_options(max_message_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+    ]
 
 
 async def run_tier(
     settings: TierSettings,
     node: TierNode,
     services: Sequence[ServiceAdder],
-    also_run: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+    helpers: Sequence[Helper] = (),
     default_model: str = "",
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``also_run`` coroutines share the stop event (e.g. HTTP).
+    """Serve until SIGINT/SIGTERM, then drain (see the module docstring).
 
     ``default_model`` is what metrics call a request that names no model (the device's default).
     """
     interceptor = ServingInterceptor(node.metrics, settings.tier.value, default_model)
-    server = grpc.aio.server(interceptors=[interceptor], options=channel_options(settings.max_message_bytes))
+    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings.max_message_bytes))
     names = [add(server) for add in services]
+    health_servicer = _add_health_and_reflection(server, names)
+    if server.add_insecure_port(settings.address) == 0:
+        raise OSError(f"cannot bind the {settings.tier.value} to {settings.address}")
+    if settings.metrics_port:
+        helpers = [*helpers, serve_metrics(node.metrics.registry, settings.host, settings.metrics_port)]
+        log.info("%s metrics on http://%s:%d/metrics", settings.tier.value, settings.host, settings.metrics_port)
+    await server.start()
+    for name in ["", *names]:
+        await health_servicer.set(name, SERVING)
+    _report_next_tier(node, health_servicer)
+    node.start()
+    log.info("%s serving %s on %s", settings.tier.value, ", ".join(m.name for m in node.registry), settings.address)
+
+    lifecycle = Lifecycle()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lifecycle.stop_requested.set)
+    running = [asyncio.create_task(helper(lifecycle)) for helper in helpers]
+    await lifecycle.stop_requested.wait()
+    await _drain(settings, node, server, health_servicer, lifecycle)
+    await asyncio.gather(*running)
+    await node.close()
+
+
+def _add_health_and_reflection(server: grpc.aio.Server, names: Sequence[str]) -> health.aio.HealthServicer:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    if server.add_insecure_port(settings.address) == 0:
-        raise OSError(f"cannot bind the {settings.tier.value} to {settings.address}")
-    if settings.metrics_port:
-        also_run = [*also_run, serve_metrics(node.metrics.registry, settings.host, settings.metrics_port)]
-        log.info("%s metrics on http://%s:%d/metrics", settings.tier.value, settings.host, settings.metrics_port)
-    await server.start()
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("%s serving %s on %s", settings.tier.value, ", ".join(m.name for m in node.registry), settings.address)
+    return health_servicer
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    helpers = [asyncio.create_task(run(stop)) for run in also_run]
-    await stop.wait()
 
-    log.info("%s draining", settings.tier.value)
+def _report_next_tier(node: TierNode, health_servicer: health.aio.HealthServicer) -> None:
+    """Keep ``next-tier`` on health (and the metrics gauge) in step with the link's view of the next tier."""
+    if node.link is None:
+        return
+    tasks: set[asyncio.Task[None]] = set()
+
+    def changed(up: bool) -> None:
+        node.metrics.observe_next_tier(up)
+        task = asyncio.create_task(health_servicer.set(NEXT_TIER_HEALTH, SERVING if up else NOT_SERVING))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    node.link.on_reachable = changed
+
+
+async def _drain(
+    settings: TierSettings,
+    node: TierNode,
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    lifecycle: Lifecycle,
+) -> None:
+    tier = settings.tier.value
+    log.info("%s draining: NOT_SERVING for %.1f s while still serving", tier, settings.drain_grace_s)
+    lifecycle.draining.set()
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(GRACE_S)
-    await asyncio.gather(*helpers)
-    await node.close()
+    await asyncio.sleep(settings.drain_grace_s)
+    log.info("%s refusing new requests; finishing those it accepted (at most %.1f s)", tier, settings.drain_timeout_s)
+    node.closing.set()
+    lifecycle.stopping.set()
+    await server.stop(settings.drain_timeout_s)
+    log.info("%s stopped", tier)
 
 
 def tier_service(node: TierNode) -> ServiceAdder:

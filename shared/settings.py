@@ -64,6 +64,16 @@ class TierSettings(BaseSettings):
     exit_thresholds: dict[str, list[float]] = Field(
         default_factory=dict, description="per model, one α per exit; overrides exit_threshold"
     )
+    default_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="deadline of a request that sets none (gRPC deadline or timeout_s)"
+    )
+    max_in_flight: int = Field(256, ge=1, description="requests in flight at once; one more is RESOURCE_EXHAUSTED")
+    drain_grace_s: float = Field(
+        2.0, ge=0.0, description="after SIGTERM: seconds of NOT_SERVING on health while still serving, before refusing"
+    )
+    drain_timeout_s: float = Field(
+        15.0, ge=0.0, description="after the grace: the most seconds to finish accepted requests before exiting"
+    )
     compute_threads: int = Field(1, ge=1, description="samples run concurrently on onnxruntime")
     onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per session")
     max_message_bytes: int = Field(64 << 20, ge=1 << 20, description="gRPC send/receive limit")

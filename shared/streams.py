@@ -1,19 +1,28 @@
-"""Serving a bidirectional stream of requests: many in flight, answers in completion order.
+"""Serving a bidirectional stream of requests: many in flight, answers in completion order, bounded.
 
 Both ``Device.InferStream`` and ``Tier.ContinueStream`` are served by
-:func:`serve_stream`: it reads requests while earlier ones are still being
-answered (at most ``concurrency`` at once), and sends each answer, or the error
-of that one request as a ``StreamError``, as soon as it is ready. A bad request
-never ends the stream; clients match answers to requests by ``request_id``.
+:func:`serve_stream`. It reads requests while earlier ones are still being
+answered and sends each answer, or the error of that one request as a
+``StreamError``, as soon as it is ready; a bad request never ends the stream;
+clients match answers to requests by ``request_id``.
+
+Bounded: at most ``limit`` requests of one stream are in flight or answered
+but not yet sent; one more is answered RESOURCE_EXHAUSTED at once. If the
+client does not read its answers, reading stops until it does, so memory stays
+bounded whatever the client does.
+
+Draining: once ``closing`` is set, the stream reads no more requests, answers
+every request it read, then ends with UNAVAILABLE, so the client knows that the
+requests it got no answer for were not accepted and can be sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from splitexit.shared.errors import as_serving_error
+from splitexit.shared.errors import Overloaded, ServingError, ShuttingDown, as_serving_error
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 
@@ -27,44 +36,98 @@ Request = TypeVar("Request", bound=Identified)
 async def serve_stream(
     requests: AsyncIterator[Request],
     handle: Callable[[Request], Awaitable[pb.InferResponse]],
-    concurrency: int,
+    limit: int,
     where: str,
+    closing: asyncio.Event,
 ) -> AsyncIterator[pb.StreamResponse]:
-    """Answer every request of ``requests`` with ``handle``, ``concurrency`` at a time."""
-    answers: asyncio.Queue[pb.StreamResponse | None] = asyncio.Queue()
-    slots = asyncio.Semaphore(concurrency)
-    in_flight: set[asyncio.Task[None]] = set()
+    """Answer every request of ``requests`` with ``handle``, at most ``limit`` at a time."""
+    session = _StreamSession(requests, handle, limit, where)
+    async for answer in session.answers(closing):
+        yield answer
+    if closing.is_set():
+        raise ShuttingDown(
+            f"the {where} is shutting down: requests on this stream without an answer were not accepted; send them again"
+        )
 
-    async def answer_one(request: Request) -> None:
+
+_READ_DONE, _DRAIN = object(), object()  # markers in the queue of a session's answers
+
+
+class _StreamSession(Generic[Request]):
+    """One stream's requests in flight and the answers waiting to be sent."""
+
+    def __init__(
+        self, requests: AsyncIterator[Request], handle: Callable[[Request], Awaitable[pb.InferResponse]], limit: int,
+        where: str,
+    ) -> None:  # fmt: skip
+        self._requests, self._handle, self._limit, self._where = requests, handle, limit, where
+        self._ready: asyncio.Queue[pb.StreamResponse | object] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = 0  # requests being answered
+        self._held = 0  # requests being answered plus messages not yet sent
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def answers(self, closing: asyncio.Event) -> AsyncIterator[pb.StreamResponse]:
+        """Answers as they are ready, until every accepted request is answered and no more are coming."""
+        reader = asyncio.create_task(self._read())
+        watcher = asyncio.create_task(self._watch(closing))
+        reading = True
         try:
-            answers.put_nowait(pb.StreamResponse(response=await handle(request)))
+            while reading or self._running or not self._ready.empty():
+                item = await self._ready.get()
+                if item is _READ_DONE or item is _DRAIN:
+                    reader.cancel()
+                    reading = False
+                    continue
+                yield item  # type: ignore[misc]
+                self._held -= 1
+                self._room.set()
+        finally:
+            for task in (reader, watcher, *self._tasks):
+                task.cancel()
+
+    async def _read(self) -> None:
+        """Take requests until the client half-closes (or the stream drains)."""
+        try:
+            async for request in self._requests:
+                await self._room.wait()
+                self._accept(request)
+        finally:
+            self._ready.put_nowait(_READ_DONE)
+
+    async def _watch(self, closing: asyncio.Event) -> None:
+        await closing.wait()
+        self._ready.put_nowait(_DRAIN)
+
+    def _accept(self, request: Request) -> None:
+        if self._held >= self._limit:
+            error = Overloaded(f"this stream has {self._held} requests in flight or unread, its limit ({self._limit})")
+            self._put(_error_message(request, error))
+            return
+        self._held += 1
+        self._running += 1
+        task = asyncio.create_task(self._answer(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            message = pb.StreamResponse(response=await self._handle(request))
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the stream
-            error = as_serving_error(exc, where)
-            answers.put_nowait(
-                pb.StreamResponse(
-                    error=pb.StreamError(request_id=request.request_id, code=error.code.value[0], message=error.message)
-                )
-            )
-        finally:
-            slots.release()
+            message = _error_message(request, as_serving_error(exc, self._where))
+        self._running -= 1
+        self._ready.put_nowait(message)
 
-    async def read_requests() -> None:
-        try:
-            async for request in requests:
-                await slots.acquire()
-                task = asyncio.create_task(answer_one(request))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            if in_flight:
-                await asyncio.gather(*in_flight)
-        finally:
-            answers.put_nowait(None)
+    def _put(self, message: pb.StreamResponse) -> None:
+        """Queue a message that takes a place of its own until sent (a refusal)."""
+        self._held += 1
+        if self._held >= 2 * self._limit:
+            self._room.clear()  # the client is not reading its answers: read no more until it does
+        self._ready.put_nowait(message)
 
-    reader = asyncio.create_task(read_requests())
-    try:
-        while (answer := await answers.get()) is not None:
-            yield answer
-    finally:
-        reader.cancel()
-        for task in list(in_flight):
-            task.cancel()
+
+def _error_message(request: Identified, error: ServingError) -> pb.StreamResponse:
+    return pb.StreamResponse(
+        error=pb.StreamError(request_id=request.request_id, code=error.code.value[0], message=error.message)
+    )

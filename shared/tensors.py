@@ -28,7 +28,9 @@ _NUMPY_DTYPES: dict[int, np.dtype] = {
     pb.INT64: np.dtype("<i8"),
     pb.UINT8: np.dtype("u1"),
 }
+FLOAT_DTYPES = (pb.FP32, pb.FP16, pb.INT8)  # what decodes to float32
 MAX_ELEMENTS = 1 << 26  # 64 Mi values: far above any activation, well below memory trouble
+MAX_DIMS = 8
 
 
 def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
@@ -50,55 +52,77 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
     )
 
 
-def decode(tensor: pb.Tensor) -> np.ndarray:
-    """A wire tensor as a numpy array (float32 for every float codec); checks it is well formed."""
+def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the tensor") -> np.ndarray:
+    """A wire tensor as a numpy array (float32 for every float codec), checked before any work on its values.
+
+    The dtype, rank, every dimension and the byte count are checked first, then
+    (with ``spec``) the dtype family and shape the receiver expects, and only
+    then are the values converted and checked (:func:`check_values`).
+    """
     dtype = _NUMPY_DTYPES.get(tensor.dtype)
     if dtype is None:
-        raise InvalidInput(f"tensor dtype {_dtype_name(tensor.dtype)} is not supported")
+        raise InvalidInput(f"{what}: dtype {_dtype_name(tensor.dtype)} is not supported")
     shape = tuple(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"tensor shape {list(shape)} has a negative dimension")
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(f"{what} has {len(shape)} dimensions; at most {MAX_DIMS} are accepted")
+    shown = _shape_text(shape)
+    if any(d < 0 or d > MAX_ELEMENTS for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise InvalidInput(f"{what} has shape {shown}; every dimension and the total must lie in [0, {MAX_ELEMENTS:,}]")
     count = math.prod(shape)
-    if count > MAX_ELEMENTS:
-        raise InvalidInput(f"tensor shape {list(shape)} has {count:,} values; the limit is {MAX_ELEMENTS:,}")
     if len(tensor.raw) != count * dtype.itemsize:
         raise InvalidInput(
-            f"tensor of shape {list(shape)} and dtype {_dtype_name(tensor.dtype)} needs "
+            f"{what} of shape {shown} and dtype {_dtype_name(tensor.dtype)} needs "
             f"{count * dtype.itemsize:,} raw bytes, got {len(tensor.raw):,}"
         )
-    values = np.frombuffer(tensor.raw, dtype=dtype).reshape(shape)
+    if tensor.dtype == pb.INT8 and not (tensor.HasField("quantization") and tensor.quantization.scale > 0):
+        raise InvalidInput(f"{what}: an INT8 tensor needs quantization with a positive, finite scale")
+    if spec is not None:
+        check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what)
+    values = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(shape), tensor)
+    if spec is not None:
+        check_values(values, spec, what)
+    return values
+
+
+def _converted(values: np.ndarray, tensor: pb.Tensor) -> np.ndarray:
     if tensor.dtype == pb.INT8:
-        if not tensor.HasField("quantization") or tensor.quantization.scale <= 0:
-            raise InvalidInput("an INT8 tensor needs quantization with a positive scale")
         q = tensor.quantization
         return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
-    if tensor.dtype in (pb.FP32, pb.FP16):
+    if tensor.dtype in FLOAT_DTYPES:
         return values.astype(np.float32)
     return values
 
 
-def check_input(array: np.ndarray, spec: TensorSpec, what: str) -> None:
-    """Raise :class:`InvalidInput` unless ``array`` is one sample of the dtype and shape ``spec`` expects.
+def check_shape(shape: tuple[int, ...], dtype: np.dtype | type, spec: TensorSpec, what: str) -> None:
+    """Raise :class:`InvalidInput` unless ``shape`` and ``dtype`` are one sample of what ``spec`` expects.
 
-    Float inputs (images, activations) arrive as float32 whatever their codec and
-    must be finite; int64 inputs (token ids) must lie in ``[0, spec.vocab_size)``.
-    A dynamic axis takes 1 to ``spec.max_length`` values.
+    Float inputs (images, activations) arrive as float32 whatever their codec; a
+    dynamic axis takes 1 to ``spec.max_length`` values. Costs nothing: no value is read.
     """
-    if array.dtype != np.dtype(spec.dtype):
+    if np.dtype(dtype) != np.dtype(spec.dtype):
         kind = "a float tensor (FP32, FP16 or quantized INT8)" if spec.dtype == "float32" else "an INT64 tensor of token ids"
-        raise InvalidInput(f"{what} must be {kind}, got {array.dtype}")
+        raise InvalidInput(f"{what} must be {kind}, got {np.dtype(dtype)}")
     expected = [1, *spec.per_sample_shape()]
-    if array.ndim != len(expected) or any(d is not None and n != d for n, d in zip(array.shape, expected)):
-        shown = ", ".join("N" if d is None else str(d) for d in expected)
-        raise InvalidInput(f"{what} must have shape [{shown}], got {list(array.shape)}")
-    dynamic = [n for n, d in zip(array.shape, expected) if d is None]
+    if len(shape) != len(expected) or any(d is not None and n != d for n, d in zip(shape, expected)):
+        wanted = ", ".join("N" if d is None else str(d) for d in expected)
+        raise InvalidInput(f"{what} must have shape [{wanted}], got {_shape_text(shape)}")
+    dynamic = [n for n, d in zip(shape, expected) if d is None]
     if any(n < 1 for n in dynamic) or (spec.max_length is not None and any(n > spec.max_length for n in dynamic)):
         limit = f"1 to {spec.max_length}" if spec.max_length is not None else "at least 1"
-        raise InvalidInput(f"{what} has shape {list(array.shape)}; its dynamic axes take {limit} values")
+        raise InvalidInput(f"{what} has shape {_shape_text(shape)}; its dynamic axes take {limit} values")
+
+
+def check_values(array: np.ndarray, spec: TensorSpec, what: str) -> None:
+    """Raise :class:`InvalidInput` unless float values are finite and token ids lie in ``[0, spec.vocab_size)``."""
     if spec.dtype == "float32" and not np.isfinite(array).all():
         raise InvalidInput(f"{what} contains NaN or infinite values")
     if spec.vocab_size is not None and array.size and (array.min() < 0 or array.max() >= spec.vocab_size):
         raise InvalidInput(f"{what} holds ids outside [0, {spec.vocab_size})")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    """A shape for a message, shortened if it is long."""
+    return str(list(shape)) if len(shape) <= MAX_DIMS else f"[{', '.join(map(str, shape[:MAX_DIMS]))}, ...]"
 
 
 def _dtype_name(value: int) -> str:

@@ -65,6 +65,7 @@ def start_tier(
     """
     prefix = tier_env_prefix(tier)
     env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1", f"{prefix}METRICS_PORT": "0"}
+    env[f"{prefix}DRAIN_GRACE_S"] = "0"  # nothing balances over a local testbed: stop at once unless told otherwise
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
     if tier is Tier.DEVICE:

@@ -1,4 +1,4 @@
-"""A tier whose next tier is down says so; tiers stop cleanly on SIGTERM."""
+"""When the next tier is down, a tier answers degraded (unless told not to); tiers stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,27 +11,41 @@ import pytest
 
 from splitexit.client import DeviceClient
 from splitexit.samples import LabelledImage
+from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 from splitexit.testbed import start_tier
 from tests.conftest import free_port
 
 
-def test_device_reports_unavailable_when_the_edge_is_down_and_still_answers_early_exits(
+def infer(address: str, image: bytes, threshold: float, forbid_degraded: bool = False) -> pb.InferResponse:
+    async def go() -> pb.InferResponse:
+        async with DeviceClient(address) as client:
+            request = pb.InferRequest(
+                image=image, policy=pb.PolicyOverride(threshold=threshold), forbid_degraded=forbid_degraded
+            )
+            return await client.stub.Infer(request, timeout=10)
+
+    return asyncio.run(go())
+
+
+def test_a_device_whose_edge_is_down_answers_degraded_from_its_deepest_exit(
     tmp_path: Path, images: list[LabelledImage]
 ) -> None:
     dead_edge = f"127.0.0.1:{free_port()}"  # nothing listens here
     device = start_tier(Tier.DEVICE, free_port(), dead_edge, {}, tmp_path)
     try:
-
-        async def go(threshold: float):
-            async with DeviceClient(device.address) as client:
-                return await client.infer(images[0].png, threshold=threshold, timeout_s=10)
+        answer = infer(device.address, images[0].png, threshold=1.0)  # the plan wants the final exit
+        assert answer.degraded and (answer.exit_tier, answer.exit_block) == (pb.DEVICE, 2)
+        assert answer.degradation.reason == pb.NEXT_TIER_UNREACHABLE and answer.degradation.tier == pb.DEVICE
+        assert dead_edge in answer.degradation.message
+        assert [h.tier for h in answer.hops] == [pb.DEVICE] and answer.hops[0].bytes_sent == 0
 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            asyncio.run(go(1.0))
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert dead_edge in caught.value.details()
-        assert asyncio.run(go(0.0)).exit_block == 1  # samples that exit on the device need no edge
+            infer(device.address, images[0].png, threshold=1.0, forbid_degraded=True)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and dead_edge in caught.value.details()
+
+        early = infer(device.address, images[0].png, threshold=0.0)  # exits on the device: needs no edge
+        assert early.exit_block == 1 and not early.degraded
     finally:
         device.stop()
 

@@ -44,10 +44,14 @@ def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
     ("tensor", "phrase"),
     [
         (pb.Tensor(dtype=pb.DATA_TYPE_UNSPECIFIED, shape=[1], raw=b"\0" * 4), "not supported"),
-        (pb.Tensor(dtype=pb.FP32, shape=[-1, 4], raw=b""), "negative"),
+        (pb.Tensor(dtype=pb.FP32, shape=[-1, 4], raw=b""), r"every dimension and the total must lie in \[0,"),
         (pb.Tensor(dtype=pb.FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
         (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0"), "quantization"),
-        (pb.Tensor(dtype=pb.FP32, shape=[1 << 20, 1 << 20], raw=b""), "the limit is"),
+        (pb.Tensor(dtype=pb.FP32, shape=[1 << 20, 1 << 20], raw=b""), "every dimension and the total"),
+        # what once reached numpy and came back INTERNAL:
+        (pb.Tensor(dtype=pb.FP32, shape=[1] * 65, raw=b"\0" * 4), "65 dimensions; at most 8"),
+        (pb.Tensor(dtype=pb.FP32, shape=[0, 2**63 - 1], raw=b""), "every dimension and the total"),
+        (pb.Tensor(dtype=pb.FP32, shape=[2**40, 2**40, 0], raw=b""), "every dimension and the total"),
     ],
 )
 def test_malformed_tensors_are_invalid_input(tensor: pb.Tensor, phrase: str) -> None:

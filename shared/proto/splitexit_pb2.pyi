@@ -22,6 +22,13 @@ class TierName(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEVICE: _ClassVar[TierName]
     EDGE: _ClassVar[TierName]
     CLOUD: _ClassVar[TierName]
+
+class DegradedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEGRADED_REASON_UNSPECIFIED: _ClassVar[DegradedReason]
+    NEXT_TIER_UNREACHABLE: _ClassVar[DegradedReason]
+    NEXT_TIER_OVERLOADED: _ClassVar[DegradedReason]
+    NEXT_TIER_TOO_SLOW: _ClassVar[DegradedReason]
 DATA_TYPE_UNSPECIFIED: DataType
 FP32: DataType
 FP16: DataType
@@ -32,6 +39,10 @@ TIER_UNSPECIFIED: TierName
 DEVICE: TierName
 EDGE: TierName
 CLOUD: TierName
+DEGRADED_REASON_UNSPECIFIED: DegradedReason
+NEXT_TIER_UNREACHABLE: DegradedReason
+NEXT_TIER_OVERLOADED: DegradedReason
+NEXT_TIER_TOO_SLOW: DegradedReason
 
 class Quantization(_message.Message):
     __slots__ = ("scale", "zero_point")
@@ -68,7 +79,7 @@ class PolicyOverride(_message.Message):
     def __init__(self, threshold: _Optional[float] = ..., exit_thresholds: _Optional[_Iterable[float]] = ..., device_last_block: _Optional[int] = ..., edge_last_block: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "request_id", "image", "tensor", "text", "policy", "top_k", "truncate")
+    __slots__ = ("model", "request_id", "image", "tensor", "text", "policy", "top_k", "truncate", "timeout_s", "forbid_degraded")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +88,8 @@ class InferRequest(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FORBID_DEGRADED_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_id: str
     image: bytes
@@ -85,10 +98,12 @@ class InferRequest(_message.Message):
     policy: PolicyOverride
     top_k: int
     truncate: bool
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ...) -> None: ...
+    timeout_s: float
+    forbid_degraded: bool
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
 class ContinueRequest(_message.Message):
-    __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "timeout_s")
+    __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "timeout_s", "forbid_degraded")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NEXT_BLOCK_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +111,7 @@ class ContinueRequest(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FORBID_DEGRADED_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_id: str
     next_block: int
@@ -103,7 +119,8 @@ class ContinueRequest(_message.Message):
     policy: PolicyOverride
     top_k: int
     timeout_s: float
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    forbid_degraded: bool
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
     __slots__ = ("label", "label_name", "probability")
@@ -148,7 +165,7 @@ class Hop(_message.Message):
     def __init__(self, tier: _Optional[_Union[TierName, str]] = ..., first_block: _Optional[int] = ..., last_block: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., bytes_sent: _Optional[int] = ..., exit_confidences: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("request_id", "model", "label", "label_name", "confidence", "top_k", "logits", "exit_tier", "exit_block", "hops", "policy", "cost", "cost_final_layer")
+    __slots__ = ("request_id", "model", "label", "label_name", "confidence", "top_k", "logits", "exit_tier", "exit_block", "hops", "policy", "cost", "cost_final_layer", "degraded", "degradation")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +179,8 @@ class InferResponse(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     COST_FINAL_LAYER_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     label: int
@@ -175,7 +194,19 @@ class InferResponse(_message.Message):
     policy: str
     cost: float
     cost_final_layer: float
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., confidence: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., logits: _Optional[_Iterable[float]] = ..., exit_tier: _Optional[_Union[TierName, str]] = ..., exit_block: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., policy: _Optional[str] = ..., cost: _Optional[float] = ..., cost_final_layer: _Optional[float] = ...) -> None: ...
+    degraded: bool
+    degradation: Degradation
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., confidence: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., logits: _Optional[_Iterable[float]] = ..., exit_tier: _Optional[_Union[TierName, str]] = ..., exit_block: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., policy: _Optional[str] = ..., cost: _Optional[float] = ..., cost_final_layer: _Optional[float] = ..., degraded: _Optional[bool] = ..., degradation: _Optional[_Union[Degradation, _Mapping]] = ...) -> None: ...
+
+class Degradation(_message.Message):
+    __slots__ = ("reason", "tier", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: DegradedReason
+    tier: TierName
+    message: str
+    def __init__(self, reason: _Optional[_Union[DegradedReason, str]] = ..., tier: _Optional[_Union[TierName, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("response", "error")
