@@ -33,8 +33,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from splitexit.link_profiles import LINK_PROFILES
 from splitexit.shared.tiers import TIERS, Tier
-from splitexit.testbed import TierLaunch, TierProcess, stop_tiers, tier_env
+from splitexit.testbed import TierChain, TierLaunch, TierProcess, tier_env
 
 GRPC_PORT = 50051
 HTTP_PORT = 8080
@@ -43,29 +44,6 @@ ALL_INTERFACES = "0.0.0.0"
 COMMAND_TIMEOUT_S = 10.0
 FIRST_OCTET, OCTETS = 32, 192  # links live in 10.X.0.0/16 with X in [32, 224)
 _instances = itertools.count()
-
-
-@dataclass(frozen=True)
-class LinkProfile:
-    """A ``tbf`` shaping: its rate (tc syntax), bucket size (about 1 ms of the rate, at least two frames), queue time."""
-
-    rate: str
-    burst_bytes: int
-    latency_ms: int
-
-    def tbf(self) -> list[str]:
-        return ["tbf", "rate", self.rate, "burst", str(self.burst_bytes), "latency", f"{self.latency_ms}ms"]
-
-
-LINK_PROFILES: dict[str, LinkProfile | None] = {
-    "none": None,  # no qdisc: as fast as the veth goes
-    "wan": LinkProfile("1gbit", 131072, 50),
-    "5g": LinkProfile("300mbit", 65536, 100),
-    "wifi": LinkProfile("100mbit", 16384, 100),
-    "4g": LinkProfile("20mbit", 4096, 200),
-    "3g": LinkProfile("2mbit", 4096, 500),
-    "slow": LinkProfile("1mbit", 4096, 1000),
-}
 LINKS: dict[str, tuple[Tier, Tier]] = {tier.link: (tier, tier.next) for tier in TIERS if tier.next is not None}
 
 
@@ -189,7 +167,7 @@ def free_octet(seed: int) -> int:
 
 
 @dataclass
-class NetnsTestbed:
+class NetnsTestbed(TierChain):
     """``with NetnsTestbed(link="4g") as bed: ... bed.device_address ...``, as root.
 
     ``link`` and ``backhaul`` name the :data:`LINK_PROFILES` of the device-edge and
@@ -209,57 +187,52 @@ class NetnsTestbed:
     http: bool = False
     log_dir: Path = Path(".cache/logs/netns")
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
-    network: NamespaceNetwork | None = None
-    _launches: dict[Tier, TierLaunch] = field(default_factory=dict)
+    launches: dict[Tier, TierLaunch] = field(default_factory=dict, init=False, repr=False)
+    network: NamespaceNetwork | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         unknown = {self.link, self.backhaul} - set(LINK_PROFILES)
         if unknown:
             raise ValueError(f"unknown link profile {', '.join(sorted(unknown))}; known: {', '.join(LINK_PROFILES)}")
 
-    def __enter__(self) -> NetnsTestbed:
+    def start_chain(self) -> None:
+        """Build the namespaces and links, shape them, then start the tiers."""
         reason = unavailable_reason()
         if reason is not None:
             raise NetnsUnavailable(reason)
         pid, instance = os.getpid(), next(_instances)
-        try:
-            self.network = NamespaceNetwork(f"{pid:x}n{instance}", free_octet(pid + instance))
-            self.network.create()
-            self.shape(Tier.DEVICE.link, self.link)
-            self.shape(Tier.EDGE.link, self.backhaul)
-            for tier in reversed(TIERS):
-                self._launches[tier] = self._launch(tier)
-                self.processes[tier] = self._launches[tier].start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self.network = NamespaceNetwork(f"{pid:x}n{instance}", free_octet(pid + instance))
+        self.network.create()
+        self.shape(Tier.DEVICE.link, self.link)
+        self.shape(Tier.EDGE.link, self.backhaul)
+        super().start_chain()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 15.0) -> None:
         """Stop every tier (SIGTERM, SIGKILL after ``timeout_s``), then delete the veths and namespaces."""
         try:
-            stop_tiers(self.processes, timeout_s)
+            super().stop(timeout_s)
         finally:
             if self.network is not None:
                 self.network.delete()
 
-    def _launch(self, tier: Tier) -> TierLaunch:
-        """How ``tier`` starts: in its namespace, its next tier at that tier's end of the link between them."""
+    def launch(self, tier: Tier) -> TierLaunch:
+        """In its namespace, on every interface; its next tier at that tier's end of the link between them."""
         assert self.network is not None
         next_address = None
         if tier.next is not None:
             next_address = f"{self.network.links[tier.link].second.address}:{GRPC_PORT}"
-        settings = self.settings.get(tier, {})
-        if self.metrics:
-            settings = {"metrics_port": str(METRICS_PORT), **settings}
-        if tier is Tier.DEVICE and self.http:
-            settings = {"http_port": str(HTTP_PORT), **settings}
-        env = {**self.env, **tier_env(tier, ALL_INTERFACES, GRPC_PORT, next_address, settings, self.log_dir)}
+        served = tier_env(
+            tier,
+            ALL_INTERFACES,
+            GRPC_PORT,
+            next_address,
+            self.settings.get(tier, {}),
+            self.log_dir,
+            metrics_port=METRICS_PORT if self.metrics else 0,
+            http_port=HTTP_PORT if self.http else 0,
+        )
         prefix = ("ip", "netns", "exec", self.network.namespaces[tier])
-        return TierLaunch(tier, self.address(tier), env, self.log_dir / f"{tier.value}.log", prefix)
+        return TierLaunch(tier, self.address(tier), {**self.env, **served}, self.log_dir / f"{tier.value}.log", prefix)
 
     def host(self, tier: Tier) -> str:
         """The tier's address on its management link (reachable from the root namespace)."""
@@ -305,7 +278,7 @@ class NetnsTestbed:
         """Start a stopped tier again, configured as before (its log goes on), and wait until it is SERVING."""
         if self.processes[tier].process.poll() is None:
             raise RuntimeError(f"the {tier.value} is still running (pid {self.processes[tier].process.pid})")
-        self.processes[tier] = self._launches[tier].start(append_log=True)
+        self.processes[tier] = self.launches[tier].start(append_log=True)
 
     def set_link(self, link: str, up: bool) -> None:
         """Bring both ends of ``device-edge`` or ``edge-cloud`` up or down."""

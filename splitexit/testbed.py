@@ -3,8 +3,9 @@
 Starts the cloud, then the edge, then the device (``splitexit serve TIER``),
 each configured only through its ``SPLITEXIT_<TIER>_*`` environment, waits for
 each to report SERVING on ``grpc.health.v1``, and stops them with SIGTERM.
-:class:`TierLaunch`, :func:`tier_env` and :func:`stop_tiers` are what the
-namespace testbed (:mod:`splitexit.netns`) starts and stops its tiers with too.
+:class:`TierChain` (start in that order, stop, clean up after a failed start)
+and :class:`TierLaunch` (one tier's command, environment, health address and
+log) are what the namespace testbed (:mod:`splitexit.netns`) is built on too.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from splitexit.client import is_serving
 from splitexit.shared.settings import tier_env_prefix
-from splitexit.shared.tiers import Tier
+from splitexit.shared.tiers import TIERS, Tier
 
 START_TIMEOUT_S = 60.0
 LOOPBACK = "127.0.0.1"
@@ -102,21 +104,29 @@ def _wait_serving(tier: TierProcess) -> None:
 
 
 def tier_env(
-    tier: Tier, host: str, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path
+    tier: Tier,
+    host: str,
+    port: int,
+    next_address: str | None,
+    settings: dict[str, str],
+    log_dir: Path,
+    *,
+    metrics_port: int = 0,
+    http_port: int = 0,
 ) -> dict[str, str]:
     """A tier's ``SPLITEXIT_<TIER>_*`` variables: where it listens, its next tier, then ``settings`` over them.
 
-    Metrics and the device's HTTP gateway are off unless ``settings`` name their
-    ports; a device keeps its learned policy state in ``log_dir/policy-state``
-    unless ``settings`` name a ``state_dir``, so a fresh ``log_dir`` (as tests
-    use) means policies that start from nothing.
+    ``/metrics`` and the device's HTTP gateway are off where their port is 0; a
+    device keeps its learned policy state in ``log_dir/policy-state`` unless
+    ``settings`` name a ``state_dir``, so a fresh ``log_dir`` (as tests use)
+    means policies that start from nothing.
     """
     prefix = tier_env_prefix(tier)
-    env = {f"{prefix}PORT": str(port), f"{prefix}HOST": host, f"{prefix}METRICS_PORT": "0"}
+    env = {f"{prefix}PORT": str(port), f"{prefix}HOST": host, f"{prefix}METRICS_PORT": str(metrics_port)}
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
     if tier is Tier.DEVICE:
-        env[f"{prefix}HTTP_PORT"] = "0"
+        env[f"{prefix}HTTP_PORT"] = str(http_port)
         env[f"{prefix}STATE_DIR"] = str(log_dir / "policy-state")
     env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
     return env
@@ -133,16 +143,50 @@ def start_tier(
     return TierLaunch(tier, f"{LOOPBACK}:{port}", env, log_dir / f"{tier.value}.log").start()
 
 
-def stop_tiers(processes: dict[Tier, TierProcess], timeout_s: float = 15.0) -> None:
-    """Stop and forget every tier in ``processes``: the device first (it drains), then the edge and the cloud."""
-    for tier in (Tier.DEVICE, Tier.EDGE, Tier.CLOUD):
-        running = processes.pop(tier, None)
-        if running is not None:
-            running.stop(timeout_s)
+class TierChain:
+    """What every testbed does: start the cloud, the edge, the device, each once the last is SERVING; stop them all.
+
+    A subclass says how each tier starts (:meth:`launch`) and keeps ``processes``
+    (the running tiers) and ``launches`` (how each was started, to start it again).
+    """
+
+    processes: dict[Tier, TierProcess]
+    launches: dict[Tier, TierLaunch]
+
+    def launch(self, tier: Tier) -> TierLaunch:
+        """How ``tier`` starts in this testbed."""
+        raise NotImplementedError
+
+    def start_chain(self) -> None:
+        """Start the cloud, then the edge, then the device, keeping how each was started."""
+        for tier in reversed(TIERS):
+            self.launches[tier] = self.launch(tier)
+            self.processes[tier] = self.launches[tier].start()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start_chain()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop and forget every tier: the device first (it drains), then the edge and the cloud.
+
+        SIGTERM, and SIGKILL for a tier that has not exited within ``timeout_s``.
+        """
+        for tier in TIERS:
+            running = self.processes.pop(tier, None)
+            if running is not None:
+                running.stop(timeout_s)
 
 
 @dataclass
-class Testbed:
+class Testbed(TierChain):
     """``with Testbed(ports) as bed: ... bed.device_address ...``.
 
     ``settings`` maps a tier to extra settings (field name -> value as a string),
@@ -158,29 +202,16 @@ class Testbed:
     metrics_ports: dict[Tier, int] = field(default_factory=dict)
     log_dir: Path = Path(".cache/logs")
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
+    launches: dict[Tier, TierLaunch] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def device_address(self) -> str:
         return self.processes[Tier.DEVICE].address
 
-    def __enter__(self) -> Testbed:
-        try:
-            for tier, next_tier in ((Tier.CLOUD, None), (Tier.EDGE, Tier.CLOUD), (Tier.DEVICE, Tier.EDGE)):
-                next_address = f"{LOOPBACK}:{self.ports[next_tier]}" if next_tier else None
-                settings = self.settings.get(tier, {})
-                if tier is Tier.DEVICE and self.http_port:
-                    settings = {"http_port": str(self.http_port), **settings}
-                if tier in self.metrics_ports:
-                    settings = {"metrics_port": str(self.metrics_ports[tier]), **settings}
-                self.processes[tier] = start_tier(tier, self.ports[tier], next_address, settings, self.log_dir)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """SIGTERM the device first (it drains), then the edge and the cloud."""
-        stop_tiers(self.processes)
+    def launch(self, tier: Tier) -> TierLaunch:
+        """On loopback, at its port in ``ports``; its next tier at that tier's port."""
+        next_address = f"{LOOPBACK}:{self.ports[tier.next]}" if tier.next else None
+        settings = self.settings.get(tier, {})
+        ports = {"metrics_port": self.metrics_ports.get(tier, 0), "http_port": self.http_port}
+        env = tier_env(tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports)
+        return TierLaunch(tier, f"{LOOPBACK}:{self.ports[tier]}", env, self.log_dir / f"{tier.value}.log")
