@@ -118,7 +118,8 @@ def _testbed(args: argparse.Namespace) -> None:
         refuse("--link and --backhaul shape the links of the --netns testbed only")
     else:
         bed, links = Testbed(log_dir=args.log_dir), "loopback"
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it as Ctrl-C does
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # each stops it as Ctrl-C does, even where SIGINT was ignored
+        signal.signal(stop_signal, signal.default_int_handler)
     try:
         with bed:
             print(f"splitexit testbed up; links: {links}; logs in {args.log_dir.resolve()}")

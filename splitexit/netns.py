@@ -140,18 +140,24 @@ class NamespaceNetwork:
         while self._namespaces_made:
             run_command(["ip", "netns", "del", self._namespaces_made.pop()], check=False)
 
+    def ends(self, link: str) -> tuple[LinkEnd, LinkEnd]:
+        """Both ends of ``device-edge`` or ``edge-cloud``, the sender's first."""
+        if link not in self.links:
+            raise ValueError(f"no link {link!r}; the links are {', '.join(self.links)}")
+        return self.links[link].first, self.links[link].second
+
     def shape(self, link: str, profile: str) -> None:
         """Put the profile's ``tbf`` on both ends of a tier-to-tier link (``none``: remove any)."""
         shaping = LINK_PROFILES[profile]
-        for end in (self.links[link].first, self.links[link].second):
-            if shaping is None:
+        for end in self.ends(link):
+            if shaping is None:  # deleting the qdisc of an unshaped link fails, harmlessly
                 run_command(end.command("tc", "qdisc", "del", "dev", end.interface, "root"), check=False)
             else:
                 run_command(end.command("tc", "qdisc", "replace", "dev", end.interface, "root", *shaping.tbf()))
 
     def set_link(self, link: str, up: bool) -> None:
         """``ip link set ... up`` or ``down`` on both ends of a tier-to-tier link."""
-        for end in (self.links[link].first, self.links[link].second):
+        for end in self.ends(link):
             run_command(end.command("ip", "link", "set", end.interface, "up" if up else "down"))
 
 

@@ -41,7 +41,7 @@ def netns_testbed(
 ) -> NetnsTestbed:
     """A (not yet entered) namespace testbed logging to ``log_dir``, or a skip that says why there is none.
 
-    A ``marker`` goes into every tier's environment, for :func:`marked_processes`.
+    Its device serves HTTP too; a ``marker`` goes into every tier's environment, for :func:`marked_processes`.
     """
     if os.geteuid() == 0 and shutil.which("ip") is None:
         _install_iproute2()
@@ -49,7 +49,7 @@ def netns_testbed(
     if reason is not None:
         pytest.skip(f"NETWORK-NAMESPACE TESTBED NOT TESTED: {reason}")
     env = {MARKER_ENV: marker} if marker else {}
-    return NetnsTestbed(settings=settings or {}, env=env, log_dir=log_dir)
+    return NetnsTestbed(settings=settings or {}, env=env, http=True, log_dir=log_dir)
 
 
 def marked_processes(marker: str) -> list[int]:

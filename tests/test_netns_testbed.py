@@ -7,6 +7,7 @@ change at run time. Skipped, saying why, unless run as root with ``ip`` and ``tc
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import urllib.request
@@ -119,10 +120,16 @@ def test_a_paused_cloud_times_offloads_out_until_resumed(bed: NetnsTestbed, imag
     assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.CLOUD
 
 
-def test_metrics_are_served_on_the_management_links(bed: NetnsTestbed) -> None:
+def test_http_and_metrics_are_served_on_the_management_links(bed: NetnsTestbed, images: list[LabelledImage]) -> None:
+    posted = urllib.request.Request(
+        f"{bed.http_url}/v1/infer?threshold=1.0", data=images[0].png, headers={"Content-Type": "image/png"}
+    )
+    with urllib.request.urlopen(posted, timeout=10) as reply:
+        answer = json.load(reply)
+    assert answer["exit_tier"] == "cloud" and [hop["tier"] for hop in answer["hops"]] == ["device", "edge", "cloud"]
     for tier in Tier:
         with urllib.request.urlopen(bed.metrics_url(tier), timeout=5) as reply:
-            assert b"splitexit_requests_total" in reply.read()
+            assert b"splitexit_requests_total{" in reply.read(), f"the {tier.value} has counted no request"
 
 
 def test_after_exit_no_namespace_veth_or_process_remains(tmp_path: Path, images: list[LabelledImage]) -> None:
