@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 
+from splitexit.link_profiles import LINK_PROFILES
 from splitexit.shared.tiers import Tier
 
 
@@ -96,6 +99,41 @@ def _policy_show(args: argparse.Namespace) -> None:
     print(format_state(state))
 
 
+def _testbed(args: argparse.Namespace) -> None:
+    from splitexit.netns import NetnsTestbed, unavailable_reason
+    from splitexit.testbed import Testbed
+
+    def refuse(message: str) -> NoReturn:
+        print(f"splitexit testbed: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    if args.netns:
+        reason = unavailable_reason()
+        if reason is not None:
+            refuse(f"--netns: {reason}")
+        link, backhaul = args.link or "wifi", args.backhaul or "wan"
+        bed: Testbed | NetnsTestbed = NetnsTestbed(link, backhaul, http=True, log_dir=args.log_dir)
+        links = f"device-edge {link}, edge-cloud {backhaul} (rate only, no delay)"
+    elif args.link or args.backhaul:
+        refuse("--link and --backhaul shape the links of the --netns testbed only")
+    else:
+        bed, links = Testbed(log_dir=args.log_dir), "loopback"
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # each stops it as Ctrl-C does, even where SIGINT was ignored
+        signal.signal(stop_signal, signal.default_int_handler)
+    try:
+        with bed:
+            print(f"splitexit testbed up; links: {links}; logs in {args.log_dir.resolve()}")
+            for tier in Tier:
+                extra = ""
+                if isinstance(bed, NetnsTestbed):
+                    extra = f"  metrics {bed.metrics_url(tier)}" + (f"  http {bed.http_url}" if tier is Tier.DEVICE else "")
+                print(f"  {tier.value:<6} {bed.processes[tier].address:<21} log {bed.processes[tier].log_path}{extra}")
+            print(f"device: {bed.device_address}   (Ctrl-C or SIGTERM stops every tier)", flush=True)
+            signal.pause()
+    except KeyboardInterrupt:
+        print("splitexit testbed: stopped")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="splitexit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("--model", default="", help="model name (default: the device's default)")
     show.add_argument("--policy", default="", help="policy name (default: the model's default)")
     show.set_defaults(run=_policy_show)
+
+    testbed = commands.add_parser("testbed", help="run device, edge and cloud locally until Ctrl-C or SIGTERM")
+    testbed.add_argument("--netns", action="store_true", help="each tier in a network namespace of its own (root)")
+    testbed.add_argument("--link", choices=LINK_PROFILES, help="device-edge link profile (--netns; default: wifi)")
+    testbed.add_argument("--backhaul", choices=LINK_PROFILES, help="edge-cloud link profile (--netns; default: wan)")
+    testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
+    testbed.set_defaults(run=_testbed)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

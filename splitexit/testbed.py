@@ -3,6 +3,9 @@
 Starts the cloud, then the edge, then the device (``splitexit serve TIER``),
 each configured only through its ``SPLITEXIT_<TIER>_*`` environment, waits for
 each to report SERVING on ``grpc.health.v1``, and stops them with SIGTERM.
+:class:`TierChain` (start in that order, stop, clean up after a failed start)
+and :class:`TierLaunch` (one tier's command, environment, health address and
+log) are what the namespace testbed (:mod:`splitexit.netns`) is built on too.
 """
 
 from __future__ import annotations
@@ -16,75 +19,77 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from splitexit.client import is_serving
 from splitexit.shared.settings import tier_env_prefix
-from splitexit.shared.tiers import Tier
+from splitexit.shared.tiers import TIERS, Tier
 
 START_TIMEOUT_S = 60.0
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
     """A TCP port free on loopback right now (the OS's pick)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
 
 @dataclass
 class TierProcess:
+    """One started tier: its process, the address this process reaches its gRPC at, its log."""
+
     tier: Tier
-    port: int
+    address: str
     process: subprocess.Popen[bytes]
     log_path: Path
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not drained within 15 s."""
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (and SIGCONT, should it be paused), then SIGKILL if it has not drained within ``timeout_s``."""
         if self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGCONT)
         try:
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
 
-def start_tier(
-    tier: Tier, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path
-) -> TierProcess:
-    """Start ``splitexit serve TIER`` on loopback and wait until it reports SERVING.
+@dataclass(frozen=True)
+class TierLaunch:
+    """How to start one tier, kept so that it can be started again the same way.
 
-    Its log is ``log_dir/<tier>.log``; a device keeps its learned policy state in
-    ``log_dir/policy-state`` unless ``settings`` name a ``state_dir``, so a
-    fresh ``log_dir`` (as tests use) means policies that start from nothing.
+    ``env`` is its ``SPLITEXIT_<TIER>_*`` settings (on top of this process's
+    environment), ``address`` where this process reaches its gRPC for the
+    SERVING check, ``command_prefix`` what runs the command (e.g.
+    ``ip netns exec NS``).
     """
-    prefix = tier_env_prefix(tier)
-    env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}HOST": "127.0.0.1", f"{prefix}METRICS_PORT": "0"}
-    env[f"{prefix}DRAIN_GRACE_S"] = "0"  # nothing balances over a local testbed: stop at once unless told otherwise
-    if next_address is not None:
-        env[f"{prefix}NEXT_TIER"] = next_address
-    if tier is Tier.DEVICE:
-        env[f"{prefix}HTTP_PORT"] = "0"  # no HTTP gateway unless the settings ask for one
-        env[f"{prefix}STATE_DIR"] = str(log_dir / "policy-state")
-    env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{tier.value}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "splitexit", "serve", tier.value], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    running = TierProcess(tier, port, process, log_path)
-    try:
-        _wait_serving(running)
-    except BaseException:
-        running.stop()
-        raise
-    return running
+
+    tier: Tier
+    address: str
+    env: dict[str, str]
+    log_path: Path
+    command_prefix: tuple[str, ...] = ()
+
+    def start(self, append_log: bool = False) -> TierProcess:
+        """Start ``splitexit serve TIER`` and wait until it reports SERVING (stopping it if it does not).
+
+        The log starts afresh unless ``append_log`` (a restart keeps what the last run wrote).
+        """
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [*self.command_prefix, sys.executable, "-m", "splitexit", "serve", self.tier.value]
+        with self.log_path.open("ab" if append_log else "wb") as log:
+            process = subprocess.Popen(command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        running = TierProcess(self.tier, self.address, process, self.log_path)
+        try:
+            _wait_serving(running)
+        except BaseException:
+            running.stop()
+            raise
+        return running
 
 
 def _wait_serving(tier: TierProcess) -> None:
@@ -98,8 +103,92 @@ def _wait_serving(tier: TierProcess) -> None:
     raise TimeoutError(f"the {tier.tier.value} did not report SERVING within {START_TIMEOUT_S:.0f} s")
 
 
+def tier_env(
+    tier: Tier,
+    host: str,
+    port: int,
+    next_address: str | None,
+    settings: dict[str, str],
+    log_dir: Path,
+    *,
+    metrics_port: int = 0,
+    http_port: int = 0,
+) -> dict[str, str]:
+    """A tier's ``SPLITEXIT_<TIER>_*`` variables: where it listens, its next tier, then ``settings`` over them.
+
+    ``/metrics`` and the device's HTTP gateway are off where their port is 0; a
+    device keeps its learned policy state in ``log_dir/policy-state`` unless
+    ``settings`` name a ``state_dir``, so a fresh ``log_dir`` (as tests use)
+    means policies that start from nothing. Nothing balances over a testbed, so
+    a tier stops without a drain grace unless ``settings`` set ``drain_grace_s``.
+    """
+    prefix = tier_env_prefix(tier)
+    env = {f"{prefix}PORT": str(port), f"{prefix}HOST": host, f"{prefix}METRICS_PORT": str(metrics_port)}
+    env[f"{prefix}DRAIN_GRACE_S"] = "0"
+    if next_address is not None:
+        env[f"{prefix}NEXT_TIER"] = next_address
+    if tier is Tier.DEVICE:
+        env[f"{prefix}HTTP_PORT"] = str(http_port)
+        env[f"{prefix}STATE_DIR"] = str(log_dir / "policy-state")
+    env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def start_tier(
+    tier: Tier, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path
+) -> TierProcess:
+    """Start ``splitexit serve TIER`` on loopback, configured by :func:`tier_env`, and wait until it reports SERVING.
+
+    Its log is ``log_dir/<tier>.log``.
+    """
+    env = tier_env(tier, LOOPBACK, port, next_address, settings, log_dir)
+    return TierLaunch(tier, f"{LOOPBACK}:{port}", env, log_dir / f"{tier.value}.log").start()
+
+
+class TierChain:
+    """What every testbed does: start the cloud, the edge, the device, each once the last is SERVING; stop them all.
+
+    A subclass says how each tier starts (:meth:`launch`) and keeps ``processes``
+    (the running tiers) and ``launches`` (how each was started, to start it again).
+    """
+
+    processes: dict[Tier, TierProcess]
+    launches: dict[Tier, TierLaunch]
+
+    def launch(self, tier: Tier) -> TierLaunch:
+        """How ``tier`` starts in this testbed."""
+        raise NotImplementedError
+
+    def start_chain(self) -> None:
+        """Start the cloud, then the edge, then the device, keeping how each was started."""
+        for tier in reversed(TIERS):
+            self.launches[tier] = self.launch(tier)
+            self.processes[tier] = self.launches[tier].start()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start_chain()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop and forget every tier: the device first (it drains), then the edge and the cloud.
+
+        SIGTERM, and SIGKILL for a tier that has not exited within ``timeout_s``.
+        """
+        for tier in TIERS:
+            running = self.processes.pop(tier, None)
+            if running is not None:
+                running.stop(timeout_s)
+
+
 @dataclass
-class Testbed:
+class Testbed(TierChain):
     """``with Testbed(ports) as bed: ... bed.device_address ...``.
 
     ``settings`` maps a tier to extra settings (field name -> value as a string),
@@ -115,32 +204,16 @@ class Testbed:
     metrics_ports: dict[Tier, int] = field(default_factory=dict)
     log_dir: Path = Path(".cache/logs")
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
+    launches: dict[Tier, TierLaunch] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def device_address(self) -> str:
         return self.processes[Tier.DEVICE].address
 
-    def __enter__(self) -> Testbed:
-        try:
-            for tier, next_tier in ((Tier.CLOUD, None), (Tier.EDGE, Tier.CLOUD), (Tier.DEVICE, Tier.EDGE)):
-                next_address = f"127.0.0.1:{self.ports[next_tier]}" if next_tier else None
-                settings = self.settings.get(tier, {})
-                if tier is Tier.DEVICE and self.http_port:
-                    settings = {"http_port": str(self.http_port), **settings}
-                if tier in self.metrics_ports:
-                    settings = {"metrics_port": str(self.metrics_ports[tier]), **settings}
-                self.processes[tier] = start_tier(tier, self.ports[tier], next_address, settings, self.log_dir)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """SIGTERM the device first (it drains), then the edge and the cloud."""
-        for tier in (Tier.DEVICE, Tier.EDGE, Tier.CLOUD):
-            running = self.processes.pop(tier, None)
-            if running is not None:
-                running.stop()
+    def launch(self, tier: Tier) -> TierLaunch:
+        """On loopback, at its port in ``ports``; its next tier at that tier's port."""
+        next_address = f"{LOOPBACK}:{self.ports[tier.next]}" if tier.next else None
+        settings = self.settings.get(tier, {})
+        ports = {"metrics_port": self.metrics_ports.get(tier, 0), "http_port": self.http_port}
+        env = tier_env(tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports)
+        return TierLaunch(tier, f"{LOOPBACK}:{self.ports[tier]}", env, self.log_dir / f"{tier.value}.log")
