@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text samples proto bench results dashboard evaluate clean
+.PHONY: help setup data models demo test train train-text samples proto bench results faults dashboard evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ clean:  ## remove the venv and caches (not the shipped model)
 
 bench: data  ## measure served vs bare onnxruntime latency; writes bench/results/serving.json
 	$(PY) -m bench.serving
+
+faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz, soak, slow link; README table (~8 min)
+	$(PY) -m bench.faults_report
 
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard

@@ -44,8 +44,10 @@ else the device's ``default_timeout_s``); an answer given from an earlier exit
 because the next tier could not be used says ``"degraded": true`` and why,
 unless ``forbid_degraded`` asks for 503/504 instead.
 
-``GET /healthz`` answers 200 ``{"status": "SERVING"}`` while the device serves
-(503 from the moment it starts draining, while it still answers requests); ``GET /v1/models`` lists the models with their labels,
+``GET /healthz`` answers 200 ``{"status": "SERVING", "next_tier": "SERVING"}`` while
+the device serves (503 from the moment it starts draining, while it still answers
+requests); ``next_tier`` says whether the edge reports SERVING (a device whose edge
+is down still answers, degraded); ``GET /v1/models`` lists the models with their labels,
 number of blocks and the blocks the device hosts. FastAPI's ``/docs`` works too.
 """
 
@@ -284,11 +286,14 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
 
 
 def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
-    @app.get("/healthz", summary="200 while the device serves")
+    @app.get("/healthz", summary="200 while the device serves; next_tier says whether the edge is reachable")
     async def healthz() -> JSONResponse:
+        link = servicer.node.link
+        reachable = None if link is None else link.reachable
+        next_tier = {True: "SERVING", False: "NOT_SERVING", None: "UNKNOWN"}[reachable]
         if not app.state.serving:
-            return JSONResponse({"status": "NOT_SERVING"}, status_code=503)
-        return JSONResponse({"status": "SERVING"})
+            return JSONResponse({"status": "NOT_SERVING", "next_tier": next_tier}, status_code=503)
+        return JSONResponse({"status": "SERVING", "next_tier": next_tier})
 
     @app.get("/v1/models", summary="The models this device serves")
     async def models() -> dict[str, Any]:

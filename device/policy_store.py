@@ -87,7 +87,7 @@ class PolicyStore(Mapping[str, Policy]):
         costs = self.costs[model.name]
         answer.cost = costs.cost(answer_route(answer))
         answer.cost_final_layer = costs.final_layer(model.chain)
-        if policy is not None:
+        if policy is not None and not answer.degraded:  # a degraded route is not what the plan chose
             policy.observe(plan, observed_confidences(answer))
         measured = self._measured.get(model.name)
         if measured is not None:

@@ -120,7 +120,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     ) -> AsyncIterator[pb.StreamResponse]:
         async for answer in serve_stream(
             request_iterator, lambda request: self.infer(request, None), self.settings.stream_concurrency, "device",
-            self.node.closing,
+            self.node.drain,
         ):  # fmt: skip
             yield answer
 

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from splitexit.link_profiles import LINK_PROFILES
 from splitexit.report import format_summary, format_tier_times
 from splitexit.shared.manifest import load_manifest
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
@@ -86,6 +87,16 @@ def bench_table() -> str:
     )
 
 
+def profiles_table() -> str:
+    """The link profiles of the namespace testbed, from :data:`splitexit.link_profiles.LINK_PROFILES`."""
+    rows = ["| profile | rate | burst | queue (latency) |", "|---|---:|---:|---:|"]
+    for name, shaping in LINK_PROFILES.items():
+        default = {"wan": " (default backhaul)", "wifi": " (default link)"}.get(name, "")
+        cells = ("–",) * 3 if shaping is None else (shaping.rate, f"{shaping.burst_bytes / 1024:g} KiB", f"{shaping.latency_ms} ms")
+        rows.append(f"| `{name}`{default} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def replace_section(text: str, name: str, content: str) -> str:
     """``text`` with what stands between the ``<!-- results:NAME -->`` marker pair replaced by ``content``."""
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
@@ -97,7 +108,8 @@ def replace_section(text: str, name: str, content: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, render in {"model": model_table, "demo": demo_table, "bench": bench_table}.items():
+    sections = {"model": model_table, "demo": demo_table, "bench": bench_table, "profiles": profiles_table}
+    for name, render in sections.items():
         text = replace_section(text, name, render())
     readme.write_text(text)
     print(f"updated {readme}")

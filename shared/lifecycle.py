@@ -18,3 +18,11 @@ class Lifecycle:
 
 
 Helper = Callable[[Lifecycle], Awaitable[None]]  # runs beside the gRPC server until ``stopping``
+
+
+@dataclass
+class Drain:
+    """What a tier's drain waits for and tells: its open request streams, and that they must close."""
+
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # set: streams read no more requests
+    open_streams: int = 0

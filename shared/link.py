@@ -10,8 +10,9 @@ A link that breaks must not stall the tier, and one that heals must be used
 again at once:
 
 * every call waits at most the time its request has left, write included;
-* keepalive pings find a dead connection within ~2 s, and reconnecting backs
-  off to 0.5 s at most;
+* keepalive pings find a dead connection within ~5 s (a slow link's queue must
+  not pass for a dead one); reconnecting backs off to 0.5 s at most, and a
+  connection attempt may take 2 s (a high-latency link needs a few round trips);
 * a watch of the next tier's health (``grpc.health.v1.Health/Watch``) keeps
   :attr:`TierLink.reachable` current, so while the next tier is down or
   draining, calls fail at once instead of waiting, and traffic returns within
@@ -59,10 +60,10 @@ def link_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         *channel_options(max_message_bytes),
         ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 500),
-        ("grpc.keepalive_time_ms", 1000),
-        ("grpc.keepalive_timeout_ms", 1000),
+        ("grpc.min_reconnect_backoff_ms", 2000),  # gRPC's name for the least time a connection attempt gets
+        ("grpc.keepalive_time_ms", 2000),
+        ("grpc.keepalive_timeout_ms", 3000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]

@@ -28,6 +28,7 @@ from splitexit.policies.plan import Plan, check_thresholds
 from splitexit.shared.admission import InFlightLimit
 from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
 from splitexit.shared.errors import LinkFailure, NextTierTooSlow
+from splitexit.shared.lifecycle import Drain
 from splitexit.shared.link import TierLink
 from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -69,7 +70,7 @@ class TierNode:
         self.admission = InFlightLimit(
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )
-        self.closing = asyncio.Event()  # set when the tier drains: streams read no more requests
+        self.drain = Drain()
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -52,7 +53,7 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         *channel_options(max_message_bytes),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
     ]
 
 
@@ -131,9 +132,14 @@ async def _drain(
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(settings.drain_grace_s)
     log.info("%s refusing new requests; finishing those it accepted (at most %.1f s)", tier, settings.drain_timeout_s)
-    node.closing.set()
+    node.drain.closing.set()
     lifecycle.stopping.set()
-    await server.stop(settings.drain_timeout_s)
+    stopping = asyncio.create_task(server.stop(settings.drain_timeout_s))  # refuses new calls at once
+    deadline = time.monotonic() + settings.drain_timeout_s
+    while (node.admission.in_flight or node.drain.open_streams) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await server.stop(0)  # what is left are health watches and reflection: cut them
+    await stopping
     log.info("%s stopped", tier)
 
 

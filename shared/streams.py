@@ -11,9 +11,10 @@ but not yet sent; one more is answered RESOURCE_EXHAUSTED at once. If the
 client does not read its answers, reading stops until it does, so memory stays
 bounded whatever the client does.
 
-Draining: once ``closing`` is set, the stream reads no more requests, answers
-every request it read, then ends with UNAVAILABLE, so the client knows that the
-requests it got no answer for were not accepted and can be sent again.
+Draining: once the tier's ``drain.closing`` is set, the stream reads no more
+requests, answers every request it read, then ends with UNAVAILABLE, so the
+client knows that the requests it got no answer for were not accepted and can
+be sent again. While it is open, the stream counts in ``drain.open_streams``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from splitexit.shared.errors import Overloaded, ServingError, ShuttingDown, as_serving_error
+from splitexit.shared.lifecycle import Drain
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 
@@ -38,13 +40,17 @@ async def serve_stream(
     handle: Callable[[Request], Awaitable[pb.InferResponse]],
     limit: int,
     where: str,
-    closing: asyncio.Event,
+    drain: Drain,
 ) -> AsyncIterator[pb.StreamResponse]:
     """Answer every request of ``requests`` with ``handle``, at most ``limit`` at a time."""
     session = _StreamSession(requests, handle, limit, where)
-    async for answer in session.answers(closing):
-        yield answer
-    if closing.is_set():
+    drain.open_streams += 1
+    try:
+        async for answer in session.answers(drain.closing):
+            yield answer
+    finally:
+        drain.open_streams -= 1
+    if drain.closing.is_set():
         raise ShuttingDown(
             f"the {where} is shutting down: requests on this stream without an answer were not accepted; send them again"
         )

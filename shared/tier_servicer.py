@@ -65,6 +65,6 @@ class TierServicer(pb_grpc.TierServicer):
         node = self.node
         async for answer in serve_stream(
             request_iterator, lambda request: self.resume(request, None), node.settings.max_in_flight,
-            node.tier.value, node.closing,
+            node.tier.value, node.drain,
         ):  # fmt: skip
             yield answer

@@ -52,7 +52,8 @@ def _infer(args: argparse.Namespace) -> None:
                     continue
                 tier = Tier.from_proto(r.exit_tier).value
                 total_ms = r.hops[0].timings.total_s * 1e3 if r.hops else 0.0
-                print(f"{name}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms")
+                degraded = f"  DEGRADED: {r.degradation.message}" if r.degraded else ""
+                print(f"{name}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms{degraded}")
         return failures
 
     sys.exit(1 if asyncio.run(send()) else 0)

@@ -98,14 +98,15 @@ def answer_or_error(
 
 
 def first_answer_within(address: str, image: LabelledImage, threshold: float, within_s: float) -> pb.InferResponse:
-    """Retry (2 s deadline each) until the device answers, for at most ``within_s``; the last failure if it never does."""
+    """Retry (2 s deadline each) until the device answers in full (not degraded), for at most ``within_s``."""
     deadline = time.monotonic() + within_s
     while True:
         outcome = answer_or_error(address, image, threshold, timeout_s=2.0)
-        if isinstance(outcome, pb.InferResponse) or time.monotonic() > deadline:
-            assert isinstance(outcome, pb.InferResponse), f"no answer within {within_s:.0f} s: last {outcome.name}"
-            return outcome
-        time.sleep(0.2)
+        full = isinstance(outcome, pb.InferResponse) and not outcome.degraded
+        if full or time.monotonic() > deadline:
+            assert full, f"no full answer within {within_s:.0f} s: last {outcome}"
+            return outcome  # type: ignore[return-value]
+        time.sleep(0.1)
 
 
 def leftovers(bed: NetnsTestbed) -> list[str]:

@@ -161,7 +161,7 @@ def test_bad_requests_get_a_clear_error_then_the_next_is_served(
 
 def test_healthz_and_models(gateway: Gateway) -> None:
     health = gateway.http.get("/healthz")
-    assert health.status_code == 200 and health.json() == {"status": "SERVING"}
+    assert health.status_code == 200 and health.json() == {"status": "SERVING", "next_tier": "SERVING"}
     listing = gateway.http.get("/v1/models").json()
     assert listing["default_model"] == "fmnist-cnn"
     (model,) = [m for m in listing["models"] if m["name"] == "fmnist-cnn"]

@@ -69,6 +69,21 @@ def test_ucb_exploration_can_prefer_a_lower_mean_and_ties_go_to_the_lowest_arm()
     assert tied.select() == 0
 
 
+def test_sliding_window_ucb_forgets_rounds_older_than_its_window() -> None:
+    bandit = UCB(2, c=1.0, window=2)
+    bandit.update({0: 1.0})
+    bandit.update({1: 0.5})
+    bandit.update({0: 0.2})  # the first round leaves the window
+    np.testing.assert_allclose(bandit.counts, [1.0, 1.0])
+    np.testing.assert_allclose(bandit.sums, [0.2, 0.5])
+    assert bandit.rounds == 2.0 and bandit.best() == 1
+    restored = UCB(2, c=1.0, window=2)
+    restored.load_dict(bandit.to_dict())
+    restored.update({1: 0.1})  # the second round leaves the window
+    np.testing.assert_allclose(restored.counts, [1.0, 1.0])
+    np.testing.assert_allclose(restored.sums, [0.2, 0.1])
+
+
 def test_discounted_ucb_fades_old_rewards() -> None:
     bandit = UCB(2, c=1.0, discount=0.5)
     bandit.update({0: 1.0})  # N = [1, 0], t = 1

@@ -59,7 +59,7 @@ def learn(policies: PolicyStore, model: HostedModel, name: str, samples: int, se
         policies.settle(model, policy, plan, answer(model.chain, plan, confidences))
 
 
-@pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "random-split"])
+@pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "dimee-sw", "random-split"])
 def test_a_restarted_device_restores_the_same_state(tmp_path: Path, model: HostedModel, name: str) -> None:
     before = device_policies(tmp_path, model)
     learn(before, model, name, 13)

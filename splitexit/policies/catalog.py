@@ -32,6 +32,9 @@ class PolicyParams(BaseModel):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="SplitEE's α at the split exit")
     ucb_c: float = Field(1.0, ge=0.0, description="UCB exploration constant c")
     discount: float = Field(0.998, gt=0.0, le=1.0, description="I-SplitEE's discount γ per sample")
+    window: int = Field(
+        300, ge=1, description="the sliding-window policies (splitee-sw, dimee-sw): rounds each arm's mean covers"
+    )
     grid: list[float] = Field(
         default_factory=lambda: [0.7, 0.8, 0.9, 1.0],
         description="DIMEE's candidate α_d and α_e (1: never exit there); every pair is an arm, so the grid is kept "
@@ -83,8 +86,12 @@ BUILDERS: dict[str, Builder] = {
     "splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs),
     "splitee-s": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
     "i-splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs, discount=p.discount),
+    "splitee-sw": lambda name, p, chain, costs: _bandit(name, p, chain, costs, window=p.window),
     "dimee": lambda name, p, chain, costs: BanditPolicy(
         name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c
+    ),
+    "dimee-sw": lambda name, p, chain, costs: BanditPolicy(
+        name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c, window=p.window
     ),
     "dimee-router": _router,
 }

@@ -24,6 +24,7 @@ Pure Python + numpy, no I/O; state goes to and from plain dicts.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -38,22 +39,29 @@ from splitexit.shared.tiers import Tier
 
 
 class UCB:
-    """UCB1 over ``arms`` arms; with ``discount`` < 1, discounted UCB.
+    """UCB1 over ``arms`` arms; with ``discount`` < 1, discounted UCB; with a ``window``, sliding-window UCB.
 
     Plays every arm once (in order) first, then the arm maximising
     mean_i + c·√(ln t / N_i). With a discount γ, every round first multiplies
-    all counts N_i, reward sums and the round count t by γ (γ = 1: UCB1).
+    all counts N_i, reward sums and the round count t by γ (γ = 1: UCB1)
+    (Garivier & Moulines). With a window W, counts, sums and t cover only the
+    last W rounds, so an arm unplayed for W rounds is tried again. Either way old
+    rewards fade and the choice can move when the costs or the stream change.
     Ties go to the lowest arm, so the choice is deterministic.
     """
 
-    def __init__(self, arms: int, c: float = 1.0, discount: float = 1.0) -> None:
+    def __init__(self, arms: int, c: float = 1.0, discount: float = 1.0, window: int = 0) -> None:
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must lie in (0, 1], got {discount}")
+        if window < 0:
+            raise ValueError(f"window must be 0 (none) or a number of rounds, got {window}")
         self.c = c
         self.discount = discount
+        self.window = window
         self.counts = np.zeros(arms)
         self.sums = np.zeros(arms)
         self.rounds = 0.0
+        self.history: deque[dict[int, float]] = deque()  # the rounds in the window (window > 0 only)
 
     def index(self) -> np.ndarray:
         """mean_i + c·√(ln t / N_i) per arm (+inf for an arm never observed)."""
@@ -70,9 +78,17 @@ class UCB:
         self.counts *= self.discount
         self.sums *= self.discount
         self.rounds = self.rounds * self.discount + 1.0
+        self._add(rewards, 1.0)
+        if self.window:
+            self.history.append(dict(rewards))
+            if len(self.history) > self.window:
+                self._add(self.history.popleft(), -1.0)
+                self.rounds -= 1.0
+
+    def _add(self, rewards: Mapping[int, float], sign: float) -> None:
         for arm, reward in rewards.items():
-            self.counts[arm] += 1.0
-            self.sums[arm] += reward
+            self.counts[arm] += sign
+            self.sums[arm] += sign * reward
 
     def means(self) -> np.ndarray:
         """Mean reward per arm (NaN where never observed)."""
@@ -85,13 +101,19 @@ class UCB:
         return -1 if np.isnan(means).all() else int(np.nanargmax(means))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts.tolist(), "sums": self.sums.tolist(), "rounds": self.rounds}
+        state: dict[str, Any] = {"counts": self.counts.tolist(), "sums": self.sums.tolist(), "rounds": self.rounds}
+        if self.window:
+            state["history"] = [[[arm, reward] for arm, reward in round_.items()] for round_ in self.history]
+        return state
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         counts, sums = np.array(state["counts"], dtype=float), np.array(state["sums"], dtype=float)
         if counts.shape != self.counts.shape or sums.shape != self.sums.shape:
             raise ValueError(f"saved state has {counts.size} arms, this bandit {self.counts.size}")
-        self.counts, self.sums, self.rounds = counts, sums, float(state["rounds"])
+        history = deque({int(arm): float(reward) for arm, reward in round_} for round_ in state.get("history", []))
+        if self.window and len(history) != min(int(state["rounds"]), self.window):
+            raise ValueError("saved state has no window of rounds to carry on from")
+        self.counts, self.sums, self.rounds, self.history = counts, sums, float(state["rounds"]), history
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,7 @@ class BanditPolicy:
         mu: float = 1.0,
         c: float = 1.0,
         discount: float = 1.0,
+        window: int = 0,
         side_observations: bool = False,
         groups: int = 1,
     ) -> None:
@@ -139,7 +162,7 @@ class BanditPolicy:
         self.costs = costs
         self.mu = mu
         self.side_observations = side_observations
-        self.bandits = [UCB(len(arms), c, discount) for _ in range(groups)]
+        self.bandits = [UCB(len(arms), c, discount, window) for _ in range(groups)]
         self.plans = [[replace(arm.plan, policy=name, arm=(g, i)) for i, arm in enumerate(arms)] for g in range(groups)]
         self.samples = 0
         self._taken: dict[tuple[int, int], Route] = {}  # (arm, exit block) -> route; the same in every group
