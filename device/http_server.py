@@ -34,7 +34,9 @@ class _EmbeddedServer(uvicorn.Server):
 def _listen(host: str, port: int) -> socket.socket:
     """Bind now, so a taken port fails the device at start with a clear message."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that names it, and
+    # without it Nagle's algorithm and the client's delayed ACK hold every answer back ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
