@@ -6,10 +6,10 @@ answered and sends each answer, or the error of that one request as a
 ``StreamError``, as soon as it is ready; a bad request never ends the stream;
 clients match answers to requests by ``request_id``.
 
-Bounded: at most ``limit`` requests of one stream are in flight or answered
-but not yet sent; one more is answered RESOURCE_EXHAUSTED at once. If the
-client does not read its answers, reading stops until it does, so memory stays
-bounded whatever the client does.
+Bounded: at most ``limit`` requests of one stream are being answered; one more
+is answered RESOURCE_EXHAUSTED at once. If the client does not read its
+answers (``2 x limit`` messages wait unsent), reading stops until it does, so
+memory stays bounded whatever the client does.
 
 Draining: once the tier's ``drain.closing`` is set, the stream reads no more
 requests, answers every request it read, then ends with UNAVAILABLE, so the
@@ -107,8 +107,8 @@ class _StreamSession(Generic[Request]):
         self._ready.put_nowait(_DRAIN)
 
     def _accept(self, request: Request) -> None:
-        if self._held >= self._limit:
-            error = Overloaded(f"this stream has {self._held} requests in flight or unread, its limit ({self._limit})")
+        if self._running >= self._limit:
+            error = Overloaded(f"this stream has {self._running} requests in flight, its limit ({self._limit})")
             self._put(_error_message(request, error))
             return
         self._held += 1
@@ -124,13 +124,17 @@ class _StreamSession(Generic[Request]):
             message = _error_message(request, as_serving_error(exc, self._where))
         self._running -= 1
         self._ready.put_nowait(message)
+        self._pause_if_unread()
+
+    def _pause_if_unread(self) -> None:
+        if self._held >= 2 * self._limit:
+            self._room.clear()  # the client is not reading its answers: read no more until it does
 
     def _put(self, message: pb.StreamResponse) -> None:
         """Queue a message that takes a place of its own until sent (a refusal)."""
         self._held += 1
-        if self._held >= 2 * self._limit:
-            self._room.clear()  # the client is not reading its answers: read no more until it does
         self._ready.put_nowait(message)
+        self._pause_if_unread()
 
 
 def _error_message(request: Identified, error: ServingError) -> pb.StreamResponse:
