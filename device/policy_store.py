@@ -92,8 +92,9 @@ class PolicyStore(Mapping[str, Policy]):
         measured = self._measured.get(model.name)
         if measured is not None:
             measured.update(answer)
-        if isinstance(policy, LearningPolicy) and policy.samples % self.save_every == 0:
-            self.save(model.name, policy)
+        learned = getattr(policy, "samples", 0)  # a LearningPolicy's count (a Protocol isinstance costs ~10 µs)
+        if learned and learned % self.save_every == 0:
+            self.save(model.name, policy)  # type: ignore[arg-type]
 
     def state(self, model: str, name: str = "") -> dict[str, Any]:
         """What ``name`` (or the default) has learned: its ``state()``, plus its model and whether it is the default."""

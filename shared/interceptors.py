@@ -10,8 +10,8 @@
 * a unary call's gRPC deadline is put in
   :data:`~splitexit.shared.deadlines.CALL_DEADLINE` for the handler, and
   enforced: a handler still running then is cancelled (DEADLINE_EXCEEDED);
-* each unary call, and each message of a stream, is one request in the tier's
-  metrics (in flight, then counted by status code and timed);
+* each unary call, and each request of a stream (a ``ContinueBatch`` carries
+  several), is one request in the tier's metrics (in flight, then counted by status code and timed);
 * a :class:`~splitexit.shared.errors.ServingError` a unary handler raises
   becomes ``context.abort(code, message)``; anything else is logged and becomes
   INTERNAL with one line. Inside a stream, errors belong to single messages
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -100,16 +100,18 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
             calls: dict[str, deque[InFlight]] = defaultdict(deque)
 
             async def counted() -> AsyncIterator[Message]:
-                async for request in requests:
-                    if not isinstance(request, Undecodable):
-                        assign_request_id(request)
-                    calls[request.request_id].append(self.metrics.start(method, self._model_of(request)))
-                    yield request
+                async for message in requests:
+                    for request in _requests_in(message):
+                        if not isinstance(request, Undecodable):
+                            assign_request_id(request)
+                        calls[request.request_id].append(self.metrics.start(method, self._model_of(request)))
+                    yield message
 
             try:
-                async for response in behavior(counted(), context):
-                    _finish(calls, response)
-                    yield response
+                async for message in behavior(counted(), context):
+                    for response in message.answers if isinstance(message, pb.StreamBatch) else (message,):
+                        _finish(calls, response)
+                    yield message
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the stream as a whole failed
@@ -131,6 +133,11 @@ class Undecodable:
 
     def __init__(self, error: Exception) -> None:
         self.error = InvalidInput(f"the request is not a valid protobuf message of this method: {error}")
+
+
+def _requests_in(message: Message | Undecodable) -> Iterable[Message | Undecodable]:
+    """The requests one stream message carries: those of a ``ContinueBatch``, else the message itself."""
+    return message.requests if isinstance(message, pb.ContinueBatch) else (message,)
 
 
 def _lenient(parse: Callable[[bytes], Message] | None) -> Callable[[bytes], Message | Undecodable] | None:

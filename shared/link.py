@@ -1,7 +1,10 @@
-"""The link from one tier to the next: one persistent ``ContinueStream``, many requests on it.
+"""The link from one tier to the next: one persistent ``ContinueBatches`` stream, many requests on it.
 
 Opening a stream once and multiplexing requests on it costs about a third of a
-unary call per message (docs/architecture.md). Answers come back in any order;
+unary call per message (docs/architecture.md). Requests wait in an outbox while
+a write is under way, and the next write sends all of them as one message, so
+under load gRPC's fixed cost per message is paid once per batch, and a lone
+request leaves at once. Answers come back in any order, several per message;
 a reader task hands each to the caller waiting for it. Requests travel under
 ids the link assigns itself, so two clients that both call their request
 "order-1" never meet on the link; the caller gets its answer back under its own id.
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 WATCH_RETRY_S = 0.1  # between health watches while the next tier is down
 
 
+def _why(exc: Exception) -> str:
+    return exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc) or type(exc).__name__
+
+
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """gRPC options raising both message limits (the receive default is 4 MB)."""
     return [
@@ -82,8 +89,9 @@ class TierLink:
         self._stub = pb_grpc.TierStub(self._channel)
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._pending: dict[str, asyncio.Future[pb.InferResponse]] = {}
+        self._outbox: list[tuple[str, pb.ContinueRequest]] = []  # (wire id, request) not yet written
+        self._writer: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
-        self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -98,32 +106,48 @@ class TierLink:
         request.request_id = wire_id
         answer = asyncio.get_running_loop().create_future()
         self._pending[wire_id] = answer
+        self._post(wire_id, request)
         try:
             async with asyncio.timeout(timeout_s):
-                await self._send(request)
                 result = await answer
         except TimeoutError:
             raise NextTierTooSlow(f"no answer from the next tier at {self.address} within {timeout_s:.3f} s") from None
-        except grpc.aio.AioRpcError as exc:
-            raise NextTierUnavailable(f"the next tier at {self.address} is unreachable: {exc.details()}") from None
         finally:
             self._pending.pop(wire_id, None)
             request.request_id = own_id
         result.request_id = own_id
         return result
 
-    async def _send(self, request: pb.ContinueRequest) -> None:
-        async with self._write_lock:
+    def _post(self, wire_id: str, request: pb.ContinueRequest) -> None:
+        """Put a request in the outbox and make sure a writer will send it."""
+        self._outbox.append((wire_id, request))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outbox())
+            self._tasks.add(self._writer)
+            self._writer.add_done_callback(self._tasks.discard)
+
+    async def _write_outbox(self) -> None:
+        """Write everything in the outbox, one message per write, until it is empty."""
+        while self._outbox:
+            sending = [(wire_id, request) for wire_id, request in self._outbox if wire_id in self._pending]
+            self._outbox.clear()
+            if not sending:
+                continue  # every caller gave up before its request left
+            batch = pb.ContinueBatch(requests=[request for _, request in sending])  # copies: callers may move on
             stream = self._open_stream()
             try:
-                await stream.write(request)
-            except asyncio.CancelledError:
-                stream.cancel()  # a write cut off midway leaves the stream unusable: start a new one
-                raise
+                await stream.write(batch)
+            except Exception as exc:  # noqa: BLE001 - a write that fails fails its requests, not the tier
+                stream.cancel()
+                failure = NextTierUnavailable(f"the next tier at {self.address} is unreachable: {_why(exc)}")
+                for wire_id, _ in sending:
+                    waiting = self._pending.get(wire_id)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_exception(failure)
 
     def _open_stream(self) -> grpc.aio.StreamStreamCall:
         if self._stream is None or self._stream.done():
-            self._stream = self._stub.ContinueStream()
+            self._stream = self._stub.ContinueBatches()
             self._spawn(self._read_answers(self._stream))
         return self._stream
 
@@ -131,7 +155,8 @@ class TierLink:
         failure: ServingError = NextTierUnavailable(f"the next tier at {self.address} closed the stream")
         try:
             async for message in stream:
-                self._deliver(message)
+                for answer in message.answers:
+                    self._deliver(answer)
         except grpc.aio.AioRpcError as exc:
             failure = remote_failure(exc.code(), f"the link to the next tier at {self.address} failed: {exc.details()}")
             if exc.code() is grpc.StatusCode.CANCELLED:

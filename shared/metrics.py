@@ -63,6 +63,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from splitexit.policies.plan import Plan
@@ -93,6 +94,7 @@ class TierMetrics:
         self.link = tier.link
         self._models = frozenset(models)
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
         self._declare_request_metrics(self.registry)
@@ -163,6 +165,14 @@ class TierMetrics:
             ["tier", "model", "policy", "exit_tier"], registry=registry,
         )  # fmt: skip
 
+    def child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+        """``metric.labels(*labels)``, looked up once per label set (``labels()`` costs ~5 µs a call)."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def model_label(self, model: str) -> str:
         """``model`` if this tier serves it, else ``unknown``: clients must not mint label values."""
         return model if model in self._models else UNKNOWN_MODEL
@@ -198,31 +208,31 @@ class TierMetrics:
         for stage in STAGES:
             seconds = getattr(hop.timings, f"{stage}_s")
             if seconds > 0:
-                self.stage_seconds.labels(self.tier, model, stage).observe(seconds)
+                self.child(self.stage_seconds, self.tier, model, stage).observe(seconds)
         for block in range(hop.first_block, hop.last_block + 1):
-            self.exit_threshold.labels(self.tier, model, str(block)).set(thresholds[block - 1])
+            self.child(self.exit_threshold, self.tier, model, str(block)).set(thresholds[block - 1])
         if answer is not None:
-            self.exits.labels(self.tier, model, str(answer.exit_block)).inc()
-            self.exit_confidence.labels(self.tier, model).observe(answer.confidence)
+            self.child(self.exits, self.tier, model, str(answer.exit_block)).inc()
+            self.child(self.exit_confidence, self.tier, model).observe(answer.confidence)
         else:
-            self.offloads.labels(self.tier, model, self.link).inc()
-            self.offload_bytes.labels(self.tier, model, self.link).inc(hop.bytes_sent)
+            self.child(self.offloads, self.tier, model, self.link).inc()
+            self.child(self.offload_bytes, self.tier, model, self.link).inc(hop.bytes_sent)
 
     def observe_degraded(self, model: str, reason: pb.DegradedReason.ValueType) -> None:
         """This tier answered a sample degraded, for ``reason``."""
-        self.degraded.labels(self.tier, model, pb.DegradedReason.Name(reason).lower()).inc()
+        self.child(self.degraded, self.tier, model, pb.DegradedReason.Name(reason).lower()).inc()
 
     def observe_next_tier(self, up: bool) -> None:
         """The next tier's health changed."""
-        self.next_tier_up.labels(self.tier).set(1.0 if up else 0.0)
+        self.child(self.next_tier_up, self.tier).set(1.0 if up else 0.0)
 
     def observe_answer(self, model: str, policy: str, plan: Plan, answer: pb.InferResponse) -> None:
         """The device's view of an answered sample: the plan its policy made and what the sample cost."""
         last_block = {tier: str(plan.last_block.get(tier, 0)) for tier in (Tier.DEVICE, Tier.EDGE)}
-        self.plans.labels(self.tier, model, policy, last_block[Tier.DEVICE], last_block[Tier.EDGE]).inc()
+        self.child(self.plans, self.tier, model, policy, last_block[Tier.DEVICE], last_block[Tier.EDGE]).inc()
         exit_tier = Tier.from_proto(answer.exit_tier).value
-        self.cost.labels(self.tier, model, policy, exit_tier).inc(answer.cost)
-        self.cost_final_layer.labels(self.tier, model, policy, exit_tier).inc(answer.cost_final_layer)
+        self.child(self.cost, self.tier, model, policy, exit_tier).inc(answer.cost)
+        self.child(self.cost_final_layer, self.tier, model, policy, exit_tier).inc(answer.cost_final_layer)
 
     def watch_policies(self, policies: Callable[[], Mapping[str, object]]) -> None:
         """Export, at every scrape, the state of the policies ``policies()`` names (see :class:`PolicyStates`)."""
@@ -234,7 +244,7 @@ class InFlight:
 
     def __init__(self, metrics: TierMetrics, method: str, model: str) -> None:
         self._metrics, self._method, self._model = metrics, method, model
-        self._gauge = metrics.in_flight.labels(metrics.tier, method)
+        self._gauge = metrics.child(metrics.in_flight, metrics.tier, method)
         self._gauge.inc()
         self._started = time.perf_counter()
         self.code: grpc.StatusCode | None = None  # what the request ended with, once known
@@ -247,8 +257,8 @@ class InFlight:
         self._finished = True
         self._gauge.dec()
         m = self._metrics
-        m.requests.labels(m.tier, self._model, self._method, code.name).inc()
-        m.request_seconds.labels(m.tier, self._model, self._method).observe(time.perf_counter() - self._started)
+        m.child(m.requests, m.tier, self._model, self._method, code.name).inc()
+        m.child(m.request_seconds, m.tier, self._model, self._method).observe(time.perf_counter() - self._started)
 
 
 class PolicyStates(Collector):

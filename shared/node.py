@@ -17,15 +17,14 @@ the sample) passes the failure back, and the tier before answers degraded.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from splitexit.policies.plan import Plan, check_thresholds
 from splitexit.shared.admission import InFlightLimit
+from splitexit.shared.batcher import Batcher, Job
 from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
 from splitexit.shared.errors import LinkFailure, NextTierTooSlow
 from splitexit.shared.lifecycle import Drain
@@ -64,7 +63,9 @@ class TierNode:
         self.settings = settings
         self.registry = registry
         self.link = link
-        self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix=f"{self.tier.value}-onnx")
+        self.batcher = Batcher(
+            settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx"
+        )
         self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
         self.admission = InFlightLimit(
@@ -109,9 +110,8 @@ class TierNode:
         stop_block = sample.plan.stop_block(self.tier, model.hosted)
         sample.deadline.check(f"the {self.tier.value} could start on it")
 
-        submitted = time.perf_counter()
-        queue_s, run = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _timed_run, model, sample, thresholds, stop_block, submitted
+        queue_s, run = await self.batcher.run(
+            Job(model, sample.start_block, sample.x, thresholds, stop_block, sample.deadline)
         )
         timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
         bytes_sent = 0
@@ -200,13 +200,5 @@ class TierNode:
     async def close(self) -> None:
         if self.link is not None:
             await self.link.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.batcher.close()
 
-
-def _timed_run(
-    model: HostedModel, sample: Sample, thresholds: tuple[float, ...], stop_block: int, submitted: float
-) -> tuple[float, LocalRun]:
-    """Runs on a worker thread: the time spent waiting for it, then the blocks (none if the deadline passed)."""
-    queue_s = time.perf_counter() - submitted
-    sample.deadline.check("a worker was free to run it")
-    return queue_s, model.run(sample.start_block, sample.x, thresholds, stop_block)

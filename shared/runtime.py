@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from splitexit.policies.chain import Chain
-from splitexit.policies.plan import exits_at, softmax
+from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
 from splitexit.shared.manifest import Manifest, load_manifest, verified_segment_path
 from splitexit.shared.settings import HostedRanges
@@ -80,26 +80,52 @@ class HostedModel:
         logits, activation = self._sessions[block].run(["logits", "activation"], {"x": x})
         return logits, activation
 
-    def run(self, start_block: int, x: np.ndarray, thresholds: Sequence[float], stop_block: int) -> LocalRun:
-        """Run blocks from ``start_block`` until an exit (C_k > α_k, or the final block) or ``stop_block``.
+    def run(
+        self, start_block: int, x: np.ndarray, thresholds: Sequence[Sequence[float]], stop_blocks: Sequence[int]
+    ) -> list[LocalRun]:
+        """Run a batch of samples from ``start_block``, each until its exit or its own stop block.
 
-        A ``stop_block`` before ``start_block`` runs nothing: the tier relays ``x`` as it came.
+        ``x`` stacks the samples on axis 0; sample ``i`` exits after block k if
+        C_k > ``thresholds[i][k - 1]`` (or k is the final block) and runs no
+        further than ``stop_blocks[i]`` (then it must travel on with its
+        activation). Each block runs once for every sample still going, so a
+        batch costs one session call per block; a stop block before
+        ``start_block`` runs nothing: the sample is relayed as it came.
         """
-        result = LocalRun(first_block=start_block, last_block=start_block - 1, activation=x)
+        runs = [LocalRun(first_block=start_block, last_block=start_block - 1) for _ in range(len(x))]
+        going = list(range(len(x)))  # samples still running, in the order of the rows of ``x``
         started = time.perf_counter()
-        for block in range(start_block, stop_block + 1):
+        block = start_block
+        while going:
+            staying = [row for row, i in enumerate(going) if stop_blocks[i] < block]
+            for row in staying:
+                runs[going[row]].activation = x[row : row + 1]
+            if staying:
+                keep = [row for row, i in enumerate(going) if stop_blocks[i] >= block]
+                x, going = x[keep], [going[row] for row in keep]
+                if not going:
+                    break
             logits, x = self.run_block(block, x)
-            probabilities = softmax(logits[0])
-            confidence = float(probabilities.max())
-            result.last_block = block
-            result.exit_confidences.append(confidence)
-            result.logits, result.probabilities = logits[0], probabilities
-            if exits_at(block, confidence, thresholds, self.manifest.num_blocks):
-                result.exited = True
-                break
-        result.activation = x
-        result.compute_s = time.perf_counter() - started
-        return result
+            probabilities = softmax_rows(logits)
+            confidences = probabilities.max(axis=1)
+            keep = []
+            for row, i in enumerate(going):
+                run = runs[i]
+                run.last_block = block
+                run.exit_confidences.append(float(confidences[row]))
+                run.logits, run.probabilities = logits[row], probabilities[row]
+                if exits_at(block, run.exit_confidences[-1], thresholds[i], self.manifest.num_blocks):
+                    run.exited = True
+                    run.activation = x[row : row + 1]
+                else:
+                    keep.append(row)
+            if len(keep) < len(going):
+                x, going = x[keep], [going[row] for row in keep]
+            block += 1
+        compute_s = time.perf_counter() - started
+        for run in runs:
+            run.compute_s = compute_s
+        return runs
 
 
 class ModelRegistry:

@@ -74,7 +74,11 @@ class TierSettings(BaseSettings):
     drain_timeout_s: float = Field(
         15.0, ge=0.0, description="after the grace: the most seconds to finish accepted requests before exiting"
     )
-    compute_threads: int = Field(1, ge=1, description="samples run concurrently on onnxruntime")
+    compute_threads: int = Field(1, ge=1, description="batches run concurrently on onnxruntime")
+    max_batch: int = Field(32, ge=1, le=1024, description="samples run as one batch at most; 1: no batching")
+    max_batch_wait_us: int = Field(
+        0, ge=0, le=1_000_000, description="how long a partial batch waits for more samples; 0: batch what queued"
+    )
     onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per session")
     max_message_bytes: int = Field(64 << 20, ge=1 << 20, description="gRPC send/receive limit")
     codec: Codec = Field("fp32", description="how activations to the next tier are encoded")

@@ -1,10 +1,11 @@
 """Serving a bidirectional stream of requests: many in flight, answers in completion order, bounded.
 
-Both ``Device.InferStream`` and ``Tier.ContinueStream`` are served by
-:func:`serve_stream`. It reads requests while earlier ones are still being
-answered and sends each answer, or the error of that one request as a
-``StreamError``, as soon as it is ready; a bad request never ends the stream;
-clients match answers to requests by ``request_id``.
+``Device.InferStream``, ``Tier.ContinueStream`` and ``Tier.ContinueBatches``
+are served by :func:`serve_stream`. It reads requests while earlier ones are
+still being answered and hands over each answer, or the error of that one
+request as a ``StreamError``, as soon as it is ready: everything ready at once
+comes as one list, which ``ContinueBatches`` sends as one message. A bad
+request never ends the stream; clients match answers to requests by ``request_id``.
 
 Bounded: at most ``limit`` requests of one stream are being answered; one more
 is answered RESOURCE_EXHAUSTED at once. If the client does not read its
@@ -41,8 +42,8 @@ async def serve_stream(
     limit: int,
     where: str,
     drain: Drain,
-) -> AsyncIterator[pb.StreamResponse]:
-    """Answer every request of ``requests`` with ``handle``, at most ``limit`` at a time."""
+) -> AsyncIterator[list[pb.StreamResponse]]:
+    """Answer every request of ``requests`` with ``handle``, at most ``limit`` at a time; yields what is ready."""
     session = _StreamSession(requests, handle, limit, where)
     drain.open_streams += 1
     try:
@@ -74,21 +75,24 @@ class _StreamSession(Generic[Request]):
         self._room = asyncio.Event()
         self._room.set()
 
-    async def answers(self, closing: asyncio.Event) -> AsyncIterator[pb.StreamResponse]:
-        """Answers as they are ready, until every accepted request is answered and no more are coming."""
+    async def answers(self, closing: asyncio.Event) -> AsyncIterator[list[pb.StreamResponse]]:
+        """Every answer ready at a time, until every accepted request is answered and no more are coming."""
         reader = asyncio.create_task(self._read())
         watcher = asyncio.create_task(self._watch(closing))
         reading = True
         try:
             while reading or self._running or not self._ready.empty():
-                item = await self._ready.get()
-                if item is _READ_DONE or item is _DRAIN:
+                items = [await self._ready.get()]
+                while not self._ready.empty():
+                    items.append(self._ready.get_nowait())
+                if _READ_DONE in items or _DRAIN in items:
                     reader.cancel()
                     reading = False
-                    continue
-                yield item  # type: ignore[misc]
-                self._held -= 1
-                self._room.set()
+                ready = [item for item in items if item is not _READ_DONE and item is not _DRAIN]
+                if ready:
+                    yield ready  # type: ignore[misc]
+                    self._held -= len(ready)
+                    self._room.set()
         finally:
             for task in (reader, watcher, *self._tasks):
                 task.cancel()

@@ -5,7 +5,12 @@ float32, whatever the codec:
 
 * ``fp32``: exact, 4 bytes per value;
 * ``fp16``: half the bytes, ~1e-3 relative error;
-* ``int8``: a quarter of the bytes, affine per tensor (``real = scale * (q - zero_point)``).
+* ``int8``: a quarter of the bytes, affine per tensor (``real = scale * (q - zero_point)``),
+  error at most half a step of (max - min) / 255 over the whole tensor;
+* ``int8-channel``: the same with one scale and zero point per channel (axis 1
+  of an image activation ``[N, C, H, W]``, the last axis of a text one
+  ``[N, T, H]``), so a channel of small values keeps its own fine step; 8 bytes
+  more per channel.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from splitexit.shared.errors import InvalidInput
 from splitexit.shared.manifest import TensorSpec
 from splitexit.shared.proto import splitexit_pb2 as pb
 
-Codec = Literal["fp32", "fp16", "int8"]
+Codec = Literal["fp32", "fp16", "int8", "int8-channel"]
+CODECS: tuple[Codec, ...] = ("fp32", "fp16", "int8", "int8-channel")
 
 _NUMPY_DTYPES: dict[int, np.dtype] = {
     pb.FP32: np.dtype("<f4"),
@@ -40,16 +46,36 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
         return pb.Tensor(dtype=pb.FP32, shape=shape, raw=array.astype("<f4").tobytes())
     if codec == "fp16":
         return pb.Tensor(dtype=pb.FP16, shape=shape, raw=array.astype("<f2").tobytes())
-    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
-    scale = (high - low) / 255.0 or 1.0
-    zero_point = int(round(-128 - low / scale))
+    if codec == "int8":
+        quantized, scale, zero_point = _quantize(array, axes=None)
+        quantization = pb.Quantization(scale=scale.item(), zero_point=zero_point.item())
+    else:
+        axis = channel_axis(array.ndim)
+        others = tuple(a for a in range(array.ndim) if a != axis)
+        quantized, scales, zero_points = _quantize(array, axes=others)
+        quantization = pb.Quantization(
+            scales=scales.reshape(-1).tolist(), zero_points=zero_points.reshape(-1).tolist(), axis=axis
+        )
+    return pb.Tensor(dtype=pb.INT8, shape=shape, raw=quantized.tobytes(), quantization=quantization)
+
+
+def channel_axis(ndim: int) -> int:
+    """The axis ``int8-channel`` scales separately: 1 for ``[N, C, H, W]``, the last one otherwise."""
+    return 1 if ndim == 4 else ndim - 1
+
+
+def _quantize(array: np.ndarray, axes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Affine int8 of ``array`` with one (scale, zero point) per slice left after reducing ``axes`` (all: None).
+
+    The range always includes 0, so zeros (padding, ReLU outputs) stay exact.
+    """
+    low = np.minimum(array.min(axis=axes, keepdims=True, initial=0.0), 0.0).astype(np.float64)
+    high = np.maximum(array.max(axis=axes, keepdims=True, initial=0.0), 0.0).astype(np.float64)
+    scale = (high - low) / 255.0
+    scale[scale == 0] = 1.0
+    zero_point = np.round(-128 - low / scale)
     quantized = np.clip(np.round(array / scale) + zero_point, -128, 127).astype("i1")
-    return pb.Tensor(
-        dtype=pb.INT8,
-        shape=shape,
-        raw=quantized.tobytes(),
-        quantization=pb.Quantization(scale=scale, zero_point=zero_point),
-    )
+    return quantized, scale.astype(np.float32), zero_point.astype(np.int32)
 
 
 def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the tensor") -> np.ndarray:
@@ -74,8 +100,8 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
             f"{what} of shape {shown} and dtype {_dtype_name(tensor.dtype)} needs "
             f"{count * dtype.itemsize:,} raw bytes, got {len(tensor.raw):,}"
         )
-    if tensor.dtype == pb.INT8 and not (tensor.HasField("quantization") and tensor.quantization.scale > 0):
-        raise InvalidInput(f"{what}: an INT8 tensor needs quantization with a positive, finite scale")
+    if tensor.dtype == pb.INT8:
+        _check_quantization(tensor, shape, what)
     if spec is not None:
         check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what)
     values = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(shape), tensor)
@@ -84,10 +110,34 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
     return values
 
 
+def _check_quantization(tensor: pb.Tensor, shape: tuple[int, ...], what: str) -> None:
+    """Raise :class:`InvalidInput` unless an INT8 tensor's scales are positive and finite, one per channel if per channel."""
+    q = tensor.quantization
+    if not tensor.HasField("quantization"):
+        raise InvalidInput(f"{what}: an INT8 tensor needs quantization (a scale and zero point)")
+    if not q.scales:
+        scales = [q.scale]
+    elif q.axis >= len(shape) or len(q.scales) != shape[q.axis] or len(q.zero_points) != len(q.scales):
+        raise InvalidInput(
+            f"{what}: per-channel quantization along axis {q.axis} of shape {_shape_text(shape)} needs one scale "
+            f"and one zero point per channel, got {len(q.scales)} and {len(q.zero_points)}"
+        )
+    else:
+        scales = q.scales
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise InvalidInput(f"{what}: an INT8 tensor's quantization scales must be positive and finite")
+
+
 def _converted(values: np.ndarray, tensor: pb.Tensor) -> np.ndarray:
     if tensor.dtype == pb.INT8:
         q = tensor.quantization
-        return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+        if not q.scales:
+            return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+        along = [1] * values.ndim
+        along[q.axis] = -1
+        scales = np.asarray(q.scales, np.float32).reshape(along)
+        zero_points = np.asarray(q.zero_points, np.float32).reshape(along)
+        return (values.astype(np.float32) - zero_points) * scales
     if tensor.dtype in FLOAT_DTYPES:
         return values.astype(np.float32)
     return values

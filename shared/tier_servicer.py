@@ -1,4 +1,4 @@
-"""``Tier.Continue`` and ``Tier.ContinueStream``: the edge and the cloud resume samples sent by the tier before.
+"""The ``Tier`` service: the edge and the cloud resume samples sent by the tier before.
 
 A ``ContinueRequest`` becomes a :class:`~splitexit.shared.node.Sample` once, on
 receipt: admitted (or RESOURCE_EXHAUSTED), its deadline set, its model looked
@@ -10,6 +10,7 @@ runs it. Metrics and status mapping are the serving interceptor's
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,7 @@ import grpc
 
 from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline, deadline_for
-from splitexit.shared.interceptors import check_request
+from splitexit.shared.interceptors import Undecodable, check_request
 from splitexit.shared.node import Sample, TierNode
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -62,9 +63,27 @@ class TierServicer(pb_grpc.TierServicer):
     async def ContinueStream(
         self, request_iterator: AsyncIterator[pb.ContinueRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
+        async for ready in self._serve(request_iterator):
+            for answer in ready:
+                yield answer
+
+    async def ContinueBatches(
+        self, request_iterator: AsyncIterator[pb.ContinueBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamBatch]:
+        async for ready in self._serve(_each_request(request_iterator)):
+            yield pb.StreamBatch(answers=ready)
+
+    def _serve(self, requests: AsyncIterator[pb.ContinueRequest]) -> AsyncIterator[list[pb.StreamResponse]]:
         node = self.node
-        async for answer in serve_stream(
-            request_iterator, lambda request: self.resume(request, None), node.settings.max_in_flight,
-            node.tier.value, node.drain,
-        ):  # fmt: skip
-            yield answer
+        handle = functools.partial(self.resume, inherited=None)
+        return serve_stream(requests, handle, node.settings.max_in_flight, node.tier.value, node.drain)
+
+
+async def _each_request(batches: AsyncIterator[pb.ContinueBatch]) -> AsyncIterator[pb.ContinueRequest]:
+    """The requests of every batch, in order (an undecodable batch passes as one bad request)."""
+    async for batch in batches:
+        if isinstance(batch, Undecodable):
+            yield batch
+        else:
+            for request in batch.requests:
+                yield request

@@ -35,6 +35,23 @@ def test_lossy_codecs_shrink_the_bytes_within_their_error(
     assert decode(tensor).dtype == np.float32
 
 
+@pytest.mark.parametrize("shape", [(1, 16, 28, 28), (1, 37, 384)])
+def test_int8_per_channel_errs_at_most_half_a_step_of_each_channel(shape: tuple[int, ...]) -> None:
+    """Channels whose ranges differ 1000-fold: each keeps its own step, so small channels stay precise."""
+    rng = np.random.default_rng(1)
+    axis = 1 if len(shape) == 4 else len(shape) - 1
+    spread = np.logspace(-3, 0, shape[axis]).reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    values = (rng.standard_normal(shape) * spread).astype(np.float32)
+    tensor = encode(values, "int8-channel")
+    assert len(tensor.raw) == values.size and tensor.quantization.axis == axis
+    others = tuple(a for a in range(len(shape)) if a != axis)
+    ranges = np.maximum(values.max(axis=others), 0) - np.minimum(values.min(axis=others), 0)
+    errors = np.abs(decode(tensor) - values).max(axis=others)
+    assert (errors <= 0.5 * ranges / 255 + 1e-7).all()
+    per_tensor_error = np.abs(decode(encode(values, "int8")) - values).max(axis=others)
+    assert errors[0] < per_tensor_error[0] / 100  # the smallest channel: far finer than one scale for all
+
+
 def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
     constant = np.full((1, 4), 2.5, np.float32)
     np.testing.assert_allclose(decode(encode(constant, "int8")), constant, atol=2.5 / 255 + 1e-6)
@@ -47,6 +64,19 @@ def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
         (pb.Tensor(dtype=pb.FP32, shape=[-1, 4], raw=b""), r"every dimension and the total must lie in \[0,"),
         (pb.Tensor(dtype=pb.FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
         (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0"), "quantization"),
+        (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0", quantization=pb.Quantization(scale=float("nan"))), "finite"),
+        (
+            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0], zero_points=[0], axis=1)),
+            "one scale and one zero point per channel, got 1 and 1",
+        ),
+        (
+            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 1.0], zero_points=[0, 0], axis=5)),
+            "along axis 5",
+        ),
+        (
+            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 0.0], zero_points=[0, 0], axis=1)),
+            "positive and finite",
+        ),
         (pb.Tensor(dtype=pb.FP32, shape=[1 << 20, 1 << 20], raw=b""), "every dimension and the total"),
         # what once reached numpy and came back INTERNAL:
         (pb.Tensor(dtype=pb.FP32, shape=[1] * 65, raw=b"\0" * 4), "65 dimensions; at most 8"),

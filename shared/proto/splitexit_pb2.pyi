@@ -45,12 +45,18 @@ NEXT_TIER_OVERLOADED: DegradedReason
 NEXT_TIER_TOO_SLOW: DegradedReason
 
 class Quantization(_message.Message):
-    __slots__ = ("scale", "zero_point")
+    __slots__ = ("scale", "zero_point", "scales", "zero_points", "axis")
     SCALE_FIELD_NUMBER: _ClassVar[int]
     ZERO_POINT_FIELD_NUMBER: _ClassVar[int]
+    SCALES_FIELD_NUMBER: _ClassVar[int]
+    ZERO_POINTS_FIELD_NUMBER: _ClassVar[int]
+    AXIS_FIELD_NUMBER: _ClassVar[int]
     scale: float
     zero_point: int
-    def __init__(self, scale: _Optional[float] = ..., zero_point: _Optional[int] = ...) -> None: ...
+    scales: _containers.RepeatedScalarFieldContainer[float]
+    zero_points: _containers.RepeatedScalarFieldContainer[int]
+    axis: int
+    def __init__(self, scale: _Optional[float] = ..., zero_point: _Optional[int] = ..., scales: _Optional[_Iterable[float]] = ..., zero_points: _Optional[_Iterable[int]] = ..., axis: _Optional[int] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "raw", "quantization")
@@ -121,6 +127,12 @@ class ContinueRequest(_message.Message):
     timeout_s: float
     forbid_degraded: bool
     def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
+
+class ContinueBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[ContinueRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ContinueRequest, _Mapping]]] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
     __slots__ = ("label", "label_name", "probability")
@@ -215,6 +227,12 @@ class StreamResponse(_message.Message):
     response: InferResponse
     error: StreamError
     def __init__(self, response: _Optional[_Union[InferResponse, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
+
+class StreamBatch(_message.Message):
+    __slots__ = ("answers",)
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[StreamResponse]
+    def __init__(self, answers: _Optional[_Iterable[_Union[StreamResponse, _Mapping]]] = ...) -> None: ...
 
 class StreamError(_message.Message):
     __slots__ = ("request_id", "code", "message")

@@ -198,8 +198,11 @@ class Device:
 
 class TierStub:
     """What a tier calls on the next one to resume a sample. Tiers keep one
-    persistent stream per link and multiplex requests on it by request_id;
-    the unary form is there for simple clients and debugging.
+    persistent ContinueBatches stream per link and multiplex requests on it by
+    request_id; each message carries every request (and answer) ready when it
+    was written, so under load gRPC's fixed cost per message is paid once per
+    batch. ContinueStream (one request per message) and the unary form are
+    there for simple clients and debugging.
     """
 
     def __init__(self, channel):
@@ -218,12 +221,20 @@ class TierStub:
                 request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
                 response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.ContinueBatches = channel.stream_stream(
+                '/splitexit.v1.Tier/ContinueBatches',
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueBatch.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamBatch.FromString,
+                _registered_method=True)
 
 
 class TierServicer:
     """What a tier calls on the next one to resume a sample. Tiers keep one
-    persistent stream per link and multiplex requests on it by request_id;
-    the unary form is there for simple clients and debugging.
+    persistent ContinueBatches stream per link and multiplex requests on it by
+    request_id; each message carries every request (and answer) ready when it
+    was written, so under load gRPC's fixed cost per message is paid once per
+    batch. ContinueStream (one request per message) and the unary form are
+    there for simple clients and debugging.
     """
 
     def Continue(self, request, context):
@@ -233,6 +244,12 @@ class TierServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ContinueStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContinueBatches(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +268,11 @@ def add_TierServicer_to_server(servicer, server):
                     request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.FromString,
                     response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
             ),
+            'ContinueBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.ContinueBatches,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueBatch.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamBatch.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'splitexit.v1.Tier', rpc_method_handlers)
@@ -261,8 +283,11 @@ def add_TierServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Tier:
     """What a tier calls on the next one to resume a sample. Tiers keep one
-    persistent stream per link and multiplex requests on it by request_id;
-    the unary form is there for simple clients and debugging.
+    persistent ContinueBatches stream per link and multiplex requests on it by
+    request_id; each message carries every request (and answer) ready when it
+    was written, so under load gRPC's fixed cost per message is paid once per
+    batch. ContinueStream (one request per message) and the unary form are
+    there for simple clients and debugging.
     """
 
     @staticmethod
@@ -309,6 +334,33 @@ class Tier:
             '/splitexit.v1.Tier/ContinueStream',
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueRequest.SerializeToString,
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContinueBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/splitexit.v1.Tier/ContinueBatches',
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ContinueBatch.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,14 +55,21 @@ def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
     """
     if x.ndim == 4:
         image = x[0].astype(np.float64)
-        rows = np.array_split(np.arange(image.shape[1]), cells)
-        cols = np.array_split(np.arange(image.shape[2]), cells)
-        return np.array([image[c][np.ix_(r, k)].mean() for c in range(image.shape[0]) for r in rows for k in cols])
+        row_starts, row_sizes = _split(image.shape[1], cells)
+        col_starts, col_sizes = _split(image.shape[2], cells)
+        sums = np.add.reduceat(np.add.reduceat(image, row_starts, axis=1), col_starts, axis=2)
+        return (sums / np.outer(row_sizes, col_sizes)).reshape(-1)
     flat = x.reshape(-1)
     if np.issubdtype(flat.dtype, np.integer):
         counts = np.bincount(flat.astype(np.int64) % cells**2, minlength=cells**2).astype(np.float64)
         return counts / max(counts.sum(), 1.0)
     return np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
+
+
+def _split(length: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and size of ``parts`` near-equal chunks of ``length`` (the first ones one longer, as ``np.array_split``)."""
+    sizes = np.full(parts, length // parts) + (np.arange(parts) < length % parts)
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes
 
 
 def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -132,8 +132,13 @@ def exits_at(block: int, confidence: float, thresholds: Sequence[float], num_blo
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of one exit's logits, computed stably in float64."""
-    shifted = np.exp(logits.astype(np.float64) - logits.max())
-    return shifted / shifted.sum()
+    return softmax_rows(logits[np.newaxis])[0]
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """:func:`softmax` of every row of a batch of exit logits at once."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def top_probability(logits: np.ndarray) -> float:

@@ -1,0 +1,139 @@
+"""Dynamic batching: samples that resume at the same block run as one batch.
+
+A tier hands every sample to :meth:`Batcher.run`. Samples wait in a queue per
+*batch key* (model, first block, per-sample input shape: texts of different
+lengths never share a batch, so a batched answer equals the unbatched one)
+until a compute worker is free; the worker then takes up to ``max_batch``
+samples of the key whose head waited longest and runs them with one session
+call per block (:meth:`~splitexit.shared.runtime.HostedModel.run`).
+
+So batches form by themselves under load, from the samples that arrived while
+the workers were busy, and cost nothing when the tier is idle (a lone sample
+runs at once, as a batch of one). ``max_wait_s`` > 0 additionally holds a
+partial batch back for up to that long, waiting for company, as Triton's
+``max_queue_delay_microseconds`` does: worth it only where arrivals are dense.
+
+Deadlines hold inside the queue: a sample whose deadline passes while it waits
+is answered DEADLINE_EXCEEDED when its batch starts and takes no compute; one
+whose caller gave up is dropped. Every sample gets its own answer, whatever its
+place in the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from splitexit.shared.deadlines import Deadline
+from splitexit.shared.errors import ServingError
+from splitexit.shared.runtime import HostedModel, LocalRun
+
+BatchKey = tuple[str, int, tuple[int, ...]]  # model, first block, the shape of one sample
+
+
+@dataclass
+class Job:
+    """One sample waiting to run: where it starts, its exit rule and how far it may go."""
+
+    model: HostedModel
+    start_block: int
+    x: np.ndarray  # one sample, batch axis of size 1
+    thresholds: Sequence[float]
+    stop_block: int
+    deadline: Deadline
+    queued_at: float = field(default_factory=time.perf_counter)
+    answer: asyncio.Future[tuple[float, LocalRun]] = field(init=False)
+
+    @property
+    def key(self) -> BatchKey:
+        return self.model.name, self.start_block, self.x.shape[1:]
+
+
+class Batcher:
+    """Queues of samples per batch key, served by ``workers`` compute threads."""
+
+    def __init__(self, workers: int, max_batch: int, max_wait_s: float, thread_name: str) -> None:
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=thread_name)
+        self._idle_workers = workers
+        self._queues: dict[BatchKey, deque[Job]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def run(self, job: Job) -> tuple[float, LocalRun]:
+        """Run ``job`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
+        job.answer = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(job.key, deque()).append(job)
+        self._dispatch()
+        return await job.answer
+
+    def _dispatch(self) -> None:
+        """Start batches while workers are free and some queue is ready to go."""
+        loop = asyncio.get_running_loop()
+        while self._idle_workers and self._queues:
+            key, queue = min(self._queues.items(), key=lambda item: item[1][0].queued_at)
+            hold_until = queue[0].queued_at + self.max_wait_s
+            if len(queue) < self.max_batch and time.perf_counter() < hold_until:
+                self._wake_at(loop, hold_until)
+                return
+            batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
+            if not queue:
+                del self._queues[key]
+            batch = [job for job in batch if not job.answer.done()]  # callers that gave up
+            if batch:
+                self._idle_workers -= 1
+                done = loop.run_in_executor(self._executor, _run_batch, batch)
+                done.add_done_callback(lambda finished, batch=batch: self._finish(batch, finished))
+
+    def _wake_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_later(max(when - time.perf_counter(), 0.0), self._dispatch)
+
+    def _finish(self, batch: list[Job], finished: asyncio.Future[list[tuple[float, LocalRun] | ServingError]]) -> None:
+        self._idle_workers += 1
+        if finished.cancelled():  # the batcher was closed
+            return
+        error = finished.exception()
+        outcomes = [error] * len(batch) if error is not None else finished.result()
+        for job, outcome in zip(batch, outcomes):
+            if job.answer.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.answer.set_exception(outcome)
+            else:
+                job.answer.set_result(outcome)
+        self._dispatch()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_batch(batch: list[Job]) -> list[tuple[float, LocalRun] | ServingError]:
+    """Runs on a compute thread: the batch's live samples as one, each sample's own outcome in batch order."""
+    started = time.perf_counter()
+    late: list[ServingError | None] = []
+    for job in batch:
+        try:
+            job.deadline.check("a worker was free to run it")
+            late.append(None)
+        except ServingError as error:
+            late.append(error)
+    live = [job for job, error in zip(batch, late) if error is None]
+    runs = iter(_run_together(live) if live else [])
+    return [error or (started - job.queued_at, next(runs)) for job, error in zip(batch, late)]
+
+
+def _run_together(jobs: list[Job]) -> list[LocalRun]:
+    """One batch of jobs with the same key, stacked on the batch axis."""
+    first = jobs[0]
+    x = first.x if len(jobs) == 1 else np.concatenate([job.x for job in jobs])
+    return first.model.run(first.start_block, x, [job.thresholds for job in jobs], [job.stop_block for job in jobs])
