@@ -49,8 +49,9 @@ proto: setup  ## regenerate the gRPC stubs in shared/proto/ (installed as splite
 clean:  ## remove the venv and caches (not the shipped model)
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info
 
-bench: data  ## measure served vs bare onnxruntime latency; writes bench/results/serving.json
+bench: data models  ## served vs bare onnxruntime, throughput, batching, HTTP vs LitServe, codecs; JSON + README table (~6 min)
 	$(PY) -m bench.serving
+	$(PY) -m lab.readme
 
 faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz, soak, slow link; README table (~8 min)
 	$(PY) -m bench.faults_report

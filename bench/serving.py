@@ -1,97 +1,169 @@
-"""`make bench`: what serving across three tiers costs over bare onnxruntime.
+"""`make bench`: what serving across three tiers costs over bare onnxruntime, all ratios from one run.
 
-For each exit policy setting (everything on the device, the default thresholds,
-everything in the cloud) it sends the same real test images one at a time
-through a local three-process testbed, and runs the same blocks the answers
-used in-process with bare onnxruntime sessions. It reports p50/p95 latencies
-and their ratios (served ÷ bare), which are stable across noisy machines where
-absolute numbers are not, plus streamed throughput. Writes ``bench/results/serving.json``.
+In one run on this machine: served ÷ bare latency per path (image and text;
+device, edge and cloud exits) with the gRPC transport floor and the overhead
+beyond it per hop (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and
+64 clients, unary and streamed, and the cloud tier alone fed by a link, each ÷
+bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
+(the same loads with batching off); the HTTP gateway against LitServe serving
+the same model in one process; the activation codecs' bytes and accuracy on the
+full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
+Writes ``bench/results/serving.json``; ``make results`` puts its table in the README.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from lab.fashion_mnist import test_images
-from splitexit.client import DeviceClient, request
-from splitexit.samples import LabelledImage
+from bench.bare import BareChain, best_batch_rate
+from bench.codec_accuracy import codec_report
+from bench.http_rates import http_latency, http_rate
+from bench.paths import PathInputs, exit_plans, measure_path
+from bench.policy_speed import microseconds_per_decision
+from bench.rates import link_rate, stream_rate, unary_rate
+from bench.services import echo_service, litserve_service
+from lab.text_data import sentiment
+from splitexit.policies.chain import Chain
+from splitexit.samples import load_pack
 from splitexit.shared.manifest import load_manifest
 from splitexit.shared.preprocess import decode_image
+from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
-from splitexit.testbed import Testbed
+from splitexit.shared.tensors import encode
+from splitexit.shared.tiers import Tier
+from splitexit.shared.tokenizer import TextTokenizer
+from splitexit.testbed import Testbed, free_port
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
-SETTINGS = {"all on device (α=0)": 0.0, "tier thresholds (α=0.9)": 0.9, "all in cloud (α=1)": 1.0}
+LOGS = Path(".cache/logs/bench")
+CLIENTS = (1, 8, 64)
+UNBATCHED = {tier: {"max_batch": "1"} for tier in Tier}
 
 
-def bare_latencies(package: Path, images: list[LabelledImage], blocks_used: list[int]) -> np.ndarray:
-    """Seconds per sample to decode + run blocks 1..k in one process, k as the served answer used."""
+def image_inputs(count: int) -> PathInputs:
+    package = DEFAULT_MODELS_DIR / "fmnist-cnn"
     manifest = load_manifest(package)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    sessions = [ort.InferenceSession(str(package / b.file), options) for b in manifest.blocks]
-    seconds = []
-    for image, last in zip(images, blocks_used, strict=True):
-        started = time.perf_counter()
-        x = decode_image(image.png, manifest.input)
-        for session in sessions[:last]:
-            _, x = session.run(["logits", "activation"], {"x": x})
-        seconds.append(time.perf_counter() - started)
-    return np.array(seconds)
+    pngs = [image.png for image in load_pack()][:count]
+    requests = [pb.InferRequest(model=manifest.name, image=png) for png in pngs]
+    prepare = lambda png: decode_image(png, manifest.input)  # noqa: E731
+    return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, pngs, prepare)
 
 
-async def served(address: str, images: list[LabelledImage], threshold: float) -> tuple[np.ndarray, list[int], dict]:
-    """Sequential unary latencies and exit blocks, then streamed throughput."""
-    latencies, blocks, link_bytes = [], [], 0
-    async with DeviceClient(address) as client:
-        for image in images:
-            started = time.perf_counter()
-            answer = await client.infer(image.png, threshold=threshold)
-            latencies.append(time.perf_counter() - started)
-            blocks.append(answer.exit_block)
-            link_bytes += sum(hop.bytes_sent for hop in answer.hops)
-        started = time.perf_counter()
-        count = 0
-        async for _ in client.infer_many(request(i.png, threshold=threshold, request_id=str(n)) for n, i in enumerate(images)):
-            count += 1
-        stream_s = time.perf_counter() - started
-    return np.array(latencies), blocks, {"stream_samples_per_s": count / stream_s, "link_bytes_per_sample": link_bytes / len(images)}
+def text_inputs(count: int) -> PathInputs:
+    package = DEFAULT_MODELS_DIR / "minilm-sentiment"
+    manifest = load_manifest(package)
+    texts = [record.text.encode() for record in sentiment("imdb")[:count]]
+    tokenizer = TextTokenizer.from_package(package, manifest.input)  # type: ignore[arg-type]
+    requests = [pb.InferRequest(model=manifest.name, text=text, truncate=True) for text in texts]
+    prepare = lambda text: tokenizer.encode_utf8(text, truncate=True)  # noqa: E731
+    return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, texts, prepare)
+
+
+async def paths(device: str, echo: str, inputs: list[PathInputs]) -> dict[str, dict[str, float]]:
+    report = {}
+    for model_inputs in inputs:
+        for tier, plan in exit_plans(model_inputs.tiers).items():
+            report[f"{model_inputs.model} → {tier}"] = await measure_path(device, echo, model_inputs, plan)
+    return report
+
+
+async def throughput(device: str, cloud: str, images: PathInputs, count: int) -> dict[str, float]:
+    """Samples/s all to the cloud by clients and mode, and the cloud tier alone fed by a link."""
+    requests = [_all_to_cloud(request) for request in images.requests]
+    many = (requests * (count // len(requests) + 1))[:count]
+    rates = {}
+    for clients in CLIENTS:
+        share = many[: max(count * clients // max(CLIENTS), 200)]
+        rates[f"unary_{clients}"] = await unary_rate(device, share, clients)
+        rates[f"stream_{clients}"] = await stream_rate(device, share, clients)
+    rates["cloud_alone_64"] = await link_rate(cloud, cloud_requests(images, count), 64)
+    return rates
+
+
+def cloud_requests(images: PathInputs, count: int) -> list[pb.ContinueRequest]:
+    """What the edge sends the cloud for each image: the activation before the cloud's first block."""
+    first = images.tiers.hosted[Tier.EDGE].last + 1
+    activations = [images.chain.run(images.prepare(raw), 1, first - 1)[1] for raw in images.raw]
+    return [
+        pb.ContinueRequest(model=images.model, next_block=first, activation=encode(activations[i % len(activations)]))
+        for i in range(count)
+    ]
+
+
+def _all_to_cloud(request: pb.InferRequest) -> pb.InferRequest:
+    copy = pb.InferRequest()
+    copy.CopyFrom(request)
+    copy.policy.threshold = 1.0
+    return copy
+
+
+def bare_rates(images: PathInputs, processes: int) -> dict[str, dict[int, float]]:
+    """Bare onnxruntime samples/s by batch size: all six blocks, and the cloud's blocks alone."""
+    package = DEFAULT_MODELS_DIR / images.model
+    decoded = np.concatenate([images.prepare(raw) for raw in images.raw])
+    first = images.tiers.hosted[Tier.EDGE].last + 1
+    before_cloud = np.concatenate([images.chain.run(x[None], 1, first - 1)[1] for x in decoded])
+    return {
+        "all_blocks": best_batch_rate(package, decoded, 1, images.tiers.num_blocks, processes),
+        "cloud_blocks": best_batch_rate(package, before_cloud, first, images.tiers.num_blocks, processes),
+    }
+
+
+async def http_comparison(gateway: str, litserve: str, images: PathInputs, count: int) -> dict[str, float]:
+    """p50 one at a time and requests/s at 8 clients, all to the cloud, for the gateway and for LitServe."""
+    bodies = [{"image_base64": base64.b64encode(png).decode(), "threshold": 1.0} for png in images.raw]  # type: ignore[arg-type]
+    many = (bodies * (count // len(bodies) + 1))[:count]
+    report = {}
+    for name, url in (("gateway", gateway), ("litserve", litserve)):
+        await http_latency(url, bodies[:10])
+        report[f"{name}_p50_ms"] = 1e3 * float(np.median(await http_latency(url, bodies)))
+        report[f"{name}_8_clients_per_s"] = await http_rate(url, many, 8)
+    return report
+
+
+def measure(quick: bool) -> dict[str, object]:
+    scale = 10 if quick else 1
+    images, texts = image_inputs(300 // scale), text_inputs(100 // scale)
+    count = 3000 // scale
+    ports = {tier: free_port() for tier in Tier}
+    report: dict[str, object] = {}
+    with echo_service(LOGS) as echo, Testbed(ports, http_port=free_port(), log_dir=LOGS) as bed:
+        report["paths"] = asyncio.run(paths(bed.device_address, echo, [images, texts]))
+        report["throughput"] = asyncio.run(throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count))
+        with litserve_service(LOGS) as litserve:
+            gateway = f"http://127.0.0.1:{bed.http_port}/v1/infer"
+            report["http"] = asyncio.run(http_comparison(gateway, litserve, images, 800 // scale))
+    with Testbed({tier: free_port() for tier in Tier}, settings=UNBATCHED, log_dir=LOGS) as unbatched:
+        report["unbatched"] = asyncio.run(
+            throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)
+        )
+    report["bare"] = bare_rates(images, processes=os.cpu_count() or 1)
+    report["codecs"] = codec_report(DEFAULT_MODELS_DIR, limit=200 if quick else None)
+    report["policy_us"] = microseconds_per_decision(DEFAULT_MODELS_DIR, 300 if quick else 3000)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the README)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    package = DEFAULT_MODELS_DIR / "fmnist-cnn"
-    images = test_images(args.samples, seed=2)
-    report: dict = {"machine": {"cpus": platform.processor() or platform.machine(), "python": platform.python_version()},
-                    "samples": args.samples, "settings": {}}
-    with Testbed(log_dir=Path(".cache/logs/bench")) as bed:
-        asyncio.run(served(bed.device_address, images[:20], 0.5))  # warm up sessions and the links
-        for name, threshold in SETTINGS.items():
-            latencies, blocks, extra = asyncio.run(served(bed.device_address, images, threshold))
-            bare = bare_latencies(package, images, blocks)
-            report["settings"][name] = {
-                "threshold": threshold,
-                "served_p50_ms": 1e3 * float(np.median(latencies)),
-                "served_p95_ms": 1e3 * float(np.percentile(latencies, 95)),
-                "bare_onnxruntime_p50_ms": 1e3 * float(np.median(bare)),
-                "served_over_bare_p50": float(np.median(latencies) / np.median(bare)),
-                "mean_exit_block": float(np.mean(blocks)),
-                **extra,
-            }
-            print(f"{name:<26} " + "  ".join(f"{k}={v:.3f}" for k, v in report["settings"][name].items()))
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "quick": args.quick,
+        **measure(args.quick),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from lab.bench_tables import bench_section
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.report import format_summary, format_tier_times
 from splitexit.shared.manifest import load_manifest
@@ -71,20 +72,7 @@ def demo_table() -> str:
 
 
 def bench_table() -> str:
-    report = json.loads((RESULTS / "serving.json").read_text())
-    rows = [
-        "| setting | mean exit block | served p50 | bare onnxruntime p50 | served ÷ bare | stream samples/s | link bytes/sample |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in report["settings"].items():
-        rows.append(
-            f"| {name} | {r['mean_exit_block']:.2f} | {r['served_p50_ms']:.2f} ms | {r['bare_onnxruntime_p50_ms']:.2f} ms "
-            f"| {r['served_over_bare_p50']:.1f}× | {r['stream_samples_per_s']:.0f} | {r['link_bytes_per_sample']:,.0f} |"
-        )
-    return (
-        f"`make bench` ({report['samples']} images one at a time over loopback, three processes on this 2-core machine; "
-        "bare = the same blocks in one process with no gRPC):\n\n" + "\n".join(rows)
-    )
+    return bench_section(RESULTS / "serving.json")
 
 
 def profiles_table() -> str:

@@ -3,7 +3,8 @@
 A tier hands every sample to :meth:`Batcher.run`. Samples wait in a queue per
 *batch key* (model, first block, per-sample input shape: texts of different
 lengths never share a batch, so a batched answer equals the unbatched one)
-until a compute worker is free; the worker then takes up to ``max_batch``
+until a compute worker is free (and at least until the event loop has taken
+in every sample that arrived with them); the worker then takes up to ``max_batch``
 samples of the key whose head waited longest and runs them with one session
 call per block (:meth:`~splitexit.shared.runtime.HostedModel.run`).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,23 +59,36 @@ class Job:
 class Batcher:
     """Queues of samples per batch key, served by ``workers`` compute threads."""
 
-    def __init__(self, workers: int, max_batch: int, max_wait_s: float, thread_name: str) -> None:
+    def __init__(
+        self,
+        workers: int,
+        max_batch: int,
+        max_wait_s: float,
+        thread_name: str,
+        on_batch: Callable[[str, int], None] = lambda model, size: None,
+    ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.on_batch = on_batch  # told the model and size of every batch started
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=thread_name)
         self._idle_workers = workers
         self._queues: dict[BatchKey, deque[Job]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._dispatch_due = False
 
     async def run(self, job: Job) -> tuple[float, LocalRun]:
         """Run ``job`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
-        job.answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        job.answer = loop.create_future()
         self._queues.setdefault(job.key, deque()).append(job)
-        self._dispatch()
+        if not self._dispatch_due:  # after the samples that arrived with this one (one link message) have queued
+            self._dispatch_due = True
+            loop.call_soon(self._dispatch)
         return await job.answer
 
     def _dispatch(self) -> None:
         """Start batches while workers are free and some queue is ready to go."""
+        self._dispatch_due = False
         loop = asyncio.get_running_loop()
         while self._idle_workers and self._queues:
             key, queue = min(self._queues.items(), key=lambda item: item[1][0].queued_at)
@@ -87,6 +101,7 @@ class Batcher:
                 del self._queues[key]
             batch = [job for job in batch if not job.answer.done()]  # callers that gave up
             if batch:
+                self.on_batch(key[0], len(batch))
                 self._idle_workers -= 1
                 done = loop.run_in_executor(self._executor, _run_batch, batch)
                 done.add_done_callback(lambda finished, batch=batch: self._finish(batch, finished))

@@ -13,6 +13,7 @@ metric                                     type       labels (besides ``tier``)
 splitexit_requests_total                   counter    model, method, code (gRPC status name)
 splitexit_requests_in_flight               gauge      method
 splitexit_request_duration_seconds         histogram  model, method: receipt to answer
+splitexit_batch_size                       histogram  model: samples per batch the tier ran
 splitexit_stage_duration_seconds           histogram  model, stage: queue, decode, compute, codec,
                                                       network (only stages that took place)
 splitexit_exits_total                      counter    model, exit (1-based block): samples answered here
@@ -79,6 +80,7 @@ disable_created_metrics()
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Top softmax probabilities: fine steps where exit thresholds live.
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("queue", "decode", "compute", "codec", "network")
 UNKNOWN_MODEL = "unknown"
 # What the device's policy collector asks each policy for: a mapping of numbers
@@ -124,6 +126,10 @@ class TierMetrics:
         self.stage_seconds = Histogram(
             "splitexit_stage_duration_seconds", "Time a sample spent in each stage on this tier (stages that took place)",
             ["tier", "model", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "splitexit_batch_size", "Samples per batch this tier ran (1: no other sample was waiting)",
+            ["tier", "model"], buckets=BATCH_BUCKETS, registry=registry,
         )  # fmt: skip
         self.exits = Counter(
             "splitexit_exits", "Samples this tier answered, by exit (1-based block)",
@@ -217,6 +223,10 @@ class TierMetrics:
         else:
             self.child(self.offloads, self.tier, model, self.link).inc()
             self.child(self.offload_bytes, self.tier, model, self.link).inc(hop.bytes_sent)
+
+    def observe_batch(self, model: str, size: int) -> None:
+        """The batcher started a batch of ``size`` samples of ``model``."""
+        self.child(self.batch_size, self.tier, model).observe(size)
 
     def observe_degraded(self, model: str, reason: pb.DegradedReason.ValueType) -> None:
         """This tier answered a sample degraded, for ``reason``."""

@@ -63,11 +63,12 @@ class TierNode:
         self.settings = settings
         self.registry = registry
         self.link = link
-        self.batcher = Batcher(
-            settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx"
-        )
         self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
+        self.batcher = Batcher(
+            settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx",
+            self.metrics.observe_batch,
+        )  # fmt: skip
         self.admission = InFlightLimit(
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )

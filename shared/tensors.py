@@ -7,10 +7,10 @@ float32, whatever the codec:
 * ``fp16``: half the bytes, ~1e-3 relative error;
 * ``int8``: a quarter of the bytes, affine per tensor (``real = scale * (q - zero_point)``),
   error at most half a step of (max - min) / 255 over the whole tensor;
-* ``int8-channel``: the same with one scale and zero point per channel (axis 1
-  of an image activation ``[N, C, H, W]``, the last axis of a text one
-  ``[N, T, H]``), so a channel of small values keeps its own fine step; 8 bytes
-  more per channel.
+* ``int8-channel``: the same with one scale and zero point per slice along
+  axis 1: per channel of an image activation ``[N, C, H, W]``, per token of a
+  text one ``[N, T, H]``, so a slice of small values keeps its own fine step;
+  a few bytes more per slice.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
         quantized, scale, zero_point = _quantize(array, axes=None)
         quantization = pb.Quantization(scale=scale.item(), zero_point=zero_point.item())
     else:
-        axis = channel_axis(array.ndim)
+        axis = 1  # an image's channels, a text's tokens
         others = tuple(a for a in range(array.ndim) if a != axis)
         quantized, scales, zero_points = _quantize(array, axes=others)
         quantization = pb.Quantization(
@@ -59,9 +59,6 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
     return pb.Tensor(dtype=pb.INT8, shape=shape, raw=quantized.tobytes(), quantization=quantization)
 
 
-def channel_axis(ndim: int) -> int:
-    """The axis ``int8-channel`` scales separately: 1 for ``[N, C, H, W]``, the last one otherwise."""
-    return 1 if ndim == 4 else ndim - 1
 
 
 def _quantize(array: np.ndarray, axes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from lab.fashion_mnist import test_images
+from splitexit.policies.chain import Chain
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest, load_manifest
+from splitexit.shared.runtime import HostedModel
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed, free_port
@@ -36,6 +38,23 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     ports = {tier: free_port() for tier in Tier}
     with Testbed(ports=ports, log_dir=tmp_path_factory.mktemp("logs")) as bed:
         yield bed
+
+
+def whole_model(name: str) -> HostedModel:
+    """Every block of a model package in this process (as the cloud hosts them all)."""
+    package = DEFAULT_MODELS_DIR / name
+    manifest = load_manifest(package)
+    return HostedModel(package, manifest, Chain.of(manifest), Tier.CLOUD, onnx_threads=1)
+
+
+@pytest.fixture(scope="session")
+def image_model() -> HostedModel:
+    return whole_model("fmnist-cnn")
+
+
+@pytest.fixture(scope="session")
+def text_model() -> HostedModel:
+    return whole_model("minilm-sentiment")
 
 
 @pytest.fixture(scope="session")

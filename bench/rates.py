@@ -1,0 +1,87 @@
+"""Served latency and throughput, measured from a client process with raw gRPC stubs.
+
+Every loop here is bounded by a count of requests; the callers pick counts that
+take a few seconds. Rates count answered samples per second of wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from splitexit.shared.link import TierLink
+from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+
+TIMEOUT_S = 60.0
+
+
+async def sequential(address: str, requests: Sequence[pb.InferRequest]) -> tuple[np.ndarray, list[pb.InferResponse]]:
+    """Seconds per request, one unary call at a time, and the answers."""
+    seconds, answers = [], []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.DeviceStub(channel)
+        for request in requests:
+            started = time.perf_counter()
+            answers.append(await stub.Infer(request, timeout=TIMEOUT_S))
+            seconds.append(time.perf_counter() - started)
+    return np.array(seconds), answers
+
+
+async def unary_rate(address: str, requests: Sequence[pb.InferRequest], clients: int) -> float:
+    """Samples/s with ``clients`` callers, each sending its share one unary call at a time."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.DeviceStub(channel)
+
+        async def caller(share: Sequence[pb.InferRequest]) -> None:
+            for request in share:
+                await stub.Infer(request, timeout=TIMEOUT_S)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(requests[i::clients]) for i in range(clients)))
+        return len(requests) / (time.perf_counter() - started)
+
+
+async def stream_rate(address: str, requests: Sequence[pb.InferRequest], in_flight: int) -> float:
+    """Samples/s on one ``InferStream`` keeping ``in_flight`` requests outstanding."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.DeviceStub(channel).InferStream(timeout=TIMEOUT_S)
+        room = asyncio.Semaphore(in_flight)
+
+        async def write() -> None:
+            for request in requests:
+                await room.acquire()
+                await call.write(request)
+            await call.done_writing()
+
+        started = time.perf_counter()
+        writer = asyncio.create_task(write())
+        answered = 0
+        async for message in call:
+            if message.HasField("error"):
+                raise RuntimeError(f"the stream answered an error: {message.error.message}")
+            answered += 1
+            room.release()
+        await writer
+        return answered / (time.perf_counter() - started)
+
+
+async def link_rate(address: str, requests: Sequence[pb.ContinueRequest], in_flight: int) -> float:
+    """Samples/s sent to one tier as the tier before it sends them: a :class:`TierLink`, ``in_flight`` at once."""
+    link = TierLink(address, 64 << 20)
+    try:
+        queue = iter(requests)
+
+        async def sender() -> None:
+            for request in queue:
+                await link.call(request, TIMEOUT_S)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(in_flight)))
+        return len(requests) / (time.perf_counter() - started)
+    finally:
+        await link.close()

@@ -1,0 +1,70 @@
+"""The helper servers ``make bench`` starts next to the tiers, as subprocesses it stops itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import httpx
+
+from splitexit.testbed import LOOPBACK, free_port
+
+START_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def _service(module: str, port: int, ready: Callable[[], bool], log: Path) -> Iterator[str]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", module, str(port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{module} did not start; see {log}")
+            time.sleep(0.2)
+        yield f"{LOOPBACK}:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def echo_service(log_dir: Path) -> Iterator[str]:
+    """``bench.echo`` on a free port: yields its address."""
+    port = free_port()
+
+    def ready() -> bool:
+        with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return True
+            except grpc.FutureTimeoutError:
+                return False
+
+    with _service("bench.echo", port, ready, log_dir / "echo.log") as address:
+        yield address
+
+
+@contextmanager
+def litserve_service(log_dir: Path) -> Iterator[str]:
+    """``bench.litserve_app`` on a free port: yields its ``/predict`` URL."""
+    port = free_port()
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://{LOOPBACK}:{port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with _service("bench.litserve_app", port, ready, log_dir / "litserve.log") as address:
+        yield f"http://{address}/predict"

@@ -1,0 +1,99 @@
+"""The README's ``make bench`` section, rendered from ``bench/results/serving.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS_NOTE = (
+    "Targets (issue 10): all to cloud, 64 streamed ≥ 0.5× bare at its best batch; the cloud alone ≥ 0.7×; "
+    "overhead beyond the floor ≤ 150 µs per hop; text served ÷ bare ≤ 1.2 on the cloud path; the gateway at "
+    "8 clients ≥ LitServe; int8 ≥ 3.5× fewer bytes at ≤ 0.2 points."
+)
+
+
+def bench_section(path: Path) -> str:
+    report = json.loads(path.read_text())
+    parts = [
+        f"`make bench` ({'a quick smoke run, not for comparison' if report['quick'] else 'one run'}, "
+        f"{report['machine']['cpus']} cores, loopback; every ratio is from the same run). "
+        "Bare = the same onnxruntime segments in one process, no gRPC.",
+        paths_table(report["paths"]),
+        throughput_table(report),
+        http_line(report["http"]),
+        codecs_table(report["codecs"]),
+        policies_line(report["policy_us"]),
+        TARGETS_NOTE,
+    ]
+    return "\n\n".join(parts)
+
+
+def paths_table(paths: dict[str, dict[str, float]]) -> str:
+    rows = [
+        "| path (model → answering tier) | exit | served p50 | bare p50 | served ÷ bare | gRPC floor | beyond the floor, per hop |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in paths.items():
+        rows.append(
+            f"| {name} | {p['exit_block']} | {p['served_p50_ms']:.2f} ms | {p['bare_p50_ms']:.2f} ms "
+            f"| {p['served_over_bare']:.1f}× | {p['floor_ms']:.2f} ms ({p['hops']} hops) | {p['overhead_per_hop_us']:.0f} µs |"
+        )
+    return "Sequential latency, one request at a time:\n\n" + "\n".join(rows)
+
+
+def throughput_table(report: dict[str, Any]) -> str:
+    bare, batched, unbatched = report["bare"], report["throughput"], report["unbatched"]
+    best_all, best_cloud = _best(bare["all_blocks"]), _best(bare["cloud_blocks"])
+    rows = [
+        "| load (image, all to cloud) | samples/s | ÷ bare best | batching off | batcher gain |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, rate in batched.items():
+        clients = key.rsplit("_", 1)[1]
+        base = best_cloud if key.startswith("cloud") else best_all
+        label = {"unary": f"{clients} unary clients", "stream": f"one InferStream, {clients} in flight"}.get(
+            key.split("_")[0], f"the cloud tier alone, fed by a link, {clients} in flight"
+        )
+        rows.append(
+            f"| {label} | {rate:,.0f} | {rate / base[1]:.2f}× | {unbatched[key]:,.0f} | {rate / unbatched[key]:.2f}× |"
+        )
+    return (
+        "Throughput (bare best: all six blocks "
+        f"{best_all[1]:,.0f}/s at batch {best_all[0]}, the cloud's blocks {best_cloud[1]:,.0f}/s at batch "
+        f"{best_cloud[0]}, one process per core; inputs decoded beforehand):\n\n" + "\n".join(rows)
+    )
+
+
+def _best(rates: dict[str, float]) -> tuple[str, float]:
+    batch = max(rates, key=lambda b: rates[b])
+    return batch, rates[batch]
+
+
+def http_line(http: dict[str, float]) -> str:
+    return (
+        f"HTTP, all to cloud: the gateway {http['gateway_p50_ms']:.2f} ms p50 and {http['gateway_8_clients_per_s']:,.0f} "
+        f"requests/s at 8 clients; LitServe serving the six segments chained in one process "
+        f"{http['litserve_p50_ms']:.2f} ms and {http['litserve_8_clients_per_s']:,.0f}/s "
+        f"(gateway ÷ LitServe: {http['gateway_8_clients_per_s'] / http['litserve_8_clients_per_s']:.2f}×)."
+    )
+
+
+def codecs_table(codecs: dict[str, dict[str, dict[str, float]]]) -> str:
+    rows = [
+        "| test set | codec | bytes/sample device→edge | edge→cloud | fewer than fp32 | final-exit accuracy | change | worst exit behind a link |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for test_set, by_codec in codecs.items():
+        for codec, c in by_codec.items():
+            rows.append(
+                f"| {test_set} ({c['samples']:,}) | {codec} | {c['device_edge_bytes']:,.0f} | {c['edge_cloud_bytes']:,.0f} "
+                f"| {c['bytes_vs_fp32']:.2f}× | {c['final_accuracy']:.2f} % | {c['final_change_points']:+.2f} "
+                f"| {c['worst_exit_change_points']:+.2f} |"
+            )
+    return "Activation codecs on the full test sets (changes in points against fp32):\n\n" + "\n".join(rows)
+
+
+def policies_line(policy_us: dict[str, float]) -> str:
+    listed = ", ".join(f"{name} {us:.0f}" for name, us in policy_us.items())
+    return f"µs per policy decision (plan, route, learn; replayed exits): {listed}."

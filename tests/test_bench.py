@@ -1,0 +1,28 @@
+"""`make bench` runs end to end (a quick pass) and its report holds what the README table needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lab.bench_tables import bench_section
+
+
+def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
+    out = tmp_path / "serving.json"
+    subprocess.run([sys.executable, "-m", "bench.serving", "--quick", "--out", str(out)], check=True, timeout=600)
+    report = json.loads(out.read_text())
+    exits = {name: path["exit_block"] for name, path in report["paths"].items()}
+    assert exits == {
+        "fmnist-cnn → device": 1, "fmnist-cnn → edge": 3, "fmnist-cnn → cloud": 6,
+        "minilm-sentiment → device": 1, "minilm-sentiment → edge": 3, "minilm-sentiment → cloud": 6,
+    }  # fmt: skip
+    assert all(path["served_over_bare"] > 0 and path["floor_ms"] > 0 for path in report["paths"].values())
+    assert set(report["throughput"]) == set(report["unbatched"]) and all(v > 0 for v in report["throughput"].values())
+    int8 = [by_codec["int8"] for by_codec in report["codecs"].values()]
+    assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
+    assert set(report["policy_us"]) >= {"splitee", "dimee", "thresholds"}
+    section = bench_section(out)
+    assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section
