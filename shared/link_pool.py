@@ -104,7 +104,9 @@ class LinkPool:
 
     def _next_link(self, tried: set[str]) -> TierLink | None:
         """The next replica in turn that has not failed this sample and is not known to be down."""
-        candidates = [link for name, link in sorted(self.links.items()) if name not in tried and link.reachable is not False]
+        candidates = [
+            link for name, link in sorted(self.links.items()) if name not in tried and link.reachable is not False
+        ]
         return candidates[next(self._turn) % len(candidates)] if candidates else None
 
     async def _keep_resolving(self) -> None:

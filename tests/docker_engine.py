@@ -125,7 +125,16 @@ class Stack:
 
     def up(self, *services: str, scale: dict[str, int] | None = None, timeout_s: int = 240) -> None:
         scales = [f"--scale={name}={count}" for name, count in (scale or {}).items()]
-        self("up", "-d", "--no-build", "--wait", f"--wait-timeout={timeout_s}", *scales, *services, timeout_s=timeout_s + 30)
+        self(
+            "up",
+            "-d",
+            "--no-build",
+            "--wait",
+            f"--wait-timeout={timeout_s}",
+            *scales,
+            *services,
+            timeout_s=timeout_s + 30,
+        )
 
     def address(self, service: str, port: int, index: int = 1) -> str:
         """The 127.0.0.1:PORT that ``service``'s replica ``index`` publishes ``port`` on."""

@@ -38,7 +38,8 @@ for _tag in ("!reset", "!override"):
     ComposeLoader.add_constructor(
         _tag,
         lambda loader, node, tag=_tag: Tagged(
-            tag, loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node)
+            tag,
+            loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node),
         ),
     )
 
