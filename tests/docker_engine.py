@@ -11,11 +11,13 @@ Every wait here is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.deploy_files import COMPOSE_FILE, ROOT
@@ -157,3 +159,20 @@ class Stack:
 
     def down(self) -> None:
         run([*self.compose, "down", "-v", "--remove-orphans", "--timeout=10"], 180, check=False)
+
+
+@contextlib.contextmanager
+def running_stack(purpose: str, services: tuple[str, ...], scale: dict[str, int] | None = None) -> Iterator[Stack]:
+    """A stack of ``services`` up and healthy for the ``with`` block, its logs printed if it fails to come up,
+    and ``down -v`` after."""
+    stack = Stack(purpose)
+    started = time.monotonic()
+    try:
+        stack.up(*services, scale=scale)
+        print(f"\n{purpose}: {services} {scale or ''} healthy after {time.monotonic() - started:.1f} s")
+        yield stack
+    except Exception:
+        print(stack.logs())
+        raise
+    finally:
+        stack.down()

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from splitexit.client import DeviceClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
-from tests.docker_engine import Stack
+from tests.docker_engine import Stack, running_stack
 
 pytestmark = pytest.mark.slow
 SCALE = {"edge": 2, "cloud": 3}
@@ -29,18 +29,9 @@ CLOUD_METRICS_PORT = 9103
 
 @pytest.fixture(scope="module")
 def pools(docker_images: dict[str, float]) -> Iterator[Stack]:
-    stack = Stack("splitexit-pools")
-    started = time.monotonic()
-    try:
-        stack.up("cloud", "edge", "device", scale=SCALE)
-        print(f"\n{SCALE} and a device healthy after {time.monotonic() - started:.1f} s")
+    with running_stack("splitexit-pools", ("cloud", "edge", "device"), scale=SCALE) as stack:
         time.sleep(3)  # a look-up period of the links' DNS, so each pool knows every replica
         yield stack
-    except Exception:
-        print(stack.logs())
-        raise
-    finally:
-        stack.down()
 
 
 def cloud_samples(stack: Stack) -> list[float]:

@@ -24,7 +24,7 @@ from lab.text_data import sentiment
 from splitexit.client import DeviceClient, request, text_request
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
-from tests.docker_engine import Stack
+from tests.docker_engine import Stack, running_stack
 
 pytestmark = pytest.mark.slow
 STARTED = ("cloud", "edge", "device", "prometheus")
@@ -33,17 +33,9 @@ TEXT_MODEL = "minilm-sentiment"
 
 @pytest.fixture(scope="module")
 def stack(docker_images: dict[str, float]) -> Iterator[Stack]:
-    stack = Stack("splitexit-test")
-    started = time.monotonic()
-    try:
-        stack.up(*STARTED)
-        print(f"\nimages built in {docker_images} s; {STARTED} healthy after {time.monotonic() - started:.1f} s")
+    print(f"\nimages built in {docker_images} s")
+    with running_stack("splitexit-test", STARTED) as stack:
         yield stack
-    except Exception:
-        print(stack.logs())
-        raise
-    finally:
-        stack.down()
 
 
 def infer_all(address: str, requests: list[pb.InferRequest], timeout_s: float = 30.0) -> list[pb.InferResponse]:
