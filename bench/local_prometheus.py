@@ -61,16 +61,16 @@ def ensure_prometheus() -> tuple[str, str]:
 
 
 def local_config(targets: Mapping[str, str], scrape_interval: str = "1s") -> dict[str, Any]:
-    """The repository's Prometheus config with every ``service:port`` target replaced by ``targets[service]``."""
+    """The repository's Prometheus config with every service it looks up in DNS replaced by the
+    static target ``targets[service]``."""
     config = copy.deepcopy(yaml.safe_load(PROMETHEUS_CONFIG.read_text()))
     config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval, evaluation_interval=scrape_interval)
     for job in config["scrape_configs"]:
-        for group in job["static_configs"]:
-            services = [target.rsplit(":", 1)[0] for target in group["targets"]]
-            missing = [service for service in services if service not in targets]
-            if missing:
-                raise KeyError(f"no local address for the targets {missing} of job {job['job_name']!r}")
-            group["targets"] = [targets[service] for service in services]
+        services = [name for group in job.pop("dns_sd_configs") for name in group["names"]]
+        missing = [service for service in services if service not in targets]
+        if missing:
+            raise KeyError(f"no local address for the targets {missing} of job {job['job_name']!r}")
+        job["static_configs"] = [{"targets": [targets[service] for service in services]}]
     return config
 
 

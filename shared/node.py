@@ -29,6 +29,7 @@ from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
 from splitexit.shared.errors import LinkFailure, NextTierTooSlow
 from splitexit.shared.lifecycle import Drain
 from splitexit.shared.link import TierLink
+from splitexit.shared.link_pool import LinkPool, open_link
 from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
@@ -58,7 +59,7 @@ class Sample:
 class TierNode:
     """A tier's models, thresholds, admission limit and link to the next tier."""
 
-    def __init__(self, settings: TierSettings, registry: ModelRegistry, link: TierLink | None) -> None:
+    def __init__(self, settings: TierSettings, registry: ModelRegistry, link: TierLink | LinkPool | None) -> None:
         self.tier = settings.tier
         self.settings = settings
         self.registry = registry
@@ -85,7 +86,7 @@ class TierNode:
                         f"the {settings.tier.value} has no next tier, so it must host {model.name} "
                         f"through its final block {model.manifest.num_blocks}, not {model.hosted}"
                     )
-        link = TierLink(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
+        link = open_link(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
         return cls(settings, registry, link)
 
     def start(self) -> None:

@@ -89,3 +89,20 @@ def dockerfile_path(services: dict[str, dict]) -> Path:
 @pytest.fixture(scope="module")
 def dockerfile(dockerfile_path: Path) -> list[tuple[str, str]]:
     return dockerfile_instructions(dockerfile_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> Iterator[dict[str, float]]:
+    """A Docker engine (found, or installed and started) with the images built; seconds per build.
+
+    Skips, loudly, only where no engine can run (not root and none running)."""
+    from tests.docker_engine import EngineUnavailable, build_images, ensure_engine, stop_engine
+
+    try:
+        daemon = ensure_engine()
+    except EngineUnavailable as exc:
+        pytest.skip(f"NO DOCKER ENGINE, the compose stack is NOT tested: {exc}")
+    try:
+        yield build_images()
+    finally:
+        stop_engine(daemon)

@@ -182,10 +182,13 @@ def test_every_bind_mount_exists(services: dict[str, dict]) -> None:
 def test_prometheus_scrapes_every_tier_on_its_metrics_port(
     services: dict[str, dict], dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every replica of every tier: the service name is looked up in DNS (an A record per container)."""
     config_file = bind_mounts(services["prometheus"])[PROMETHEUS_CONFIG_IN_CONTAINER]
     assert f"--config.file={PROMETHEUS_CONFIG_IN_CONTAINER}" in services["prometheus"]["command"]
     config = yaml.safe_load(config_file.read_text())
-    targets = {t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    groups = [group for job in config["scrape_configs"] for group in job["dns_sd_configs"]]
+    assert all(group["type"] == "A" for group in groups)
+    targets = {f"{name}:{group['port']}" for group in groups for name in group["names"]}
     expected = set()
     for tier in TIERS:
         settings = tier_settings(tier, tier_env(tier, services, dockerfile), monkeypatch)
@@ -193,6 +196,15 @@ def test_prometheus_scrapes_every_tier_on_its_metrics_port(
         assert settings.metrics_port in container_ports(services[tier])
         expected.add(f"{tier}:{settings.metrics_port}")
     assert targets == expected
+
+
+def test_ports_are_published_on_loopback_and_pooled_tiers_on_random_host_ports(services: dict[str, dict]) -> None:
+    """Nothing listens beyond 127.0.0.1; edge and cloud take no fixed host port, so `--scale` works."""
+    for name, service in services.items():
+        for entry in service.get("ports") or []:
+            assert entry.startswith("127.0.0.1:"), f"{name} publishes {entry} beyond 127.0.0.1"
+            if name in ("edge", "cloud"):
+                assert entry.startswith("127.0.0.1::"), f"{name} publishes {entry} on a fixed host port"
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboards(services: dict[str, dict]) -> None:

@@ -26,7 +26,6 @@ import torch
 from safetensors import safe_open
 
 from splitexit.shared.manifest import (
-    MANIFEST_FILE,
     BlockSpec,
     ChecksumError,
     Manifest,
@@ -47,6 +46,7 @@ from training.text_model import (
     load_backbone,
     load_heads,
 )
+from training.text_slices import missing_or_stale, text_packages
 
 VERSION = "1"
 TRACE_TOKENS = 7  # the example length the segments are traced with; the token axis stays dynamic
@@ -144,16 +144,6 @@ def export_package(
     return manifest
 
 
-def missing_or_stale(package_dir: Path, manifest: Manifest) -> list[str]:
-    """The slices that are absent or do not match the manifest's checksums."""
-    stale = []
-    for block in manifest.blocks:
-        path = package_dir / block.file
-        if not path.is_file() or sha256_of(path) != block.sha256:
-            stale.append(block.file)
-    return stale
-
-
 def rebuild(package_dir: Path) -> list[str]:
     """Write the slices a text package lacks, from the backbone and its heads; returns their names.
 
@@ -178,15 +168,6 @@ def rebuild(package_dir: Path) -> list[str]:
         for name in stale:
             (Path(tmp) / name).replace(package_dir / name)
     return stale
-
-
-def text_packages(models_dir: Path) -> list[Path]:
-    """Every package in ``models_dir`` whose manifest says text-classification."""
-    return [
-        path.parent
-        for path in sorted(models_dir.glob(f"*/{MANIFEST_FILE}"))
-        if load_manifest(path.parent).task == "text-classification"
-    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,148 @@
+"""Links to a pool of next-tier replicas behind one DNS name: one :class:`TierLink` per replica.
+
+``docker compose up --scale cloud=3`` (Docker's DNS) and a headless Kubernetes
+Service both answer a service's name with one address per replica. A single
+gRPC stream would stay on one of them for its life, so the pool keeps a
+:class:`~splitexit.shared.link.TierLink` (its own stream and health watch) per
+address and spreads samples over the replicas that report SERVING, in turn.
+It looks the name up again every :data:`RESOLVE_EVERY_S`, adding links for new
+replicas and closing those of replicas gone.
+
+A sample whose replica cannot take it (unreachable, its stream broke when it
+died, or overloaded) is sent to another replica within what its deadline has
+left; only when every replica failed it, or none is serving, does the caller
+see the failure (and may answer degraded). A sample that ran out of time is not
+retried.
+
+:func:`open_link` picks: a single :class:`TierLink` for an IP address, a pool
+for a name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from splitexit.shared.errors import NextTierOverloaded, NextTierUnavailable
+from splitexit.shared.link import TierLink
+from splitexit.shared.proto import splitexit_pb2 as pb
+
+log = logging.getLogger(__name__)
+RESOLVE_EVERY_S = 2.0
+RETRIED = (NextTierUnavailable, NextTierOverloaded)  # another replica may well take the sample
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_replicas(host: str, port: int) -> list[str]:
+    """``ip:port`` of every address ``host`` resolves to (IPv4 first, as container DNS answers), sorted."""
+    loop = asyncio.get_running_loop()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            found = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            continue
+        if found:
+            return sorted({_join(info[4][0], port) for info in found})
+    return []
+
+
+def _join(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def open_link(address: str, max_message_bytes: int) -> TierLink | LinkPool:
+    """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``."""
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return LinkPool(address, max_message_bytes)
+    return TierLink(address, max_message_bytes)
+
+
+class LinkPool:
+    """The next tier as a pool; used as a :class:`TierLink` is (``start``, ``call``, ``reachable``, ``close``)."""
+
+    def __init__(self, address: str, max_message_bytes: int, resolve: Resolver = resolve_replicas) -> None:
+        self.address = address
+        host, _, port = address.rpartition(":")
+        self._host, self._port = host, int(port)
+        self._max_message_bytes = max_message_bytes
+        self._resolve = resolve
+        self.links: dict[str, TierLink] = {}  # replica address -> its link
+        self.reachable: bool | None = None  # any replica serving; None until one reports
+        self.on_reachable: Callable[[bool], None] = lambda up: None
+        self._turn = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Look the name up now and every :data:`RESOLVE_EVERY_S` (needs the running event loop)."""
+        self._task = asyncio.create_task(self._keep_resolving())
+
+    async def call(self, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
+        """The answer of one replica, the next in turn; on a failure of that replica, another's."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        tried: set[str] = set()
+        failure: Exception | None = None
+        while (link := self._next_link(tried)) is not None:
+            tried.add(link.address)
+            try:
+                return await link.call(request, deadline - loop.time())
+            except RETRIED as exc:
+                log.info("replica %s of %s failed a sample (%s); trying another", link.address, self._host, exc.message)
+                failure = exc
+        if failure is not None:
+            raise failure
+        raise NextTierUnavailable(f"no replica of the next tier at {self.address} is serving")
+
+    def _next_link(self, tried: set[str]) -> TierLink | None:
+        """The next replica in turn that has not failed this sample and is not known to be down."""
+        candidates = [
+            link for name, link in sorted(self.links.items()) if name not in tried and link.reachable is not False
+        ]
+        return candidates[next(self._turn) % len(candidates)] if candidates else None
+
+    async def _keep_resolving(self) -> None:
+        while True:
+            try:
+                replicas = await self._resolve(self._host, self._port)
+            except OSError as exc:  # keep the links we have; the next look-up may work
+                log.warning("looking up %s failed: %s", self._host, exc)
+            else:
+                await self._update(replicas)
+            await asyncio.sleep(RESOLVE_EVERY_S)
+
+    async def _update(self, replicas: list[str]) -> None:
+        for address in replicas:
+            if address not in self.links:
+                log.info("%s: replica %s joins", self._host, address)
+                link = TierLink(address, self._max_message_bytes, on_reachable=lambda up: self._recount())
+                self.links[address] = link
+                link.start()
+        for address in [a for a in self.links if a not in replicas]:
+            log.info("%s: replica %s left", self._host, address)
+            await self.links.pop(address).close()
+        self._recount()
+
+    def _recount(self) -> None:
+        states = [link.reachable for link in self.links.values()]
+        up = True if True in states else (None if None in states else False)  # no replica at all: False
+        if up is not None and up != self.reachable:
+            self.reachable = up
+            self.on_reachable(up)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for link in list(self.links.values()):
+            await link.close()
+        self.links.clear()
