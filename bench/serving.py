@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lab.fashion_mnist import test_images
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import load_manifest
 from splitexit.shared.preprocess import decode_image
@@ -51,7 +51,7 @@ def bare_latencies(package: Path, images: list[LabelledImage], blocks_used: list
 async def served(address: str, images: list[LabelledImage], threshold: float) -> tuple[np.ndarray, list[int], dict]:
     """Sequential unary latencies and exit blocks, then streamed throughput."""
     latencies, blocks, link_bytes = [], [], 0
-    async with DeviceClient(address) as client:
+    async with AsyncClient(address) as client:
         for image in images:
             started = time.perf_counter()
             answer = await client.infer(image.png, threshold=threshold)

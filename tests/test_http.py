@@ -14,7 +14,7 @@ import grpc
 import httpx
 import pytest
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -46,8 +46,8 @@ def gateway(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def grpc_infer(address: str, message: pb.InferRequest) -> pb.InferResponse:
     async def go() -> pb.InferResponse:
-        async with DeviceClient(address) as client:
-            return await client.stub.Infer(message, timeout=30)
+        async with AsyncClient(address) as client:
+            return (await client.infer_request(message)).message
 
     return asyncio.run(go())
 
@@ -186,10 +186,9 @@ def test_the_gateway_stops_with_the_device(edge_address: str, tmp_path: Path) ->
 
 
 def test_text_as_json_or_plain_text_gives_the_grpc_answer(gateway: Gateway) -> None:
-    from splitexit.client import text_request
 
     text = "The food was cold and the service painfully slow."
-    expected = grpc_infer(gateway.grpc_address, text_request(text, "minilm-sentiment", threshold=0.9))
+    expected = grpc_infer(gateway.grpc_address, request(text=text, model="minilm-sentiment", threshold=0.9))
     by_json = post_json(gateway, {"model": "minilm-sentiment", "text": text, "threshold": 0.9})
     raw = gateway.http.post(
         "/v1/infer", content=text.encode(), params={"model": "minilm-sentiment", "threshold": 0.9},
