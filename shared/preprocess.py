@@ -8,6 +8,7 @@ and normalised with the manifest's mean and std.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from splitexit.shared.errors import InvalidInput
 from splitexit.shared.manifest import ImageInput
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+FILE_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")  # Pillow names the buffer it read; people need not
 
 
 def normalize_images(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
@@ -47,8 +49,9 @@ def decode_image(data: bytes, spec: ImageInput) -> np.ndarray:
         raise InvalidInput(
             f"the {len(data):,} bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"the {len(data):,} bytes sent are not a readable image: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
+        reason = FILE_REPR.sub("the image", str(exc)) or type(exc).__name__
+        raise InvalidInput(f"the {len(data):,} bytes sent are not a readable image: {reason}") from None
     image = image.convert("L" if spec.channels == 1 else "RGB")
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from splitexit.testbed import Testbed
 from tests.deploy_files import ROOT
 
 WHEELHOUSE = ROOT / ".cache" / "wheels"
+PACKAGE_SOURCES = ("pyproject.toml", "README.md", "splitexit", "shared", "device", "edge", "cloud")
 SERVING_ONLY = ("onnxruntime", "numpy", "fastapi", "torch", "PIL", "pydantic", "tokenizers", "uvicorn")
 
 
@@ -38,7 +40,12 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       ROOT / "requirements" / "client.txt")  # fmt: skip
         assert fetched.returncode == 0, f"`make client-wheels` could not fetch the client's wheels:\n{fetched.stderr}"
     scratch = tmp_path_factory.mktemp("client-install")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", ROOT)
+    source = scratch / "source"  # what the Dockerfile copies (a build in the checkout leaves build/ behind)
+    source.mkdir()
+    for name in PACKAGE_SOURCES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", source)
     assert built.returncode == 0, built.stderr
     venv = scratch / "venv"
     assert run(sys.executable, "-m", "venv", venv).returncode == 0
