@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,7 @@ import pytest
 from splitexit.client import Client
 from splitexit.results import Prediction
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import Testbed, start_tier
-from tests.conftest import free_port
+from splitexit.testbed import Testbed
 from tests.deploy_files import ROOT
 
 INTEROP = ROOT / "tests" / "interop"
@@ -86,16 +84,6 @@ def test_a_reflection_only_client_gets_the_sdks_answers(
     for theirs, expected in zip(answers, sdk_answers[: len(IMAGES)], strict=True):
         assert_same_answer(theirs, expected)
     assert sdk_answers[0].exit_tier in set(Tier)
-
-
-@pytest.fixture(scope="module")
-def gateway_url(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    http_port = free_port()
-    device = start_tier(Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path_factory.mktemp("st"))
-    try:
-        yield f"http://127.0.0.1:{http_port}"
-    finally:
-        device.stop()
 
 
 def test_schemathesis_finds_no_server_error_and_answers_match_the_spec(gateway_url: str, tmp_path: Path) -> None:

@@ -15,9 +15,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from splitexit.shared.tiers import Tier
-from splitexit.testbed import start_tier
-from tests.conftest import free_port
 from tests.deploy_files import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,17 +24,7 @@ SENTENCE = "A wonderful, moving film with a cast at the top of its game."
 
 
 @pytest.fixture(scope="module")
-def base_url(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    http_port = free_port()
-    device = start_tier(Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path_factory.mktemp("page"))
-    try:
-        yield f"http://127.0.0.1:{http_port}"
-    finally:
-        device.stop()
-
-
-@pytest.fixture(scope="module")
-def page(base_url: str) -> Iterator[object]:
+def page(gateway_url: str) -> Iterator[object]:
     if CHROMIUM is None:
         pytest.fail("no chromium: `apt-get install chromium` (Debian) to run the try-it page's test")
     from playwright.sync_api import sync_playwright
@@ -46,8 +33,8 @@ def page(base_url: str) -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         outside: list[str] = []
-        page.on("request", lambda r: None if r.url.startswith((base_url, "blob:", "data:")) else outside.append(r.url))
-        page.goto(base_url + "/")
+        page.on("request", lambda r: None if r.url.startswith((gateway_url, "blob:", "data:")) else outside.append(r.url))
+        page.goto(gateway_url + "/")
         page.wait_for_selector("body[data-ready=true]", timeout=15_000)
         yield page
         browser.close()
@@ -75,7 +62,7 @@ def clear(page: object) -> None:
     page.evaluate("document.getElementById('answer').style.display = 'none'")  # type: ignore[attr-defined]
 
 
-def test_an_uploaded_image_shows_the_apis_answer(page: object, base_url: str) -> None:
+def test_an_uploaded_image_shows_the_apis_answer(page: object, gateway_url: str) -> None:
     page.select_option("#model", "fmnist-cnn")  # type: ignore[attr-defined]
     page.fill("#top-k", "3")  # type: ignore[attr-defined]
     page.fill("#threshold", "0.95")  # type: ignore[attr-defined]
@@ -83,7 +70,7 @@ def test_an_uploaded_image_shows_the_apis_answer(page: object, base_url: str) ->
     clear(page)
     page.click("#send")  # type: ignore[attr-defined]
     on_page = shown(page)
-    api = httpx.post(f"{base_url}/v1/infer", content=SHIRT.read_bytes(), headers={"Content-Type": "image/png"},
+    api = httpx.post(f"{gateway_url}/v1/infer", content=SHIRT.read_bytes(), headers={"Content-Type": "image/png"},
                      params={"model": "fmnist-cnn", "top_k": 3, "threshold": 0.95})  # fmt: skip
     assert on_page == expected(api)
     assert page.locator("#stack div").count() >= 1  # type: ignore[attr-defined]
@@ -91,7 +78,7 @@ def test_an_uploaded_image_shows_the_apis_answer(page: object, base_url: str) ->
     page.screenshot(path=str(SCREENSHOTS / "image.png"), full_page=True)  # type: ignore[attr-defined]
 
 
-def test_a_shipped_test_image_shows_the_apis_answer(page: object, base_url: str) -> None:
+def test_a_shipped_test_image_shows_the_apis_answer(page: object, gateway_url: str) -> None:
     page.fill("#threshold", "")  # type: ignore[attr-defined]
     page.fill("#top-k", "5")  # type: ignore[attr-defined]
     page.click("#samples img:nth-child(4)")  # type: ignore[attr-defined]
@@ -99,19 +86,19 @@ def test_a_shipped_test_image_shows_the_apis_answer(page: object, base_url: str)
     clear(page)
     page.click("#send")  # type: ignore[attr-defined]
     on_page = shown(page)
-    png = httpx.get(f"{base_url}/samples/3.png").raise_for_status().content
-    api = httpx.post(f"{base_url}/v1/infer", content=png, headers={"Content-Type": "image/png"}, params={"top_k": 5})
+    png = httpx.get(f"{gateway_url}/samples/3.png").raise_for_status().content
+    api = httpx.post(f"{gateway_url}/v1/infer", content=png, headers={"Content-Type": "image/png"}, params={"top_k": 5})
     assert on_page == expected(api)
 
 
-def test_a_typed_sentence_shows_the_apis_answer(page: object, base_url: str) -> None:
+def test_a_typed_sentence_shows_the_apis_answer(page: object, gateway_url: str) -> None:
     page.select_option("#model", "minilm-sentiment")  # type: ignore[attr-defined]
     page.fill("#top-k", "2")  # type: ignore[attr-defined]
     page.fill("#text", SENTENCE)  # type: ignore[attr-defined]
     clear(page)
     page.click("#send")  # type: ignore[attr-defined]
     on_page = shown(page)
-    api = httpx.post(f"{base_url}/v1/infer", content=SENTENCE.encode(), headers={"Content-Type": "text/plain"},
+    api = httpx.post(f"{gateway_url}/v1/infer", content=SENTENCE.encode(), headers={"Content-Type": "text/plain"},
                      params={"model": "minilm-sentiment", "top_k": 2})  # fmt: skip
     assert on_page == expected(api) and on_page["label_name"] == "positive"
     page.screenshot(path=str(SCREENSHOTS / "text.png"), full_page=True)  # type: ignore[attr-defined]
