@@ -179,9 +179,7 @@ class AsyncClient:
         self, image: bytes | None = None, *, timeout_s: float | None = None, **options: Any
     ) -> Prediction:
         """Classify one input; ``options`` as :func:`request` (``text=``, ``model=``, ``top_k=``, ...)."""
-        message = request(image, **options)
-        answer = await self._call(self._stub.Infer, message, timeout_s or self.timeout_s)
-        return Prediction.from_message(answer)
+        return await self.infer_request(request(image, **options), timeout_s)
 
     async def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
         """Send a ready-made ``InferRequest`` (see :func:`request`)."""
@@ -280,6 +278,10 @@ class Client:
     def infer(self, image: bytes | None = None, **options: Any) -> Prediction:
         """As :meth:`AsyncClient.infer`."""
         return self._run(self._client.infer(image, **options))
+
+    def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
+        """As :meth:`AsyncClient.infer_request`."""
+        return self._run(self._client.infer_request(message, timeout_s))
 
     def infer_many(self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64) -> Iterator[Prediction | ClientError]:
         """As :meth:`AsyncClient.infer_many`."""

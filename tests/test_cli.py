@@ -53,7 +53,7 @@ def test_globs_and_text_lines(testbed: Testbed, labelled_folder: Path) -> None:
     run = splitexit("infer", f"{labelled_folder}/**/*.png", "--address", testbed.device_address, "--threshold", "1",
                     "--progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert f"\r[{'#' * 30}] 40/40" in run.stderr  # the bar, redrawn in place, full at the end
+    assert f"[{'#' * 30}] 40/40" in run.stderr  # the bar, full at the end (text mode turns its \r into \n)
     assert len(run.stdout.splitlines()) == 40 and all("exit cloud block 6" in line for line in run.stdout.splitlines())
     text = splitexit("infer", "--model", "minilm-sentiment", "--text", "A wonderful, moving film.", "--address",
                      testbed.device_address)  # fmt: skip

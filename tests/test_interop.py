@@ -90,6 +90,6 @@ def test_schemathesis_finds_no_server_error_and_answers_match_the_spec(gateway_u
     run = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", f"{gateway_url}/openapi.json", "--checks", "not_a_server_error,response_schema_conformance",
          "--max-examples", "30", "--seed", "1", "--request-timeout", "30", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=400,
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,  # it keeps a .schemathesis/ cache in its cwd
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
