@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data models demo test train train-text samples proto bench results faults dashboard evaluate image clean
+.PHONY: help setup client-wheels interop-deps browser data models demo test train train-text samples proto bench results faults dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,17 @@ models: setup  ## rebuild the text models' ONNX slices from the pip-installed ba
 demo: data models  ## start device, edge and cloud locally, send real test images and texts, print summaries
 	$(PY) -m lab.demo
 
-test: data models  ## run the test suite
+test: data models client-wheels interop-deps browser  ## run the test suite
 	$(PY) -m pytest
+
+client-wheels: setup  ## the client's pinned wheels in .cache/wheels (tests/test_client_install.py installs from them offline)
+	$(PY) -m pip download --quiet --only-binary=:all: -d .cache/wheels -r requirements/client.txt
+
+browser:  ## Debian's chromium for the try-it page's test (playwright drives it; nothing is downloaded from a CDN)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+interop-deps:  ## @grpc/grpc-js and @grpc/proto-loader for the Node interop test (npm ci, from package-lock.json)
+	cd tests/interop && npm ci --no-audit --no-fund --silent
 
 train: data  ## train the early-exit CNN and the text exits, export models/ (a few CPU minutes)
 	$(PY) -m training.train

@@ -24,20 +24,26 @@ image in base64 or the text::
     curl -s http://127.0.0.1:8080/v1/infer -H 'Content-Type: application/json' \\
         -d '{"model": "minilm-sentiment", "text": "A wonderful, moving film."}'
 
-The answer is the ``InferResponse`` message as JSON (proto field names, every
-field present even when zero, 64-bit integers as numbers, tiers as lowercase
-names: ``"exit_tier": "edge"``)::
+The answer is the ``InferResponse`` message in the proto3 JSON mapping, as gRPC
+JSON tools and Node clients see it (proto field names, every field present even
+when zero, 64-bit integers as numbers, enums by name: ``"exit_tier": "EDGE"``;
+schema: :mod:`splitexit.device.http_models`)::
 
     {"request_id": "...", "model": "fmnist-cnn", "label": 6, "label_name": "Shirt",
      "confidence": 0.93, "top_k": [{"label": 6, "label_name": "Shirt", "probability": 0.93}, ...],
-     "exit_tier": "edge", "exit_block": 3, "hops": [{"tier": "device", ...}, ...], ...}
+     "exit_tier": "EDGE", "exit_block": 3, "hops": [{"tier": "DEVICE", ...}, ...], ...}
 
-Errors are ``{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`` with
-the gRPC status name and message, never a stack trace: INVALID_ARGUMENT and
-OUT_OF_RANGE -> 400 (also bad JSON, bad base64, bad query parameters),
-NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413 for a body over
-``max_image_bytes`` (or ``max_text_bytes`` for text, refused from its
-Content-Length before it is read) and 429 for too many requests in flight,
+Errors are RFC 9457 problem details (``application/problem+json``)::
+
+    {"type": "about:blank", "title": "INVALID_ARGUMENT", "status": 400, "code": "INVALID_ARGUMENT",
+     "detail": "the 16 bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)"}
+
+with the gRPC status name and message, never a stack trace, mapped as gRPC maps
+them: INVALID_ARGUMENT and OUT_OF_RANGE -> 400 (also bad JSON, bad base64, bad
+query parameters), NOT_FOUND -> 404 (unknown model), RESOURCE_EXHAUSTED -> 413
+for an input over ``max_image_bytes`` or ``max_text_bytes`` (raw bodies are
+refused from their Content-Length before they are read; gRPC answers the same
+input RESOURCE_EXHAUSTED too) and 429 for too many requests in flight,
 UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504, anything else -> 500. An
 unsupported Content-Type is 415. Every request has a deadline (``timeout_s``,
 else the device's ``default_timeout_s``); an answer given from an earlier exit
@@ -47,8 +53,11 @@ unless ``forbid_degraded`` asks for 503/504 instead.
 ``GET /healthz`` answers 200 ``{"status": "SERVING", "next_tier": "SERVING"}`` while
 the device serves (503 from the moment it starts draining, while it still answers
 requests); ``next_tier`` says whether the edge reports SERVING (a device whose edge
-is down still answers, degraded); ``GET /v1/models`` lists the models with their labels,
-number of blocks and the blocks the device hosts. FastAPI's ``/docs`` works too.
+is down still answers, degraded); ``GET /v1/models`` is ``Device.ListModels`` and
+``GET /v1/models/{name}`` ``Device.ModelMetadata`` as JSON (input, preprocessing, labels,
+exits, hosted ranges, policies). ``GET /`` is a page to try the models
+(:mod:`splitexit.device.http_page`); ``GET /openapi.json`` the spec. There is no
+``/docs`` or ``/redoc``: FastAPI's load their scripts from a CDN and render blank offline.
 """
 
 from __future__ import annotations
@@ -61,23 +70,33 @@ import grpc
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from splitexit.device.discovery import list_models, model_metadata
+from splitexit.device.http_models import (
+    Answer,
+    Health,
+    ModelList,
+    ModelMetadata,
+    error_response,
+    problem_responses,
+    without_422,
+)
+from splitexit.device.http_page import add_page_routes
 from splitexit.device.servicer import DeviceServicer
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.plan import override
-from splitexit.shared.errors import ServingError, as_serving_error
+from splitexit.results import message_json
+from splitexit.shared.errors import InputTooLarge, ServingError, as_serving_error
 from splitexit.shared.proto import splitexit_pb2 as pb
-from splitexit.shared.tiers import Tier
 
 Code = grpc.StatusCode
 HTTP_STATUS = {
     Code.INVALID_ARGUMENT: 400,
     Code.OUT_OF_RANGE: 400,
     Code.NOT_FOUND: 404,
-    Code.RESOURCE_EXHAUSTED: 429,  # too many in flight; a body over the limit is an explicit 413
+    Code.RESOURCE_EXHAUSTED: 429,  # too many in flight; an input over the limit is 413 (InputTooLarge, HttpError)
     Code.UNAVAILABLE: 503,
     Code.DEADLINE_EXCEEDED: 504,
 }
@@ -112,12 +131,11 @@ class InferJSON(BaseModel):
     )
 
 
-def error_response(status: int, code: grpc.StatusCode, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code.name, "message": message}}, status_code=status)
-
-
 def _serving_error_response(error: ServingError) -> JSONResponse:
-    status = error.status if isinstance(error, HttpError) else HTTP_STATUS.get(error.code, 500)
+    if isinstance(error, HttpError):
+        status = error.status
+    else:
+        status = 413 if isinstance(error, InputTooLarge) else HTTP_STATUS.get(error.code, 500)
     return error_response(status, error.code, error.message)
 
 
@@ -128,23 +146,6 @@ def _validation_message(errors: Any) -> str:
         where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
         parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
     return "; ".join(parts) or "the request is malformed"
-
-
-def answer_json(answer: pb.InferResponse) -> dict[str, Any]:
-    """An ``InferResponse`` as the JSON the gateway returns (see the module docstring)."""
-    body = MessageToDict(
-        answer,
-        always_print_fields_with_no_presence=True,
-        preserving_proto_field_name=True,
-        unquote_int64_if_possible=True,
-    )
-    body["exit_tier"] = Tier.from_proto(answer.exit_tier).value
-    for hop_json, hop in zip(body["hops"], answer.hops, strict=True):
-        hop_json["tier"] = Tier.from_proto(hop.tier).value
-    if answer.degraded:
-        body["degradation"]["tier"] = Tier.from_proto(answer.degradation.tier).value
-        body["degradation"]["reason"] = pb.DegradedReason.Name(answer.degradation.reason).lower()
-    return body
 
 
 def _too_large(size: str, limit: int, what: str) -> HttpError:
@@ -231,8 +232,13 @@ def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
 
 def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
     """The gateway's routes over a device's servicer (and through it, its node)."""
-    app = FastAPI(title="splitexit device", summary="Early-exit inference across device, edge and cloud")
+    app = FastAPI(
+        title="splitexit device", summary="Early-exit inference across device, edge and cloud",
+        docs_url=None, redoc_url=None,  # their scripts come from a CDN; the try-it page at / works offline
+    )  # fmt: skip
     app.state.serving = True
+    default_openapi = app.openapi
+    app.openapi = lambda: app.openapi_schema or without_422(default_openapi())  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -244,6 +250,7 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
 
     _add_infer_route(app, servicer, settings)
     _add_info_routes(app, servicer, settings)
+    add_page_routes(app)
     return app
 
 
@@ -261,7 +268,10 @@ INFER_BODY = {
 
 
 def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
-    @app.post("/v1/infer", summary="Classify one image or one text", openapi_extra=INFER_BODY)
+    @app.post(
+        "/v1/infer", summary="Classify one image or one text", openapi_extra=INFER_BODY, response_model=Answer,
+        responses=problem_responses(400, 404, 413, 415, 429, 500, 503, 504),
+    )  # fmt: skip
     async def infer(
         request: Request,
         model: str = Query("", description="raw bytes only; empty: the default model"),
@@ -282,11 +292,14 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
                 answer = await servicer.infer(message, None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status and one line
             return _serving_error_response(as_serving_error(exc, "device's HTTP gateway"))
-        return JSONResponse(answer_json(answer))
+        return JSONResponse(message_json(answer))
 
 
 def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
-    @app.get("/healthz", summary="200 while the device serves; next_tier says whether the edge is reachable")
+    @app.get(
+        "/healthz", summary="200 while the device serves; next_tier says whether the edge is reachable",
+        response_model=Health, responses={503: {"model": Health, "description": "the device is draining"}},
+    )  # fmt: skip
     async def healthz() -> JSONResponse:
         link = servicer.node.link
         reachable = None if link is None else link.reachable
@@ -295,20 +308,16 @@ def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
             return JSONResponse({"status": "NOT_SERVING", "next_tier": next_tier}, status_code=503)
         return JSONResponse({"status": "SERVING", "next_tier": next_tier})
 
-    @app.get("/v1/models", summary="The models this device serves")
-    async def models() -> dict[str, Any]:
-        return {
-            "default_model": settings.default_model,
-            "models": [
-                {
-                    "name": m.name,
-                    "version": m.manifest.version,
-                    "task": m.manifest.task,
-                    "labels": m.manifest.labels,
-                    "num_blocks": m.manifest.num_blocks,
-                    "hosted": {"first": m.hosted.first, "last": m.hosted.last},
-                    "input": m.manifest.input.model_dump(),
-                }
-                for m in servicer.node.registry
-            ],
-        }
+    @app.get("/v1/models", summary="The models this device serves (Device.ListModels)", response_model=ModelList)
+    async def models() -> JSONResponse:
+        return JSONResponse(message_json(list_models(list(servicer.node.registry), servicer.policies, settings.default_model)))
+
+    @app.get(
+        "/v1/models/{name}", summary="One model's contract (Device.ModelMetadata)", response_model=ModelMetadata,
+        responses=problem_responses(404),
+    )  # fmt: skip
+    async def model(name: str) -> JSONResponse:
+        try:
+            return JSONResponse(message_json(model_metadata(servicer.node.registry.get(name), servicer.policies)))
+        except ServingError as exc:
+            return _serving_error_response(exc)

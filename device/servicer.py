@@ -26,12 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
+from splitexit.device.discovery import list_models, model_metadata
 from splitexit.device.policy_store import PolicyStore
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.dimee import embed
 from splitexit.policies.plan import OVERRIDE, Plan, Policy, is_explicit
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline, deadline_for
-from splitexit.shared.errors import InvalidInput
+from splitexit.shared.errors import InputTooLarge, InvalidInput
 from splitexit.shared.interceptors import check_request
 from splitexit.shared.manifest import TextInput
 from splitexit.shared.node import Sample, TierNode
@@ -59,7 +60,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         node.metrics.watch_policies(lambda: self.policies)
         self._decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="device-decode")
 
-    def model_for(self, request: pb.InferRequest | pb.PolicyStateRequest) -> HostedModel:
+    def model_for(self, request: pb.InferRequest | pb.PolicyStateRequest | pb.ModelMetadataRequest) -> HostedModel:
         """The model a request names, or the default one; raises NOT_FOUND."""
         return self.node.registry.get(request.model or self.settings.default_model)
 
@@ -120,6 +121,14 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     ) -> pb.PolicyState:
         return self.policies.message(self.model_for(request).name, request.policy)
 
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        return list_models(list(self.node.registry), self.policies, self.settings.default_model)
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        return model_metadata(self.model_for(request), self.policies)
+
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         return await self.infer(request, CALL_DEADLINE.get())
 
@@ -135,9 +144,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
 
 
 def check_size(kind: str, size: int, limit: int) -> None:
-    """Raise :class:`InvalidInput` if a request's ``kind`` ("image" or "text") is over ``limit`` bytes."""
+    """Raise :class:`InputTooLarge` if a request's ``kind`` ("image" or "text") is over ``limit`` bytes."""
     if size > limit:
-        raise InvalidInput(
+        raise InputTooLarge(
             f"the {kind} is {size / 2**20:.1f} MiB ({size:,} bytes); the device accepts at most "
             f"{limit / 2**20:.1f} MiB (SPLITEXIT_DEVICE_MAX_{kind.upper()}_BYTES)"
         )

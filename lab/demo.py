@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab import fashion_mnist
 from lab.fashion_mnist import test_images
 from lab.text_data import SENTIMENT_LABELS, sentiment
-from splitexit.client import DeviceClient, request, text_request
+from splitexit.client import AsyncClient, request
 from splitexit.report import Outcome, format_answer, format_summary, format_tier_times, summarize, tier_times
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
@@ -37,13 +37,13 @@ TEXT_DOMAIN = "imdb"
 async def send_all(address: str, requests: list[tuple[int, pb.InferRequest]]) -> list[Outcome]:
     """Send every (true label, request) as its own ``Infer`` call, ``CONCURRENCY`` at a time, in order."""
     slots = asyncio.Semaphore(CONCURRENCY)
-    async with DeviceClient(address) as client:
+    async with AsyncClient(address) as client:
 
         async def one(label: int, message: pb.InferRequest) -> Outcome:
             async with slots:
                 started = time.perf_counter()
-                response = await client.stub.Infer(message, timeout=30)
-                return Outcome(label, response, time.perf_counter() - started)
+                answer = await client.infer_request(message)
+                return Outcome(label, answer.message, time.perf_counter() - started)
 
         return await asyncio.gather(*(one(label, message) for label, message in requests))
 
@@ -102,7 +102,7 @@ def run(samples: int, show: int, threshold: float | None, seed: int, json_path: 
         image_requests = [(image.label, request(image.png, threshold=threshold)) for image in images]
         image_outcomes = asyncio.run(send_all(bed.device_address, image_requests))
         print(f"Sending {len(sentences)} {TEXT_DOMAIN} sentences to {TEXT_MODEL} on the same tiers:")
-        text_requests = [(s.label, text_request(s.text, TEXT_MODEL, threshold)) for s in sentences]
+        text_requests = [(s.label, request(text=s.text, model=TEXT_MODEL, threshold=threshold)) for s in sentences]
         text_outcomes = asyncio.run(send_all(bed.device_address, text_requests))
         print_metrics_view(["fmnist-cnn", TEXT_MODEL])
     print("\nImages (fmnist-cnn)")

@@ -33,6 +33,12 @@ class InvalidInput(ServingError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class InputTooLarge(ServingError):
+    """An input over the tier's size limit (the proto's RESOURCE_EXHAUSTED, HTTP 413)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class UnknownModel(ServingError):
     """The request names a model this tier does not serve."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from splitexit.shared.manifest import ImageInput
 MAX_IMAGE_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
 SMALL_IMAGE_BYTES = 16 << 10  # an image at most this big and ...
 SMALL_IMAGE_PIXELS = 128 * 128  # ... this many pixels decodes on the event loop (see OpenedImage.small)
+FILE_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")  # Pillow names the buffer it read; people need not
 
 
 def normalize_images(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
@@ -84,5 +86,6 @@ def _readable(size: int) -> Iterator[None]:
         raise InvalidInput(f"the image claims more than {MAX_IMAGE_PIXELS:,} pixels; it is refused unread") from None
     except UnidentifiedImageError:
         raise InvalidInput(f"the {size:,} bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"the {size:,} bytes sent are not a readable image: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
+        reason = FILE_REPR.sub("the image", str(exc)) or type(exc).__name__
+        raise InvalidInput(f"the {size:,} bytes sent are not a readable image: {reason}") from None

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from splitexit.shared.interceptors import ServingInterceptor
 from splitexit.shared.lifecycle import Helper, Lifecycle
@@ -37,6 +36,7 @@ from splitexit.shared.metrics import serve_metrics
 from splitexit.shared.node import TierNode
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.reflection import enable_reflection
 from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
 
@@ -98,9 +98,7 @@ async def run_tier(
 def _add_health_and_reflection(server: grpc.aio.Server, names: Sequence[str]) -> health.aio.HealthServicer:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    enable_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     return health_servicer
 
 

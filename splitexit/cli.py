@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
-
-import grpc
+from typing import Any, NoReturn
 
 from splitexit.link_profiles import LINK_PROFILES
+from splitexit.results import message_json
 from splitexit.shared.tiers import Tier
 
 
@@ -27,36 +28,28 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from splitexit.client import DeviceClient, request, text_request
+    from splitexit import infer_cli
 
-    if not args.images and not args.text:
-        sys.exit("splitexit infer: give IMAGE files, or --text \"...\" (with --model naming a text model)")
+    sys.exit(infer_cli.main(args))
 
-    async def send() -> int:
-        failures = 0
-        async with DeviceClient(args.address) as client:
-            messages = [
-                (str(path), request(path.read_bytes(), args.model, args.threshold, policy=args.policy))
-                for path in args.images
-            ]
-            messages += [
-                (repr(text), text_request(text, args.model, args.threshold, truncate=args.truncate, policy=args.policy))
-                for text in args.text
-            ]
-            for name, message in messages:
-                try:
-                    r = await client.stub.Infer(message, timeout=30)
-                except grpc.aio.AioRpcError as exc:
-                    print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-                    failures += 1
-                    continue
-                tier = Tier.from_proto(r.exit_tier).value
-                total_ms = r.hops[0].timings.total_s * 1e3 if r.hops else 0.0
-                degraded = f"  DEGRADED: {r.degradation.message}" if r.degraded else ""
-                print(f"{name}: {r.label_name} ({r.confidence:.3f}) exit {tier} block {r.exit_block} {total_ms:.2f} ms{degraded}")
-        return failures
 
-    sys.exit(1 if asyncio.run(send()) else 0)
+def _models(args: argparse.Namespace) -> None:
+    from splitexit.client import Client
+    from splitexit.infer_cli import client_options
+    from splitexit.results import ClientError
+
+    try:
+        with Client(args.address, **client_options(args)) as client:
+            default, models = client.list_models()
+    except ClientError as exc:
+        sys.exit(f"splitexit models: {args.address}: {exc}")
+    for info in models:
+        if args.json:
+            print(json.dumps(message_json(info.message)))
+            continue
+        prep = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.preprocessing.items())
+        mark = " (default)" if info.name == default else ""
+        print(f"{info.name}{mark}: {info.task}, {info.num_blocks} blocks, {len(info.labels)} labels; {info.input_kind}: {prep}")
 
 
 def _health(args: argparse.Namespace) -> None:
@@ -92,11 +85,12 @@ def _loadgen(args: argparse.Namespace) -> None:
 
 def _policy_show(args: argparse.Namespace) -> None:
     from splitexit.policy_show import fetch, format_state
+    from splitexit.results import ClientError
 
     try:
         state = asyncio.run(fetch(args.address, args.model, args.policy))
-    except grpc.aio.AioRpcError as exc:
-        sys.exit(f"{args.address}: {exc.code().name}: {exc.details()}")
+    except ClientError as exc:
+        sys.exit(f"splitexit policy show: {args.address}: {exc}")
     print(format_state(state))
 
 
@@ -135,6 +129,47 @@ def _testbed(args: argparse.Namespace) -> None:
         print("splitexit testbed: stopped")
 
 
+def _client_options(command: argparse.ArgumentParser) -> None:
+    """``--address``, ``--timeout`` and the TLS / token options of the commands that call a device."""
+    command.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
+    command.add_argument("--timeout", type=float, default=30.0, help="seconds each request may take (default 30)")
+    command.add_argument("--tls-ca", type=Path, help="PEM file of the CA that signed the device's certificate (turns TLS on)")
+    command.add_argument("--tls-cert", type=Path, help="PEM client certificate, for mutual TLS")
+    command.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
+    command.add_argument("--token", default=os.environ.get("SPLITEXIT_TOKEN"), help="bearer token (default: $SPLITEXIT_TOKEN)")
+
+
+def _add_client_commands(commands: Any) -> None:
+    """``splitexit infer`` and ``splitexit models``."""
+    infer = commands.add_parser(
+        "infer", help="classify image files, folders, globs or texts through a running device",
+        description=infer_cli_doc(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    infer.add_argument("inputs", nargs="*", metavar="PATH", help="image files, folders (searched recursively) or globs")
+    infer.add_argument("--text", action="append", default=[], help="a text to classify (repeatable; needs a text --model)")
+    infer.add_argument("--truncate", action="store_true", help="cut texts over the model's token limit instead of failing")
+    _client_options(infer)
+    infer.add_argument("--model", default="", help="model name (default: the device's default)")
+    infer.add_argument("--threshold", type=float, help="exit threshold at every exit, for these requests")
+    infer.add_argument("--policy", default="", help="a device policy by name (splitee, dimee, ...; default: the model's)")
+    infer.add_argument("--top-k", type=int, default=0, help="classes to show per answer (0: the device's default, 5)")
+    infer.add_argument("--concurrency", type=int, default=16, help="samples in flight at once (default 16)")
+    infer.add_argument("--json", action="store_true", help="one JSON object per line on stdout (the HTTP answer + input)")
+    infer.add_argument("--progress", action=argparse.BooleanOptionalAction, help="a progress bar on stderr (default: on a terminal)")
+    infer.set_defaults(run=_infer)
+
+    models = commands.add_parser("models", help="the models a device serves and how to call them (Device.ListModels)")
+    _client_options(models)
+    models.add_argument("--json", action="store_true", help="each model's ModelMetadata as one JSON object per line")
+    models.set_defaults(run=_models)
+
+
+def infer_cli_doc() -> str:
+    from splitexit import infer_cli
+
+    return infer_cli.__doc__ or ""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="splitexit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,15 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("tier", choices=["device", "edge", "cloud"])
     serve.set_defaults(run=_serve)
 
-    infer = commands.add_parser("infer", help="classify image files or texts through a running device")
-    infer.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
-    infer.add_argument("--text", action="append", default=[], help="a text to classify (repeatable; needs a text --model)")
-    infer.add_argument("--truncate", action="store_true", help="cut texts over the model's token limit instead of failing")
-    infer.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
-    infer.add_argument("--model", default="", help="model name (default: the device's default)")
-    infer.add_argument("--threshold", type=float, help="exit threshold at every exit, for these requests")
-    infer.add_argument("--policy", default="", help="a device policy by name (splitee, dimee, ...; default: the model's)")
-    infer.set_defaults(run=_infer)
+    _add_client_commands(commands)
 
     health = commands.add_parser("health", help="exit 0 iff the tier at ADDRESS reports SERVING (grpc.health.v1)")
     health.add_argument("address", nargs="?", default="127.0.0.1:50051")

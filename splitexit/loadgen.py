@@ -18,10 +18,9 @@ import itertools
 import time
 from collections import Counter
 
-import grpc
-
-from splitexit.client import DeviceClient
+from splitexit.client import AsyncClient
 from splitexit.report import Outcome, format_summary, summarize
+from splitexit.results import ClientError
 from splitexit.samples import LabelledImage
 
 
@@ -58,17 +57,17 @@ async def generate(
     tally, tally_started = Tally(), time.monotonic()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def send(client: DeviceClient, image: LabelledImage) -> None:
+    async def send(client: AsyncClient, image: LabelledImage) -> None:
         try:
             started = time.perf_counter()
             answer = await client.infer(image.png, model=model, threshold=threshold)
-            tally.outcomes.append(Outcome(image.label, answer, time.perf_counter() - started))
-        except grpc.aio.AioRpcError as exc:
-            tally.errors[exc.code().name] += 1
+            tally.outcomes.append(Outcome(image.label, answer.message, time.perf_counter() - started))
+        except ClientError as exc:
+            tally.errors[exc.code.name] += 1
         finally:
             slots.release()
 
-    async with DeviceClient(address) as client:
+    async with AsyncClient(address) as client:
         started = time.monotonic()
         for count, image in enumerate(itertools.cycle(images)):
             due = started + count / rate

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import math
 
-import grpc
-
-from splitexit.client import MAX_MESSAGE_BYTES
-from splitexit.shared.link import channel_options
+from splitexit.client import AsyncClient
 from splitexit.shared.proto import splitexit_pb2 as pb
-from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
 
 async def fetch(address: str, model: str = "", policy: str = "", timeout_s: float = 5.0) -> pb.PolicyState:
     """``Device.GetPolicyState`` of the device at ``address``."""
-    async with grpc.aio.insecure_channel(address, options=channel_options(MAX_MESSAGE_BYTES)) as channel:
-        request = pb.PolicyStateRequest(model=model, policy=policy)
-        return await pb_grpc.DeviceStub(channel).GetPolicyState(request, timeout=timeout_s)
+    async with AsyncClient(address, timeout_s=timeout_s) as client:
+        return await client.policy_state(model, policy)
 
 
 def describe_plan(plan: pb.PolicyOverride) -> str:

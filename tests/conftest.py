@@ -15,7 +15,7 @@ from splitexit.shared.manifest import Manifest, load_manifest
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import Testbed, free_port
+from splitexit.testbed import Testbed, free_port, start_tier
 from tests.deploy_files import COMPOSE_FILE, ROOT, TIERS, dockerfile_instructions
 
 IMAGE_MODEL_DIR = DEFAULT_MODELS_DIR / "fmnist-cnn"
@@ -60,6 +60,17 @@ def text_model() -> HostedModel:
 @pytest.fixture(scope="session")
 def edge_address(testbed: Testbed) -> str:
     return testbed.processes[Tier.EDGE].address
+
+
+@pytest.fixture(scope="module")
+def gateway_url(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a device of its own, with its HTTP gateway, in front of the testbed's edge."""
+    http_port = free_port()
+    device = start_tier(Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path_factory.mktemp("http"))
+    try:
+        yield f"http://127.0.0.1:{http_port}"
+    finally:
+        device.stop()
 
 
 

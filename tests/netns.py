@@ -17,8 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
 from splitexit.netns import NetnsTestbed, run_command, unavailable_reason
+from splitexit.results import ClientError
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
@@ -77,10 +78,10 @@ def timed_answers(
 
     async def send() -> list[tuple[float, pb.InferResponse]]:
         answers = []
-        async with DeviceClient(address) as client:
+        async with AsyncClient(address, retries=0) as client:  # faults are the subject: no retries
             for image in images:
                 started = time.perf_counter()
-                answer = await client.stub.Infer(request(image.png, threshold=threshold), timeout=timeout_s)
+                answer = (await client.infer_request(request(image.png, threshold=threshold), timeout_s)).message
                 answers.append((time.perf_counter() - started, answer))
         return answers
 
@@ -93,8 +94,8 @@ def answer_or_error(
     """One request's answer, or the status code it failed with."""
     try:
         return timed_answers(address, [image], threshold, timeout_s)[0][1]
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
+    except ClientError as exc:
+        return exc.code
 
 
 def first_answer_within(address: str, image: LabelledImage, threshold: float, within_s: float) -> pb.InferResponse:

@@ -8,7 +8,8 @@ import grpc
 import numpy as np
 import pytest
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
+from splitexit.results import ClientError
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -21,8 +22,8 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 def device_call(address: str, message: pb.InferRequest) -> pb.InferResponse:
     async def go() -> pb.InferResponse:
-        async with DeviceClient(address) as client:
-            return await client.stub.Infer(message, timeout=30)
+        async with AsyncClient(address) as client:
+            return (await client.infer_request(message)).message
 
     return asyncio.run(go())
 
@@ -36,10 +37,11 @@ def edge_call(address: str, message: pb.ContinueRequest) -> pb.InferResponse:
 
 
 def assert_status(call, code: grpc.StatusCode, *phrases: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+    with pytest.raises((ClientError, grpc.aio.AioRpcError)) as caught:
         call()
-    assert caught.value.code() == code, caught.value.details()
-    details = caught.value.details()
+    error = caught.value
+    actual, details = (error.code, error.message) if isinstance(error, ClientError) else (error.code(), error.details())
+    assert actual == code, details
     for phrase in phrases:
         assert phrase in details, details
     assert "Traceback" not in details
@@ -50,7 +52,7 @@ def assert_status(call, code: grpc.StatusCode, *phrases: str) -> None:
     [
         (request(b"GIF89a? definitely not pixels"), INVALID, ["not an image"]),
         (request(b""), INVALID, ["empty"]),
-        (request(b"\x00" * (50 << 20)), INVALID, ["50.0 MiB", "at most 8.0 MiB"]),
+        (request(b"\x00" * (50 << 20)), grpc.StatusCode.RESOURCE_EXHAUSTED, ["50.0 MiB", "at most 8.0 MiB"]),
         (pb.InferRequest(model="fmnist-cnn"), INVALID, ["no input"]),
         (pb.InferRequest(model="no-such-model", image=b"x"), grpc.StatusCode.NOT_FOUND, ["no-such-model", "fmnist-cnn"]),
         (pb.InferRequest(tensor=encode(np.zeros((1, 3, 28, 28), np.float32))), INVALID, ["shape [1, 1, 28, 28]"]),

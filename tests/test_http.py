@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import statistics
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +16,9 @@ import grpc
 import httpx
 import pytest
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, Client, request
+from splitexit.device.http_models import Answer, ModelList, Problem
+from splitexit.results import ClientError, message_json
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -46,8 +50,8 @@ def gateway(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def grpc_infer(address: str, message: pb.InferRequest) -> pb.InferResponse:
     async def go() -> pb.InferResponse:
-        async with DeviceClient(address) as client:
-            return await client.stub.Infer(message, timeout=30)
+        async with AsyncClient(address) as client:
+            return (await client.infer_request(message)).message
 
     return asyncio.run(go())
 
@@ -73,24 +77,25 @@ def test_raw_bytes_and_base64_json_give_the_grpc_answer(gateway: Gateway, images
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["label"] == expected.label and body["label_name"] == expected.label_name
-            assert body["exit_tier"] == pb.TierName.Name(expected.exit_tier).lower()
+            assert body["exit_tier"] == pb.TierName.Name(expected.exit_tier)  # one spelling: gRPC JSON's
             assert body["exit_block"] == expected.exit_block
             assert body["logits"] == pytest.approx(list(expected.logits), abs=1e-5)
             assert body["confidence"] == pytest.approx(expected.confidence, abs=1e-6)
             assert [c["label"] for c in body["top_k"]][:1] == [expected.label] and len(body["top_k"]) == 3
             assert body["model"] == "fmnist-cnn" and body["request_id"]
-            assert [hop["tier"] for hop in body["hops"]][0] == "device"
+            assert [hop["tier"] for hop in body["hops"]][0] == "DEVICE"
+            Answer.model_validate(body)  # what OpenAPI documents is what is sent
 
 
 def test_threshold_picks_the_exit(gateway: Gateway, images: list[LabelledImage]) -> None:
     blocks = gateway.http.get("/v1/models").json()["models"][0]["num_blocks"]
     early = post_png(gateway, images[0].png, threshold=0).json()
-    assert (early["exit_tier"], early["exit_block"]) == ("device", 1)
-    assert [hop["tier"] for hop in early["hops"]] == ["device"] and early["hops"][0]["bytes_sent"] == 0
+    assert (early["exit_tier"], early["exit_block"]) == ("DEVICE", 1)
+    assert [hop["tier"] for hop in early["hops"]] == ["DEVICE"] and early["hops"][0]["bytes_sent"] == 0
 
     late = post_json(gateway, {"image_base64": b64(images[0].png), "threshold": 1}).json()
-    assert (late["exit_tier"], late["exit_block"]) == ("cloud", blocks)
-    assert [hop["tier"] for hop in late["hops"]] == ["device", "edge", "cloud"]
+    assert (late["exit_tier"], late["exit_block"]) == ("CLOUD", blocks)
+    assert [hop["tier"] for hop in late["hops"]] == ["DEVICE", "EDGE", "CLOUD"]
     assert isinstance(late["hops"][0]["bytes_sent"], int) and late["hops"][0]["bytes_sent"] > 0
 
 
@@ -100,7 +105,7 @@ def test_a_request_can_name_a_learning_policy(gateway: Gateway, images: list[Lab
     by_json = post_json(gateway, {"image_base64": b64(images[1].png), "policy": "splitee"}).json()
     exits = [(answer["exit_tier"], answer["exit_block"]) for answer in (raw, by_json)]
     # split 1: exit 1 if C_1 > α, else straight to the final exit; split 2 likewise at exit 2
-    assert exits[0] in {("device", 1), ("cloud", 6)} and exits[1] in {("device", 2), ("cloud", 6)}, exits
+    assert exits[0] in {("DEVICE", 1), ("CLOUD", 6)} and exits[1] in {("DEVICE", 2), ("CLOUD", 6)}, exits
 
 
 def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
@@ -109,6 +114,8 @@ def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
 
 
 OVERSIZED = b"\x89PNG" + b"\0" * MAX_IMAGE_BYTES
+# a DDS header whose pixel format Pillow does not implement (it raised NotImplementedError: INTERNAL)
+BROKEN_DDS = b"DDS " + struct.pack("<7I", 124, 0x1007, 28, 28, 28, 0, 0) + bytes(44) + struct.pack("<8I", 32, *[0] * 7) + bytes(804)
 BAD_REQUESTS = {
     # id: (send, status, code, phrases)
     "not-an-image": (lambda g: post_png(g, b"GIF89a? definitely not pixels"), 400, "INVALID_ARGUMENT", ["not an image"]),
@@ -137,6 +144,10 @@ BAD_REQUESTS = {
         415, "INVALID_ARGUMENT", ["Content-Type"],
     ),
     "no-route": (lambda g: g.http.get("/v2/nothing"), 404, "NOT_FOUND", []),
+    "no-docs": (lambda g: g.http.get("/docs"), 404, "NOT_FOUND", []),  # FastAPI's load a CDN: blank offline
+    "no-redoc": (lambda g: g.http.get("/redoc"), 404, "NOT_FOUND", []),
+    "unreadable-dds": (lambda g: post_png(g, BROKEN_DDS), 400, "INVALID_ARGUMENT", ["not a readable image: Unknown pixel"]),
+    "unknown-model-metadata": (lambda g: g.http.get("/v1/models/nope"), 404, "NOT_FOUND", ["'nope'"]),
 }
 
 
@@ -155,11 +166,12 @@ def test_bad_requests_get_a_clear_error_then_the_next_is_served(
     send, status, code, phrases = case
     answer = send(WithImage(gateway.http, images[0].png))
     assert answer.status_code == status, answer.text
-    error = answer.json()["error"]
-    assert error["code"] == code
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = Problem.model_validate(answer.json())
+    assert (problem.status, problem.code, problem.title) == (status, code, code)
     for phrase in phrases:
-        assert phrase in error["message"], error["message"]
-    assert "Traceback" not in answer.text
+        assert phrase in problem.detail, problem.detail
+    assert "Traceback" not in answer.text and "BytesIO" not in answer.text
     assert post_png(gateway, images[0].png).status_code == 200
 
 
@@ -167,10 +179,30 @@ def test_healthz_and_models(gateway: Gateway) -> None:
     health = gateway.http.get("/healthz")
     assert health.status_code == 200 and health.json() == {"status": "SERVING", "next_tier": "SERVING"}
     listing = gateway.http.get("/v1/models").json()
+    ModelList.model_validate(listing)
     assert listing["default_model"] == "fmnist-cnn"
     (model,) = [m for m in listing["models"] if m["name"] == "fmnist-cnn"]
     assert len(model["labels"]) == 10 and model["num_blocks"] >= 2
-    assert model["hosted"]["first"] == 1 and 1 <= model["hosted"]["last"] < model["num_blocks"]
+    device = next(h for h in model["hosted"] if h["tier"] == "DEVICE")
+    assert device["first_block"] == 1 and 1 <= device["last_block"] < model["num_blocks"]
+    with Client(gateway.grpc_address) as client:
+        assert gateway.http.get("/v1/models/fmnist-cnn").json() == message_json(client.model("fmnist-cnn").message)
+
+
+def test_an_image_over_the_limit_is_resource_exhausted_on_both_surfaces(gateway: Gateway) -> None:
+    over = post_png(gateway, OVERSIZED)
+    with Client(gateway.grpc_address) as client, pytest.raises(ClientError) as caught:
+        client.infer(OVERSIZED)
+    assert over.status_code == 413 and over.json()["code"] == caught.value.code.name == "RESOURCE_EXHAUSTED"
+
+
+def test_openapi_documents_the_answer_and_the_problem_and_no_422(gateway: Gateway) -> None:
+    spec = gateway.http.get("/openapi.json").json()
+    infer = spec["paths"]["/v1/infer"]["post"]["responses"]
+    assert infer["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Answer"}
+    assert set(infer) == {"200", "400", "404", "413", "415", "429", "500", "503", "504"}
+    assert infer["400"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "422" not in json.dumps(spec["paths"]) and "HTTPValidationError" not in spec["components"]["schemas"]
 
 
 def test_the_gateway_stops_with_the_device(edge_address: str, tmp_path: Path) -> None:
@@ -186,10 +218,9 @@ def test_the_gateway_stops_with_the_device(edge_address: str, tmp_path: Path) ->
 
 
 def test_text_as_json_or_plain_text_gives_the_grpc_answer(gateway: Gateway) -> None:
-    from splitexit.client import text_request
 
     text = "The food was cold and the service painfully slow."
-    expected = grpc_infer(gateway.grpc_address, text_request(text, "minilm-sentiment", threshold=0.9))
+    expected = grpc_infer(gateway.grpc_address, request(text=text, model="minilm-sentiment", threshold=0.9))
     by_json = post_json(gateway, {"model": "minilm-sentiment", "text": text, "threshold": 0.9})
     raw = gateway.http.post(
         "/v1/infer", content=text.encode(), params={"model": "minilm-sentiment", "threshold": 0.9},
@@ -217,7 +248,7 @@ def test_bad_text_is_a_400_with_the_message(gateway: Gateway, kwargs: dict[str, 
     params = {"model": "minilm-sentiment"} if kwargs.get("headers", {}).get("Content-Type") == "text/plain" else None
     answer = gateway.http.post("/v1/infer", params=params, **kwargs)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"]["code"] == "INVALID_ARGUMENT" and phrase in answer.json()["error"]["message"]
+    assert answer.json()["code"] == "INVALID_ARGUMENT" and phrase in answer.json()["detail"]
 
 
 def test_http_answers_as_fast_as_grpc_on_a_kept_alive_connection(gateway: Gateway, images: list[LabelledImage]) -> None:

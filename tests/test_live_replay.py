@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from lab.scenarios import exit_outcomes
-from splitexit.client import DeviceClient
+from splitexit.client import AsyncClient
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.catalog import make_policy
 from splitexit.policies.chain import Chain
@@ -61,11 +61,11 @@ def send_one_at_a_time(
 ) -> list[pb.InferResponse]:
     """Each image in ``order``, the next sent when the previous is answered, naming ``policy``."""
     async def go() -> list[pb.InferResponse]:
-        async with DeviceClient(address) as client:
+        async with AsyncClient(address) as client:
             answers = []
             for index in order:
                 request = pb.InferRequest(image=images[index].png, policy=pb.PolicyOverride(name=policy))
-                answers.append(await client.stub.Infer(request, timeout=30))
+                answers.append((await client.infer_request(request)).message)
             return answers
 
     return asyncio.run(go())

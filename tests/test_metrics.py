@@ -33,8 +33,9 @@ from bench.local_prometheus import (
     ensure_prometheus,
     local_config,
 )
-from splitexit.client import DeviceClient
+from splitexit.client import AsyncClient
 from splitexit.device.settings import DeviceSettings
+from splitexit.results import ClientError
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest, load_manifest
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -114,14 +115,14 @@ async def send(
 ) -> list[pb.InferResponse | grpc.StatusCode]:
     """Each request's answer, or the status code it failed with, in order."""
     slots = asyncio.Semaphore(concurrency)
-    async with DeviceClient(address) as client:
+    async with AsyncClient(address, retries=0) as client:  # each request counted once
 
         async def one(request: pb.InferRequest) -> pb.InferResponse | grpc.StatusCode:
             async with slots:
                 try:
-                    return await client.stub.Infer(request, timeout=30)
-                except grpc.aio.AioRpcError as exc:
-                    return exc.code()
+                    return (await client.infer_request(request)).message
+                except ClientError as exc:
+                    return exc.code
 
         return await asyncio.gather(*(one(request) for request in requests))
 

@@ -133,7 +133,7 @@ def test_http_and_metrics_are_served_on_the_management_links(bed: NetnsTestbed, 
     )
     with urllib.request.urlopen(posted, timeout=10) as reply:
         answer = json.load(reply)
-    assert answer["exit_tier"] == "cloud" and [hop["tier"] for hop in answer["hops"]] == ["device", "edge", "cloud"]
+    assert answer["exit_tier"] == "CLOUD" and [hop["tier"] for hop in answer["hops"]] == ["DEVICE", "EDGE", "CLOUD"]
     for tier in Tier:
         with urllib.request.urlopen(bed.metrics_url(tier), timeout=5) as reply:
             assert b"splitexit_requests_total{" in reply.read(), f"the {tier.value} has counted no request"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lab.text_data import LabelledText, bbc_news, sentiment
-from splitexit.client import DeviceClient, request, text_request
+from splitexit.client import AsyncClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest, TextInput, load_manifest
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -62,14 +62,14 @@ def torch_exits(name: str, manifest: Manifest, texts: list[str], truncate: bool 
 
 
 async def infer_texts(address: str, messages: list[pb.InferRequest]) -> list[pb.InferResponse]:
-    async with DeviceClient(address) as client:
-        return await asyncio.gather(*(client.stub.Infer(m, timeout=30) for m in messages))
+    async with AsyncClient(address) as client:
+        return [answer.message for answer in await asyncio.gather(*(client.infer_request(m) for m in messages))]
 
 
 def test_three_tier_text_answers_equal_torch_at_the_same_exit(
     testbed: Testbed, sentences: list[LabelledText], sentiment_manifest: Manifest
 ) -> None:
-    messages = [text_request(s.text, SENTIMENT, THRESHOLD) for s in sentences]
+    messages = [request(text=s.text, model=SENTIMENT, threshold=THRESHOLD) for s in sentences]
     answers = asyncio.run(infer_texts(testbed.device_address, messages))
     expected = torch_exits(SENTIMENT, sentiment_manifest, [s.text for s in sentences])
     for answer, exits in zip(answers, expected, strict=True):
@@ -89,7 +89,7 @@ def test_every_activation_hop_carries_hidden_states_of_the_sentence_length(
 ) -> None:
     text = sentences[0].text
     tokens = tokenizer(sentiment_manifest, SENTIMENT).encode_utf8(text.encode()).shape[1]
-    (answer,) = asyncio.run(infer_texts(testbed.device_address, [text_request(text, SENTIMENT, threshold=1.0)]))
+    (answer,) = asyncio.run(infer_texts(testbed.device_address, [request(text=text, model=SENTIMENT, threshold=1.0)]))
     device, edge, cloud = answer.hops
     assert (answer.exit_tier, answer.exit_block) == (pb.CLOUD, 6)
     hidden = tokens * 384 * 4  # fp32 hidden states, plus a few bytes of message framing
@@ -100,7 +100,7 @@ def test_topic_model_is_served_beside_the_others_and_truncates_on_request(testbe
     articles, classes = bbc_news()
     chosen = [articles[i] for i in np.random.default_rng(4).choice(len(articles), 10, replace=False)]
     manifest = load_manifest(package(TOPIC))
-    messages = [text_request(a.text, TOPIC, threshold=1.0, truncate=True) for a in chosen]
+    messages = [request(text=a.text, model=TOPIC, threshold=1.0, truncate=True) for a in chosen]
     answers = asyncio.run(infer_texts(testbed.device_address, messages))
     expected = torch_exits(TOPIC, manifest, [a.text for a in chosen], truncate=True)
     for answer, exits in zip(answers, expected, strict=True):
@@ -112,7 +112,7 @@ def test_topic_model_is_served_beside_the_others_and_truncates_on_request(testbe
 def test_an_image_and_a_text_go_through_the_same_testbed(
     testbed: Testbed, images: list[LabelledImage], sentences: list[LabelledText]
 ) -> None:
-    messages = [request(images[0].png, threshold=1.0), text_request(sentences[0].text, SENTIMENT, threshold=1.0)]
+    messages = [request(images[0].png, threshold=1.0), request(text=sentences[0].text, model=SENTIMENT, threshold=1.0)]
     image_answer, text_answer = asyncio.run(infer_texts(testbed.device_address, messages))
     assert (image_answer.model, text_answer.model) == ("fmnist-cnn", SENTIMENT)
     assert image_answer.exit_tier == text_answer.exit_tier == pb.CLOUD
@@ -129,8 +129,8 @@ def encode_ids(ids: list[list[int]]) -> pb.Tensor:
         (pb.InferRequest(model=SENTIMENT, text=b"caf\xe9 au lait"), ["not valid UTF-8", "byte 0xe9 at offset 3"]),
         (pb.InferRequest(model=SENTIMENT, text=b""), ["empty"]),
         (pb.InferRequest(model=SENTIMENT, text=" \t\n ".encode()), ["empty"]),
-        (text_request("great " * 200, SENTIMENT), ["202 tokens", "at most 128", "truncate"]),
-        (text_request("a fine film", "fmnist-cnn"), ["fmnist-cnn takes an image, not text"]),
+        (request(text="great " * 200, model=SENTIMENT), ["202 tokens", "at most 128", "truncate"]),
+        (request(text="a fine film", model="fmnist-cnn"), ["fmnist-cnn takes an image, not text"]),
         (pb.InferRequest(model=SENTIMENT, image=b"\x89PNG"), [f"{SENTIMENT} takes text, not an image"]),
         (pb.InferRequest(model=SENTIMENT, tensor=encode(np.zeros((1, 5), np.float32))), ["INT64 tensor of token ids"]),
         (pb.InferRequest(model=SENTIMENT, tensor=encode_ids([[101, 99999, 102]])), ["outside [0, 30522)"]),
@@ -144,14 +144,14 @@ def test_device_rejects_bad_text_then_serves_the_next(
     testbed: Testbed, sentences: list[LabelledText], message: pb.InferRequest, phrases: list[str]
 ) -> None:
     assert_status(lambda: device_call(testbed.device_address, message), INVALID, *phrases)
-    good = device_call(testbed.device_address, text_request(sentences[0].text, SENTIMENT))
+    good = device_call(testbed.device_address, request(text=sentences[0].text, model=SENTIMENT))
     assert good.model == SENTIMENT and good.label_name in ("negative", "positive")
 
 
 def test_long_text_is_truncated_only_when_asked(testbed: Testbed, sentiment_manifest: Manifest) -> None:
     text = "a truly wonderful and moving film " * 40
-    assert_status(lambda: device_call(testbed.device_address, text_request(text, SENTIMENT)), INVALID, "tokens long")
-    answer = device_call(testbed.device_address, text_request(text, SENTIMENT, threshold=1.0, truncate=True))
+    assert_status(lambda: device_call(testbed.device_address, request(text=text, model=SENTIMENT)), INVALID, "tokens long")
+    answer = device_call(testbed.device_address, request(text=text, model=SENTIMENT, threshold=1.0, truncate=True))
     (exits,) = torch_exits(SENTIMENT, sentiment_manifest, [text], truncate=True)
     np.testing.assert_allclose(np.array(answer.logits), exits[-1], atol=1e-4, rtol=0)
     assert answer.label_name == "positive"

@@ -9,20 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
+from splitexit.results import ClientError, Prediction
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest
 from splitexit.shared.preprocess import decode_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.tensors import encode
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
 from tests.conftest import IMAGE_MODEL_DIR
 from training.cnn import load_reference
 
 
-async def infer_all(address: str, images: list[LabelledImage], threshold: float | None) -> list[pb.InferResponse]:
-    async with DeviceClient(address) as client:
+async def infer_all(address: str, images: list[LabelledImage], threshold: float | None) -> list[Prediction]:
+    async with AsyncClient(address) as client:
         return await asyncio.gather(*(client.infer(image.png, threshold=threshold) for image in images))
 
 
@@ -49,15 +51,15 @@ def test_three_tier_answers_equal_torch_at_the_same_exit(
         # it exited at the first exit whose confidence beat the threshold, or the final one
         assert all(c <= threshold for c in confidences[:-1])
         assert confidences[-1] > threshold or answer.exit_block == len(torch_exit_logits)
-    tiers = {pb.TierName.Name(a.exit_tier) for a in answers}
-    assert tiers == {"DEVICE", "EDGE", "CLOUD"}, f"exits only on {tiers}"
+    tiers = {a.exit_tier for a in answers}
+    assert tiers == set(Tier), f"exits only on {tiers}"
 
 
 def test_threshold_one_sends_everything_to_the_cloud_final_exit(
     testbed: Testbed, images: list[LabelledImage], manifest: Manifest
 ) -> None:
     answers = asyncio.run(infer_all(testbed.device_address, images[:40], threshold=1.0))
-    assert {(a.exit_tier, a.exit_block) for a in answers} == {(pb.CLOUD, manifest.num_blocks)}
+    assert {(a.exit_tier, a.exit_block) for a in answers} == {(Tier.CLOUD, manifest.num_blocks)}
     for answer in answers:
         device, edge, cloud = answer.hops
         assert (device.first_block, device.last_block) == (1, manifest.default_ranges["device"].last)
@@ -70,26 +72,24 @@ def test_threshold_one_sends_everything_to_the_cloud_final_exit(
 
 def test_threshold_zero_exits_everything_at_the_first_exit(testbed: Testbed, images: list[LabelledImage]) -> None:
     answers = asyncio.run(infer_all(testbed.device_address, images[:40], threshold=0.0))
-    assert {(a.exit_tier, a.exit_block) for a in answers} == {(pb.DEVICE, 1)}
+    assert {(a.exit_tier, a.exit_block) for a in answers} == {(Tier.DEVICE, 1)}
     assert all(len(a.hops) == 1 and a.hops[0].bytes_sent == 0 for a in answers)
     assert all(a.cost < a.cost_final_layer for a in answers)
 
 
 def test_answer_carries_top_k_timings_and_request_id(testbed: Testbed, images: list[LabelledImage]) -> None:
-    async def go() -> pb.InferResponse:
-        async with DeviceClient(testbed.device_address) as client:
-            req = request(images[0].png, threshold=1.0, request_id="sample-0")
-            req.top_k = 3
-            return await client.stub.Infer(req, timeout=10)
+    async def go() -> Prediction:
+        async with AsyncClient(testbed.device_address, timeout_s=10) as client:
+            return await client.infer(images[0].png, threshold=1.0, request_id="sample-0", top_k=3)
 
     answer = asyncio.run(go())
     assert answer.request_id == "sample-0" and answer.model == "fmnist-cnn" and answer.policy == "override"
     assert [p.label for p in answer.top_k][0] == answer.label and len(answer.top_k) == 3
     assert answer.top_k[0].probability == pytest.approx(answer.confidence)
-    device = answer.hops[0].timings
+    device = answer.hops[0]
     assert device.decode_s > 0 and device.compute_s > 0 and device.network_s >= 0
     assert device.total_s >= device.decode_s + device.compute_s + device.network_s
-    assert device.total_s > answer.hops[1].timings.total_s > answer.hops[2].timings.total_s > 0
+    assert device.total_s > answer.hops[1].total_s > answer.hops[2].total_s > 0
 
 
 def test_infer_stream_answers_every_request_and_reports_bad_ones_in_line(
@@ -98,15 +98,15 @@ def test_infer_stream_answers_every_request_and_reports_bad_ones_in_line(
     requests = [request(image.png, request_id=f"r{i}") for i, image in enumerate(images[:30])]
     requests.insert(7, request(b"not an image", request_id="bad"))
 
-    async def go() -> list[pb.StreamResponse]:
-        async with DeviceClient(testbed.device_address) as client:
-            return [answer async for answer in client.infer_many(requests)]
+    async def go() -> list[Prediction | ClientError]:
+        async with AsyncClient(testbed.device_address) as client:
+            return [answer async for answer in client.infer_many(requests, max_in_flight=4)]
 
     answers = asyncio.run(go())
-    errors = {a.error.request_id: a.error for a in answers if a.HasField("error")}
-    answered = {a.response.request_id for a in answers if a.HasField("response")}
+    errors = {a.request_id: a for a in answers if isinstance(a, ClientError)}
+    answered = {a.request_id for a in answers if isinstance(a, Prediction)}
     assert answered == {f"r{i}" for i in range(30)}
-    assert set(errors) == {"bad"} and errors["bad"].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert set(errors) == {"bad"} and errors["bad"].code == grpc.StatusCode.INVALID_ARGUMENT
     assert "not an image" in errors["bad"].message
 
 

@@ -300,3 +300,103 @@ class PolicyState(_message.Message):
     costs: _containers.ScalarMap[str, float]
     state_json: str
     def __init__(self, model: _Optional[str] = ..., policy: _Optional[str] = ..., is_default: _Optional[bool] = ..., samples: _Optional[int] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., best: _Optional[_Iterable[_Union[BestArm, _Mapping]]] = ..., costs: _Optional[_Mapping[str, float]] = ..., state_json: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("default_model", "models")
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    default_model: str
+    models: _containers.RepeatedCompositeFieldContainer[ModelMetadataResponse]
+    def __init__(self, default_model: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelMetadataResponse, _Mapping]]] = ...) -> None: ...
+
+class ModelMetadataRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class TensorContract(_message.Message):
+    __slots__ = ("dtype", "shape", "max_length", "vocab_size")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    dtype: DataType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    max_length: int
+    vocab_size: int
+    def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., vocab_size: _Optional[int] = ...) -> None: ...
+
+class ImagePreprocessing(_message.Message):
+    __slots__ = ("channels", "height", "width", "mean", "std")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    channels: int
+    height: int
+    width: int
+    mean: float
+    std: float
+    def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ...) -> None: ...
+
+class TextPreprocessing(_message.Message):
+    __slots__ = ("max_tokens", "tokenizer_sha256")
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_SHA256_FIELD_NUMBER: _ClassVar[int]
+    max_tokens: int
+    tokenizer_sha256: str
+    def __init__(self, max_tokens: _Optional[int] = ..., tokenizer_sha256: _Optional[str] = ...) -> None: ...
+
+class ExitInfo(_message.Message):
+    __slots__ = ("block", "accuracy")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    block: int
+    accuracy: float
+    def __init__(self, block: _Optional[int] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class HostedRange(_message.Message):
+    __slots__ = ("tier", "first_block", "last_block")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    LAST_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    tier: TierName
+    first_block: int
+    last_block: int
+    def __init__(self, tier: _Optional[_Union[TierName, str]] = ..., first_block: _Optional[int] = ..., last_block: _Optional[int] = ...) -> None: ...
+
+class ModelMetadataResponse(_message.Message):
+    __slots__ = ("name", "version", "task", "input_kind", "image", "text", "tensor", "labels", "num_blocks", "exits", "hosted", "policies", "default_policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    INPUT_KIND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    EXITS_FIELD_NUMBER: _ClassVar[int]
+    HOSTED_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    task: str
+    input_kind: str
+    image: ImagePreprocessing
+    text: TextPreprocessing
+    tensor: TensorContract
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    num_blocks: int
+    exits: _containers.RepeatedCompositeFieldContainer[ExitInfo]
+    hosted: _containers.RepeatedCompositeFieldContainer[HostedRange]
+    policies: _containers.RepeatedScalarFieldContainer[str]
+    default_policy: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., task: _Optional[str] = ..., input_kind: _Optional[str] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., tensor: _Optional[_Union[TensorContract, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., num_blocks: _Optional[int] = ..., exits: _Optional[_Iterable[_Union[ExitInfo, _Mapping]]] = ..., hosted: _Optional[_Iterable[_Union[HostedRange, _Mapping]]] = ..., policies: _Optional[_Iterable[str]] = ..., default_policy: _Optional[str] = ...) -> None: ...

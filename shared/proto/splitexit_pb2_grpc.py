@@ -53,6 +53,16 @@ class DeviceStub:
                 request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
                 response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/splitexit.v1.Device/ListModels',
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ModelMetadata = channel.unary_unary(
+                '/splitexit.v1.Device/ModelMetadata',
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceServicer:
@@ -81,6 +91,20 @@ class DeviceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Model discovery, in Triton's manner: the models the device serves, and one
+        model's contract (what to send, how to prepare it, what comes back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +122,16 @@ def add_DeviceServicer_to_server(servicer, server):
                     servicer.GetPolicyState,
                     request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.FromString,
                     response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ModelMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelMetadata,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +219,60 @@ class Device:
             '/splitexit.v1.Device/GetPolicyState',
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitexit.v1.Device/ListModels',
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitexit.v1.Device/ModelMetadata',
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.ModelMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
