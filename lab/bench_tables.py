@@ -37,7 +37,7 @@ def paths_table(paths: dict[str, dict[str, float]]) -> str:
     for name, p in paths.items():
         rows.append(
             f"| {name} | {p['exit_block']} | {p['served_p50_ms']:.2f} ms | {p['bare_p50_ms']:.2f} ms "
-            f"| {p['served_over_bare']:.1f}× | {p['floor_ms']:.2f} ms ({p['hops']} hops) | {p['overhead_per_hop_us']:.0f} µs |"
+            f"| {p['served_over_bare']:.1f}× | {p['floor_ms']:.2f} ms ({p['hops']} hop{'s' if p['hops'] > 1 else ''}) | {p['overhead_per_hop_us']:.0f} µs |"
         )
     return "Sequential latency, one request at a time:\n\n" + "\n".join(rows)
 

@@ -66,15 +66,18 @@ class Batcher:
         max_wait_s: float,
         thread_name: str,
         on_batch: Callable[[str, int], None] = lambda model, size: None,
+        inline_s: float = 0.0,
     ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.inline_s = inline_s  # a batch expected to compute within this runs on the event loop
         self.on_batch = on_batch  # told the model and size of every batch started
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=thread_name)
-        self._idle_workers = workers
+        self._workers = self._idle_workers = workers
         self._queues: dict[BatchKey, deque[Job]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_due = False
+        self._per_sample_s: dict[BatchKey, float] = {}  # moving average of compute seconds per sample
 
     async def run(self, job: Job) -> tuple[float, LocalRun]:
         """Run ``job`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
@@ -100,23 +103,44 @@ class Batcher:
             if not queue:
                 del self._queues[key]
             batch = [job for job in batch if not job.answer.done()]  # callers that gave up
-            if batch:
-                self.on_batch(key[0], len(batch))
-                self._idle_workers -= 1
-                done = loop.run_in_executor(self._executor, _run_batch, batch)
-                done.add_done_callback(lambda finished, batch=batch: self._finish(batch, finished))
+            if not batch:
+                continue
+            self.on_batch(key[0], len(batch))
+            if self._cheap(key, len(batch)):
+                self._settle(key, batch, _run_batch(batch))  # cheaper here than a thread hop (~100 µs)
+                continue
+            self._idle_workers -= 1
+            done = loop.run_in_executor(self._executor, _run_batch, batch)
+            done.add_done_callback(lambda finished, key=key, batch=batch: self._finish(key, batch, finished))
+
+    def _cheap(self, key: BatchKey, size: int) -> bool:
+        """Whether the tier is idle otherwise and a batch of ``size`` is expected to compute within ``inline_s``."""
+        per_sample = self._per_sample_s.get(key)
+        idle = self._idle_workers == self._workers and not self._queues  # under load, batches and threads win
+        return idle and per_sample is not None and per_sample * size <= self.inline_s
 
     def _wake_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_later(max(when - time.perf_counter(), 0.0), self._dispatch)
 
-    def _finish(self, batch: list[Job], finished: asyncio.Future[list[tuple[float, LocalRun] | ServingError]]) -> None:
+    def _finish(
+        self, key: BatchKey, batch: list[Job], finished: asyncio.Future[list[tuple[float, LocalRun] | ServingError]]
+    ) -> None:
         self._idle_workers += 1
         if finished.cancelled():  # the batcher was closed
             return
         error = finished.exception()
-        outcomes = [error] * len(batch) if error is not None else finished.result()
+        self._settle(key, batch, [error] * len(batch) if error is not None else finished.result())
+        self._dispatch()
+
+    def _settle(self, key: BatchKey, batch: list[Job], outcomes: list[tuple[float, LocalRun] | BaseException]) -> None:
+        """Give every job its outcome, and learn what a sample of ``key`` costs to compute."""
+        runs = [outcome[1] for outcome in outcomes if isinstance(outcome, tuple)]
+        if runs:
+            per_sample = runs[0].compute_s / len(runs)
+            known = self._per_sample_s.get(key, per_sample)
+            self._per_sample_s[key] = 0.8 * known + 0.2 * per_sample
         for job, outcome in zip(batch, outcomes):
             if job.answer.done():
                 continue
@@ -124,7 +148,6 @@ class Batcher:
                 job.answer.set_exception(outcome)
             else:
                 job.answer.set_result(outcome)
-        self._dispatch()
 
     def close(self) -> None:
         if self._timer is not None:
@@ -133,7 +156,7 @@ class Batcher:
 
 
 def _run_batch(batch: list[Job]) -> list[tuple[float, LocalRun] | ServingError]:
-    """Runs on a compute thread: the batch's live samples as one, each sample's own outcome in batch order."""
+    """Runs on a compute thread (or inline): the batch's live samples as one, each sample's own outcome in batch order."""
     started = time.perf_counter()
     late: list[ServingError | None] = []
     for job in batch:

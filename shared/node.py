@@ -68,7 +68,7 @@ class TierNode:
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
         self.batcher = Batcher(
             settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx",
-            self.metrics.observe_batch,
+            self.metrics.observe_batch, settings.inline_compute_us / 1e6,
         )  # fmt: skip
         self.admission = InFlightLimit(
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"

@@ -110,3 +110,22 @@ def test_a_caller_that_gives_up_is_dropped_before_its_batch_starts(
 
     asyncio.run(go())
     assert sizes == [32, 2]
+
+
+def test_an_idle_tier_runs_cheap_batches_in_place_with_the_same_answers(
+    image_model: HostedModel, images: list[LabelledImage]
+) -> None:
+    """One sample at a time, as a sequential client sends them: after the first, each runs on the event loop."""
+    inputs = [decode_image(image.png, image_model.manifest.input) for image in images[:8]]
+    jobs = jobs_for(image_model, inputs)
+    batcher = Batcher(workers=1, max_batch=32, max_wait_s=0.0, thread_name="test", inline_s=1.0)
+
+    async def one_by_one() -> list[tuple[float, LocalRun]]:
+        return [await batcher.run(job) for job in jobs]
+
+    try:
+        outcomes = asyncio.run(one_by_one())
+    finally:
+        batcher.close()
+    for job, (_, run) in zip(jobs, outcomes, strict=True):
+        assert_same_run(run, image_model.run(1, job.x, [job.thresholds], [job.stop_block])[0])
