@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from splitexit.client import DeviceClient, request
+from splitexit.client import AsyncClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
 from tests.docker_engine import Stack, running_stack
@@ -53,13 +53,13 @@ def cloud_samples(stack: Stack) -> list[float]:
 async def send(address: str, images: list[LabelledImage], count: int, rate: float) -> list[pb.InferResponse | str]:
     """``count`` cloud-bound samples at ``rate`` per second; each answer, or the error it got."""
 
-    async def one(client: DeviceClient, image: LabelledImage) -> pb.InferResponse | str:
+    async def one(client: AsyncClient, image: LabelledImage) -> pb.InferResponse | str:
         try:
-            return await client.stub.Infer(request(image.png, threshold=1.0), timeout=10.0)
+            return (await client.infer_request(request(image.png, threshold=1.0), 10.0)).message
         except Exception as exc:  # noqa: BLE001 -- the test counts every failure, whatever it is
             return repr(exc)
 
-    async with DeviceClient(address) as client:
+    async with AsyncClient(address, retries=0) as client:
         tasks = []
         for i in range(count):
             tasks.append(asyncio.create_task(one(client, images[i % len(images)])))

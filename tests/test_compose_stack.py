@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from lab.text_data import sentiment
-from splitexit.client import DeviceClient, request, text_request
+from splitexit.client import AsyncClient, request
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
 from tests.docker_engine import Stack, running_stack
@@ -40,8 +40,9 @@ def stack(docker_images: dict[str, float]) -> Iterator[Stack]:
 
 def infer_all(address: str, requests: list[pb.InferRequest], timeout_s: float = 30.0) -> list[pb.InferResponse]:
     async def go() -> list[pb.InferResponse]:
-        async with DeviceClient(address) as client:
-            return list(await asyncio.gather(*(client.stub.Infer(r, timeout=timeout_s) for r in requests)))
+        async with AsyncClient(address, retries=0) as client:
+            answers = await asyncio.gather(*(client.infer_request(r, timeout_s) for r in requests))
+            return [answer.message for answer in answers]
 
     return asyncio.run(go())
 
@@ -59,12 +60,12 @@ def test_images_over_grpc_and_http(stack: Stack, images: list[LabelledImage]) ->
         reply = httpx.post(http, content=image.png, params={"threshold": 1}, headers={"Content-Type": "image/png"})
         assert reply.status_code == 200, reply.text
         body = reply.json()
-        assert (body["label"], body["exit_tier"], len(body["hops"])) == (expected.label, "cloud", 3)
+        assert (body["label"], body["exit_tier"], len(body["hops"])) == (expected.label, "CLOUD", 3)
 
 
 def test_texts_over_grpc_and_http(stack: Stack) -> None:
     texts = sentiment("imdb")[:30]
-    answers = infer_all(stack.address("device", 50051), [text_request(t.text, TEXT_MODEL) for t in texts])
+    answers = infer_all(stack.address("device", 50051), [request(text=t.text, model=TEXT_MODEL) for t in texts])
     accuracy = sum(a.label == t.label for a, t in zip(answers, texts, strict=True)) / len(texts)
     assert accuracy >= 0.6, f"{accuracy:.2f} of real sentences right through the containers"
     http = f"http://{stack.address('device', 8080)}/v1/infer"
