@@ -14,7 +14,6 @@ checking every file against it, so it signs only what is there.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from splitexit.certs import write_owner_only
 from splitexit.shared.integrity import (
     SIGNATURE_FILE,
     load_public_key,
@@ -41,11 +41,7 @@ from splitexit.shared.manifest import PackageError
 def generate_keypair(private_path: Path, public_path: Path) -> None:
     """A new ed25519 key pair as PEM files; the private one readable by its owner only."""
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(private_pem)
+    write_owner_only(private_path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     public_path.parent.mkdir(parents=True, exist_ok=True)
     public_path.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
 
