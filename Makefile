@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup client-wheels interop-deps browser data models demo test train train-text samples proto bench results faults dashboard evaluate image clean
+.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto bench results faults dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ data: setup  ## fetch Fashion-MNIST (Debian package) and the sentiment sentences
 
 models: setup  ## rebuild the text models' ONNX slices from the pip-installed backbone, checksum-verified
 	$(PY) -m training.text_export
+
+sign-models: setup  ## sign every package in models/ with the ed25519 private key KEY=path (integrity.sig)
+	$(if $(KEY),,$(error give the private key: make sign-models KEY=package.key))
+	$(PY) -m splitexit.package_signing sign --key $(KEY) models/*/
 
 demo: data models  ## start device, edge and cloud locally, send real test images and texts, print summaries
 	$(PY) -m lab.demo

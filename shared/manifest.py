@@ -16,6 +16,11 @@ Two families share this layout. An image model (``task="image-classification"``,
 (``task="text-classification"``, :class:`TextInput`) takes int64 token ids
 ``[1, tokens]`` and passes hidden states ``[1, tokens, hidden]`` between blocks,
 with the tokenizer file shipped in the package.
+
+Manifests are parsed strictly: a key no model here declares (a misspelling such
+as ``vocab_rize``) is a :class:`ManifestError` naming the key and the file. How
+``integrity.json`` covers the manifest and every other file is
+``shared/integrity.py``'s subject.
 """
 
 from __future__ import annotations
@@ -24,14 +29,20 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from splitexit.shared.tiers import Tier
 
 MANIFEST_FILE = "manifest.json"
 
 
-class BlockRange(BaseModel):
+class ManifestModel(BaseModel):
+    """Every part of a manifest: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BlockRange(ManifestModel):
     """An inclusive range of block numbers, ``first..last``."""
 
     first: int = Field(ge=1)
@@ -50,7 +61,7 @@ class BlockRange(BaseModel):
         return f"{self.first}..{self.last}"
 
 
-class TensorSpec(BaseModel):
+class TensorSpec(ManifestModel):
     """Shape and dtype of one segment input/output; ``None`` marks a dynamic axis.
 
     The leading axis is the batch. Other dynamic axes (a text model's token
@@ -68,7 +79,7 @@ class TensorSpec(BaseModel):
         return tuple(self.shape[1:])
 
 
-class ImageInput(BaseModel):
+class ImageInput(ManifestModel):
     """How raw image bytes become the tensor that block 1 takes."""
 
     kind: Literal["image"] = "image"
@@ -79,7 +90,7 @@ class ImageInput(BaseModel):
     std: float
 
 
-class TextInput(BaseModel):
+class TextInput(ManifestModel):
     """How UTF-8 text becomes the token ids that block 1 takes.
 
     ``tokenizer`` names a Hugging Face ``tokenizer.json`` inside the package
@@ -94,7 +105,7 @@ class TextInput(BaseModel):
     max_tokens: int = Field(ge=3, le=512, description="ids per sample, [CLS] and [SEP] included")
 
 
-class BlockSpec(BaseModel):
+class BlockSpec(ManifestModel):
     """One ONNX segment: a block and the exit head after it."""
 
     index: int = Field(ge=1)
@@ -105,7 +116,7 @@ class BlockSpec(BaseModel):
     macs: int = Field(ge=0, description="multiply-accumulates per sample, block + exit head")
 
 
-class Manifest(BaseModel):
+class Manifest(ManifestModel):
     """Everything a tier needs to serve a model, and nothing that needs torch."""
 
     name: str
@@ -139,9 +150,22 @@ class Manifest(BaseModel):
     def block(self, index: int) -> BlockSpec:
         return self.blocks[index - 1]
 
+    def files_read(self) -> list[str]:
+        """The package's files a tier reads besides the manifest: every segment, and a text model's tokenizer."""
+        tokenizer = [self.input.tokenizer] if isinstance(self.input, TextInput) else []
+        return [*(block.file for block in self.blocks), *tokenizer]
 
-class ChecksumError(RuntimeError):
-    """A segment file does not match the checksum in its manifest."""
+
+class PackageError(RuntimeError):
+    """A model package that no tier may serve; the message names the file and what is wrong."""
+
+
+class ChecksumError(PackageError):
+    """A package file does not match the checksum its manifest or ``integrity.json`` records."""
+
+
+class ManifestError(PackageError):
+    """A ``manifest.json`` that does not parse, or has a key the schema does not know."""
 
 
 def sha256_of(path: Path) -> str:
@@ -153,8 +177,24 @@ def sha256_of(path: Path) -> str:
 
 
 def load_manifest(package_dir: Path) -> Manifest:
-    """Read ``package_dir/manifest.json``."""
-    return Manifest.model_validate_json((package_dir / MANIFEST_FILE).read_text())
+    """Read ``package_dir/manifest.json``; :class:`ManifestError` names the file and every bad key."""
+    path = package_dir / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: {validation_summary(exc)}") from None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """A pydantic error on one line: ``unknown key 'blocks.0.vocab_rize'``, or ``key: what is wrong``."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key {where!r} (misspelled?)")
+        else:
+            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(problems)
 
 
 def verified_segment_path(package_dir: Path, block: BlockSpec) -> Path:

@@ -78,7 +78,9 @@ class TierNode:
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
         """Load the hosted segments of every model and open the link to the next tier."""
-        registry = ModelRegistry.load(settings.models_dir, settings.tier, settings.hosted, settings.onnx_threads)
+        registry = ModelRegistry.load(
+            settings.models_dir, settings.tier, settings.hosted, settings.onnx_threads, settings.package_public_key
+        )
         if settings.next_tier is None:
             for model in registry:
                 if model.hosted.last != model.manifest.num_blocks:

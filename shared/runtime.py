@@ -20,7 +20,8 @@ import onnxruntime as ort
 from splitexit.policies.chain import Chain
 from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
-from splitexit.shared.manifest import Manifest, load_manifest, verified_segment_path
+from splitexit.shared.integrity import load_public_key, verify_package
+from splitexit.shared.manifest import Manifest, verified_segment_path
 from splitexit.shared.settings import HostedRanges
 from splitexit.shared.tiers import Tier
 
@@ -137,11 +138,18 @@ class ModelRegistry:
         self._models = models
 
     @classmethod
-    def load(cls, models_dir: Path, tier: Tier, hosted: HostedRanges, onnx_threads: int = 1) -> ModelRegistry:
-        """Every package under ``models_dir``, with the chain ``hosted`` describes (manifest defaults elsewhere)."""
+    def load(
+        cls, models_dir: Path, tier: Tier, hosted: HostedRanges, onnx_threads: int = 1, public_key: Path | None = None
+    ) -> ModelRegistry:
+        """Every package under ``models_dir``, with the chain ``hosted`` describes (manifest defaults elsewhere).
+
+        Each package is verified first (``shared/integrity.py``), its signature too when ``public_key``
+        names an ed25519 public key; one that fails raises :class:`PackageError` naming the file.
+        """
+        key = load_public_key(public_key) if public_key else None
         models = {}
         for manifest_path in sorted(models_dir.glob("*/manifest.json")):
-            manifest = load_manifest(manifest_path.parent)
+            manifest = verify_package(manifest_path.parent, key)
             chain = Chain.of(manifest, hosted.get(manifest.name))
             models[manifest.name] = HostedModel(manifest_path.parent, manifest, chain, tier, onnx_threads)
         unknown = set(hosted) - set(models)

@@ -54,6 +54,9 @@ class TierSettings(BaseSettings):
     port: int = Field(description="gRPC port")
     metrics_port: MetricsPort
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="folder of model packages")
+    package_public_key: Path | None = Field(
+        None, description="ed25519 public key (PEM); set, every model package must carry integrity.sig signed by it"
+    )
     hosted: HostedRanges = Field(
         default_factory=dict,
         validation_alias=HOSTED_ENV,

@@ -18,13 +18,18 @@ from splitexit.shared.tiers import Tier
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from splitexit.shared.manifest import PackageError
+
     if args.tier == "device":
         from splitexit.device.server import serve
     elif args.tier == "edge":
         from splitexit.edge.server import serve
     else:
         from splitexit.cloud.server import serve
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except PackageError as exc:  # a model package failed its checks: one line, no traceback
+        sys.exit(f"splitexit serve {args.tier}: refusing to start: {exc}")
 
 
 def _infer(args: argparse.Namespace) -> None:

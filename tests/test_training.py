@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from lab.fashion_mnist import LABELS  # noqa: E402
+from splitexit.shared.integrity import verify_package  # noqa: E402
 from splitexit.shared.manifest import Manifest, load_manifest, sha256_of, verified_segment_path  # noqa: E402
 from splitexit.shared.tiers import Tier  # noqa: E402
 from training.cnn import load_reference  # noqa: E402
@@ -50,6 +51,7 @@ def test_checksums_match(trained: tuple[Path, list[float], Manifest]) -> None:
     out, _, manifest = trained
     for block in manifest.blocks:
         verified_segment_path(out, block)
+    assert verify_package(out) == manifest  # export wrote integrity.json over every file
 
 
 def test_export_is_deterministic(trained: tuple[Path, list[float], Manifest]) -> None:

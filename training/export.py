@@ -5,7 +5,7 @@
 Reads ``state_dict.pt`` from the package folder, writes ``block{k}.onnx`` for every
 block (block + exit head, ``x -> (logits, activation)``), checks each segment against
 torch on real test images, measures every exit's accuracy on the test set through the
-ONNX chain, and writes the manifest. Fails with :class:`ParityError` if ONNX and torch
+ONNX chain, and writes the manifest and ``integrity.json``. Fails with :class:`ParityError` if ONNX and torch
 disagree.
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from lab.fashion_mnist import LABELS
+from splitexit.shared.integrity import write_integrity
 from splitexit.shared.manifest import MANIFEST_FILE, BlockRange, BlockSpec, ImageInput, Manifest, TensorSpec, sha256_of
 from splitexit.shared.tiers import Tier
 from training.cnn import load_reference
@@ -136,6 +137,7 @@ def export_package(package_dir: Path, spec: ImageInput, eval_limit: int | None =
         exit_accuracy=accuracy,
     )
     write_manifest(package_dir, manifest)
+    write_integrity(package_dir)
     return manifest
 
 

@@ -1,6 +1,6 @@
 """Text model packages: ONNX slices from the pip-installed backbone plus the committed heads.
 
-    python -m training.text_export            # make models: rebuild what is missing, verify all
+    python -m training.text_export            # make models: rebuild what is missing, verify all (integrity.json too)
 
 A text package in git holds ``manifest.json``, ``heads.safetensors`` (the exit
 heads, ~1 MB) and ``tokenizer.json``; its ``block{k}.onnx`` slices (~90 MB in
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from splitexit.shared.integrity import verify_package
 from splitexit.shared.manifest import (
     BlockSpec,
     ChecksumError,
@@ -178,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     for package in text_packages(args.models_dir):
         written = rebuild(package)
+        verify_package(package)
         state = f"rebuilt {', '.join(written)}" if written else "up to date"
-        print(f"{package.name}: {state} (checksums match manifest.json)")
+        print(f"{package.name}: {state} (checksums match manifest.json and integrity.json)")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from lab.fashion_mnist import default_cache_dir
 from lab.text_data import SENTIMENT_DOMAINS, SENTIMENT_LABELS, LabelledText, bbc_news, sentiment, split_indices
+from splitexit.shared.integrity import write_integrity
 from splitexit.shared.manifest import Manifest, TextInput, sha256_of
 from splitexit.shared.tokenizer import TextTokenizer
 from training.text_export import BACKBONE_SHA256_KEY, backbone_sha256, export_package
@@ -156,7 +157,7 @@ def write_package(
     eval_samples: Sequence[LabelledText],
     evaluation: dict[str, object],
 ) -> Manifest:
-    """Heads, tokenizer and evaluation into ``out``, then the ONNX slices and the manifest."""
+    """Heads, tokenizer and evaluation into ``out``, then the ONNX slices, the manifest and ``integrity.json``."""
     out.mkdir(parents=True, exist_ok=True)
     save_file(heads.state_dict(), out / HEADS_FILE, metadata={BACKBONE_SHA256_KEY: backbone_sha256()})
     shutil.copyfile(backbone_dir() / TOKENIZER_FILE, out / TOKENIZER_FILE)
@@ -168,6 +169,7 @@ def write_package(
     )
     evaluation = {**evaluation, "onnx_exit_accuracy": manifest.exit_accuracy}
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
+    write_integrity(out)
     return manifest
 
 
