@@ -70,10 +70,10 @@ RUN python -m training.text_slices models \
 # ---- runtime: the venv, the model packages and a non-root user ----
 FROM ${PYTHON_IMAGE} AS runtime
 
-# /app/state: the device's learned policy state (a volume in docker-compose.yml).
+# /app/state: the device's learned policy state; /certs: the TLS certificates (volumes in docker-compose.yml).
 RUN groupadd --gid 10001 splitexit \
     && useradd --uid 10001 --gid splitexit --create-home --shell /usr/sbin/nologin splitexit \
-    && mkdir -p /app/state && chown splitexit:splitexit /app/state
+    && mkdir -p /app/state /certs && chown splitexit:splitexit /app/state /certs
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

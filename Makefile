@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto bench results faults dashboard evaluate image clean
+.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto certs bench results faults dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ endif
 
 clean:  ## remove the venv and caches (not the shipped model)
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info
+
+certs:  ## a development CA and device/edge/cloud/client certificates in deploy/certs (for mutual TLS)
+	$(PY) -m splitexit certs deploy/certs
 
 bench: data models  ## served vs bare onnxruntime, throughput, batching, HTTP vs LitServe, codecs; JSON + README table (~6 min)
 	$(PY) -m bench.serving

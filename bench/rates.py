@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import grpc
 import numpy as np
 
+from splitexit.client import TLS, open_channel
 from splitexit.shared.link import TierLink
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -20,10 +21,12 @@ from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 TIMEOUT_S = 60.0
 
 
-async def sequential(address: str, requests: Sequence[pb.InferRequest]) -> tuple[np.ndarray, list[pb.InferResponse]]:
+async def sequential(
+    address: str, requests: Sequence[pb.InferRequest], tls: TLS | bool = False
+) -> tuple[np.ndarray, list[pb.InferResponse]]:
     """Seconds per request, one unary call at a time, and the answers."""
     seconds, answers = [], []
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls, retries=0) as channel:
         stub = pb_grpc.DeviceStub(channel)
         for request in requests:
             started = time.perf_counter()

@@ -6,7 +6,7 @@ beyond it per hop (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and
 64 clients, unary and streamed, and the cloud tier alone fed by a link, each ÷
 bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
 (the same loads with batching off); the HTTP gateway against LitServe serving
-the same model in one process; the activation codecs' bytes and accuracy on the
+the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the
 full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make results`` puts its table in the README.
 """
@@ -30,6 +30,7 @@ from bench.paths import PathInputs, exit_plans, measure_path
 from bench.policy_speed import microseconds_per_decision
 from bench.rates import link_rate, stream_rate, unary_rate
 from bench.services import echo_service, litserve_service
+from bench.tls_cost import tls_cost
 from lab.text_data import sentiment
 from splitexit.policies.chain import Chain
 from splitexit.samples import load_pack
@@ -145,6 +146,7 @@ def measure(quick: bool) -> dict[str, object]:
         report["unbatched"] = asyncio.run(
             throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)
         )
+    report["tls"] = tls_cost([_all_to_cloud(request) for request in images.requests], LOGS)
     report["bare"] = bare_rates(images, processes=os.cpu_count() or 1)
     report["codecs"] = codec_report(DEFAULT_MODELS_DIR, limit=200 if quick else None)
     report["policy_us"] = microseconds_per_decision(DEFAULT_MODELS_DIR, 300 if quick else 3000)

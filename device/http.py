@@ -64,15 +64,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from splitexit.device.auth import Tokens
 from splitexit.device.discovery import list_models, model_metadata
 from splitexit.device.http_models import (
     Answer,
@@ -97,6 +99,8 @@ HTTP_STATUS = {
     Code.OUT_OF_RANGE: 400,
     Code.NOT_FOUND: 404,
     Code.RESOURCE_EXHAUSTED: 429,  # too many in flight; an input over the limit is 413 (InputTooLarge, HttpError)
+    Code.UNAUTHENTICATED: 401,
+    Code.PERMISSION_DENIED: 403,
     Code.UNAVAILABLE: 503,
     Code.DEADLINE_EXCEEDED: 504,
 }
@@ -136,7 +140,10 @@ def _serving_error_response(error: ServingError) -> JSONResponse:
         status = error.status
     else:
         status = 413 if isinstance(error, InputTooLarge) else HTTP_STATUS.get(error.code, 500)
-    return error_response(status, error.code, error.message)
+    response = error_response(status, error.code, error.message)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _validation_message(errors: Any) -> str:
@@ -248,8 +255,13 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, CODE_OF_HTTP.get(exc.status_code, Code.UNKNOWN), str(exc.detail))
 
-    _add_infer_route(app, servicer, settings)
-    _add_info_routes(app, servicer, settings)
+    @app.exception_handler(ServingError)
+    async def serving_error(_: Request, exc: ServingError) -> JSONResponse:
+        return _serving_error_response(exc)
+
+    guard = [Depends(_token_guard(Tokens.from_settings(settings)))]  # on every /v1 route
+    _add_infer_route(app, servicer, settings, guard)
+    _add_info_routes(app, servicer, settings, guard)
     add_page_routes(app)
     return app
 
@@ -267,10 +279,19 @@ INFER_BODY = {
 }
 
 
-def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
+def _token_guard(tokens: Tokens) -> Callable[[Request], None]:
+    """A dependency that raises UNAUTHENTICATED (401) unless the request's Authorization carries a token."""
+
+    def check(request: Request) -> None:
+        tokens.check(request.headers.get("authorization"))
+
+    return check
+
+
+def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:
     @app.post(
         "/v1/infer", summary="Classify one image or one text", openapi_extra=INFER_BODY, response_model=Answer,
-        responses=problem_responses(400, 404, 413, 415, 429, 500, 503, 504),
+        responses=problem_responses(400, 401, 404, 413, 415, 429, 500, 503, 504), dependencies=guard,
     )  # fmt: skip
     async def infer(
         request: Request,
@@ -295,7 +316,7 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
         return JSONResponse(message_json(answer))
 
 
-def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings) -> None:
+def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:
     @app.get(
         "/healthz", summary="200 while the device serves; next_tier says whether the edge is reachable",
         response_model=Health, responses={503: {"model": Health, "description": "the device is draining"}},
@@ -308,13 +329,16 @@ def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
             return JSONResponse({"status": "NOT_SERVING", "next_tier": next_tier}, status_code=503)
         return JSONResponse({"status": "SERVING", "next_tier": next_tier})
 
-    @app.get("/v1/models", summary="The models this device serves (Device.ListModels)", response_model=ModelList)
+    @app.get(
+        "/v1/models", summary="The models this device serves (Device.ListModels)", response_model=ModelList,
+        responses=problem_responses(401), dependencies=guard,
+    )  # fmt: skip
     async def models() -> JSONResponse:
         return JSONResponse(message_json(list_models(list(servicer.node.registry), servicer.policies, settings.default_model)))
 
     @app.get(
         "/v1/models/{name}", summary="One model's contract (Device.ModelMetadata)", response_model=ModelMetadata,
-        responses=problem_responses(404),
+        responses=problem_responses(401, 404), dependencies=guard,
     )  # fmt: skip
     async def model(name: str) -> JSONResponse:
         try:

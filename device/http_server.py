@@ -68,6 +68,7 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Helper:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        **({} if settings.plaintext else {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}),
     )
 
     async def serve(lifecycle: Lifecycle) -> None:
@@ -81,7 +82,8 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Helper:
 
         serving = asyncio.create_task(run_server())
         draining = asyncio.create_task(lifecycle.draining.wait())
-        log.info("device HTTP gateway on http://%s:%d", settings.host, settings.http_port)
+        scheme = "http" if settings.plaintext else "https"
+        log.info("device HTTP gateway on %s://%s:%d", scheme, settings.host, settings.http_port)
         await asyncio.wait({serving, draining}, return_when=asyncio.FIRST_COMPLETED)
         app.state.serving = False  # /healthz: 503
         if not draining.done():  # the server ended by itself: take the device down too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from splitexit.device.auth import TokenCheck, Tokens
 from splitexit.device.http_server import http_gateway
 from splitexit.device.servicer import DeviceServicer
 from splitexit.device.settings import DeviceSettings
@@ -24,7 +25,8 @@ async def serve(settings: DeviceSettings | None = None) -> None:
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
     try:
-        await run_tier(settings, node, [add_device_service], helpers, default_model=settings.default_model)
+        guards = [TokenCheck(Tokens.from_settings(settings))]
+        await run_tier(settings, node, [add_device_service], helpers, settings.default_model, guards)
     finally:
         servicer.close()
         servicer.policies.save_all()  # what the policies learned survives a restart

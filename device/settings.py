@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from splitexit.policies.catalog import PolicyParams
@@ -40,4 +40,8 @@ class DeviceSettings(TierSettings):
         description="the cost model of answers, metrics and policies: λ per block, tier weights, o per link",
     )
     state_dir: Path = Field(Path(".cache/policy-state"), description="learned policy state, saved and restored here")
+    auth_token: SecretStr | None = Field(
+        None, description="a bearer token clients must send (gRPC `authorization` metadata, HTTP Authorization)"
+    )
+    auth_tokens_file: Path | None = Field(None, description="bearer tokens clients may send, one per line (# comments)")
     state_save_every: int = Field(20, ge=1, description="save a policy's state every this many samples (and at exit)")

@@ -22,6 +22,7 @@ def bench_section(path: Path) -> str:
         paths_table(report["paths"]),
         throughput_table(report),
         http_line(report["http"]),
+        tls_line(report["tls"]),
         codecs_table(report["codecs"]),
         policies_line(report["policy_us"]),
         TARGETS_NOTE,
@@ -76,6 +77,13 @@ def http_line(http: dict[str, float]) -> str:
         f"requests/s at 8 clients; LitServe serving the six segments chained in one process "
         f"{http['litserve_p50_ms']:.2f} ms and {http['litserve_8_clients_per_s']:,.0f}/s "
         f"(gateway ÷ LitServe: {http['gateway_8_clients_per_s'] / http['litserve_8_clients_per_s']:.2f}×)."
+    )
+
+
+def tls_line(tls: dict[str, float]) -> str:
+    return (
+        f"TLS, all to cloud, one request at a time: plaintext {tls['plaintext_p50_ms']:.2f} ms p50, mutual TLS on "
+        f"every hop {tls['tls_p50_ms']:.2f} ms: {tls['tls_per_hop_us']:.0f} µs per hop."
     )
 
 

@@ -39,6 +39,12 @@ class InputTooLarge(ServingError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(ServingError):
+    """The caller sent no bearer token, or one the device does not accept (HTTP 401)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class UnknownModel(ServingError):
     """The request names a model this tier does not serve."""
 

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,6 +48,7 @@ from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+Dial = Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel]  # (address, options) -> a channel (TLS or not)
 WATCH_RETRY_S = 0.1  # between health watches while the next tier is down
 
 
@@ -80,12 +82,16 @@ class TierLink:
     """A client of the next tier's ``Tier`` service, shared by every request of this tier."""
 
     def __init__(
-        self, address: str, max_message_bytes: int, on_reachable: Callable[[bool], None] = lambda up: None
+        self,
+        address: str,
+        max_message_bytes: int,
+        on_reachable: Callable[[bool], None] = lambda up: None,
+        dial: Dial = grpc.aio.insecure_channel,
     ) -> None:
         self.address = address
         self.reachable: bool | None = None  # the next tier's health: None until its first report
         self.on_reachable = on_reachable  # told every change of ``reachable``
-        self._channel = grpc.aio.insecure_channel(address, options=link_options(max_message_bytes))
+        self._channel = dial(address, link_options(max_message_bytes))
         self._stub = pb_grpc.TierStub(self._channel)
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._pending: dict[str, asyncio.Future[pb.InferResponse]] = {}

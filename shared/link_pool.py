@@ -28,8 +28,10 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 
+import grpc
+
 from splitexit.shared.errors import NextTierOverloaded, NextTierUnavailable
-from splitexit.shared.link import TierLink
+from splitexit.shared.link import Dial, TierLink
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -56,20 +58,27 @@ def _join(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def open_link(address: str, max_message_bytes: int) -> TierLink | LinkPool:
+def open_link(address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel) -> TierLink | LinkPool:
     """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``."""
     host = address.rpartition(":")[0].strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return LinkPool(address, max_message_bytes)
-    return TierLink(address, max_message_bytes)
+        return LinkPool(address, max_message_bytes, dial=dial)
+    return TierLink(address, max_message_bytes, dial=dial)
 
 
 class LinkPool:
     """The next tier as a pool; used as a :class:`TierLink` is (``start``, ``call``, ``reachable``, ``close``)."""
 
-    def __init__(self, address: str, max_message_bytes: int, resolve: Resolver = resolve_replicas) -> None:
+    def __init__(
+        self,
+        address: str,
+        max_message_bytes: int,
+        resolve: Resolver = resolve_replicas,
+        dial: Dial = grpc.aio.insecure_channel,
+    ) -> None:
+        self._dial = dial
         self.address = address
         host, _, port = address.rpartition(":")
         self._host, self._port = host, int(port)
@@ -123,7 +132,7 @@ class LinkPool:
         for address in replicas:
             if address not in self.links:
                 log.info("%s: replica %s joins", self._host, address)
-                link = TierLink(address, self._max_message_bytes, on_reachable=lambda up: self._recount())
+                link = TierLink(address, self._max_message_bytes, on_reachable=lambda up: self._recount(), dial=self._dial)
                 self.links[address] = link
                 link.start()
         for address in [a for a in self.links if a not in replicas]:

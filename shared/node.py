@@ -33,6 +33,7 @@ from splitexit.shared.link_pool import LinkPool, open_link
 from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
+from splitexit.shared.security import link_dialer
 from splitexit.shared.settings import TierSettings, tier_env_prefix
 from splitexit.shared.tensors import check_shape, encode
 
@@ -88,7 +89,9 @@ class TierNode:
                         f"the {settings.tier.value} has no next tier, so it must host {model.name} "
                         f"through its final block {model.manifest.num_blocks}, not {model.hosted}"
                     )
-        link = open_link(settings.next_tier, settings.max_message_bytes) if settings.next_tier else None
+        link = None
+        if settings.next_tier:
+            link = open_link(settings.next_tier, settings.max_message_bytes, link_dialer(settings))
         return cls(settings, registry, link)
 
     def start(self) -> None:

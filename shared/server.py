@@ -37,8 +37,10 @@ from splitexit.shared.node import TierNode
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.reflection import enable_reflection
+from splitexit.shared.security import PeerTierCheck, server_credentials
 from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
+from splitexit.shared.tiers import Tier
 
 log = logging.getLogger(__name__)
 NEXT_TIER_HEALTH = "next-tier"  # the health service name that reports the next tier's state
@@ -63,16 +65,25 @@ async def run_tier(
     services: Sequence[ServiceAdder],
     helpers: Sequence[Helper] = (),
     default_model: str = "",
+    guards: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (see the module docstring).
 
-    ``default_model`` is what metrics call a request that names no model (the device's default).
+    ``default_model`` is what metrics call a request that names no model (the device's default);
+    ``guards`` run before everything else (the device's token check).
     """
-    interceptor = ServingInterceptor(node.metrics, settings.tier.value, default_model)
-    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings.max_message_bytes))
+    credentials = server_credentials(settings)
+    interceptors = [*guards, ServingInterceptor(node.metrics, settings.tier.value, default_model)]
+    if credentials is not None and settings.tier is not Tier.DEVICE:
+        interceptors.insert(0, PeerTierCheck(settings.tier))
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings.max_message_bytes))
     names = [add(server) for add in services]
-    health_servicer = _add_health_and_reflection(server, names)
-    if server.add_insecure_port(settings.address) == 0:
+    health_servicer = _add_health_and_reflection(server, names if settings.reflection else None)
+    bound = (
+        server.add_insecure_port(settings.address) if credentials is None
+        else server.add_secure_port(settings.address, credentials)
+    )  # fmt: skip
+    if bound == 0:
         raise OSError(f"cannot bind the {settings.tier.value} to {settings.address}")
     if settings.metrics_port:
         helpers = [*helpers, serve_metrics(node.metrics.registry, settings.host, settings.metrics_port)]
@@ -95,10 +106,12 @@ async def run_tier(
     await node.close()
 
 
-def _add_health_and_reflection(server: grpc.aio.Server, names: Sequence[str]) -> health.aio.HealthServicer:
+def _add_health_and_reflection(server: grpc.aio.Server, names: Sequence[str] | None) -> health.aio.HealthServicer:
+    """Health, and reflection over ``names`` (None: no reflection)."""
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    if names is not None:
+        enable_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     return health_servicer
 
 

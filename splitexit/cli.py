@@ -59,14 +59,16 @@ def _models(args: argparse.Namespace) -> None:
 
 def _health(args: argparse.Namespace) -> None:
     from splitexit.client import is_serving
+    from splitexit.infer_cli import client_options
 
-    serving = asyncio.run(is_serving(args.address, timeout_s=args.timeout))
+    serving = asyncio.run(is_serving(args.address, args.timeout, client_options(args)["tls"]))
     print(f"{args.address}: {'SERVING' if serving else 'NOT SERVING'}")
     sys.exit(0 if serving else 1)
 
 
 def _loadgen(args: argparse.Namespace) -> None:
     from splitexit import loadgen
+    from splitexit.infer_cli import client_options
     from splitexit.samples import SAMPLE_PACK, load_pack
 
     images = load_pack(args.samples or SAMPLE_PACK)
@@ -82,6 +84,7 @@ def _loadgen(args: argparse.Namespace) -> None:
                 model=args.model,
                 concurrency=args.concurrency,
                 report_every_s=args.report_every,
+                client_options=client_options(args),
             )
         )
     except KeyboardInterrupt:
@@ -97,6 +100,13 @@ def _policy_show(args: argparse.Namespace) -> None:
     except ClientError as exc:
         sys.exit(f"splitexit policy show: {args.address}: {exc}")
     print(format_state(state))
+
+
+def _certs(args: argparse.Namespace) -> None:
+    from splitexit.certs import write_dev_pki
+
+    pki = write_dev_pki(args.out_dir, days=args.days)
+    print(f"CA {pki.ca.cert}; " + ", ".join(f"{name} {c.cert}" for name, c in pki.identities.items()))
 
 
 def _testbed(args: argparse.Namespace) -> None:
@@ -117,7 +127,7 @@ def _testbed(args: argparse.Namespace) -> None:
     elif args.link or args.backhaul:
         refuse("--link and --backhaul shape the links of the --netns testbed only")
     else:
-        bed, links = Testbed(log_dir=args.log_dir), "loopback"
+        bed, links = Testbed(log_dir=args.log_dir, tls_dir=args.tls_dir), "loopback" + (" (mutual TLS)" if args.tls_dir else "")
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # each stops it as Ctrl-C does, even where SIGINT was ignored
         signal.signal(stop_signal, signal.default_int_handler)
     try:
@@ -138,6 +148,11 @@ def _client_options(command: argparse.ArgumentParser) -> None:
     """``--address``, ``--timeout`` and the TLS / token options of the commands that call a device."""
     command.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
     command.add_argument("--timeout", type=float, default=30.0, help="seconds each request may take (default 30)")
+    _tls_options(command)
+
+
+def _tls_options(command: argparse.ArgumentParser) -> None:
+    """``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--token``."""
     command.add_argument("--tls-ca", type=Path, help="PEM file of the CA that signed the device's certificate (turns TLS on)")
     command.add_argument("--tls-cert", type=Path, help="PEM client certificate, for mutual TLS")
     command.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
@@ -188,10 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     health = commands.add_parser("health", help="exit 0 iff the tier at ADDRESS reports SERVING (grpc.health.v1)")
     health.add_argument("address", nargs="?", default="127.0.0.1:50051")
     health.add_argument("--timeout", type=float, default=2.0)
+    _tls_options(health)
     health.set_defaults(run=_health)
 
     loadgen = commands.add_parser("loadgen", help="send real test images to a device at a steady rate (for dashboards)")
-    loadgen.add_argument("--address", default="127.0.0.1:50051", help="the device's gRPC address")
+    _client_options(loadgen)
     loadgen.add_argument("--rate", type=float, default=20.0, help="requests per second")
     loadgen.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0: until interrupted")
     loadgen.add_argument("--threshold", type=float, help="exit threshold at every exit (default: the tiers' own)")
@@ -214,7 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     testbed.add_argument("--link", choices=LINK_PROFILES, help="device-edge link profile (--netns; default: wifi)")
     testbed.add_argument("--backhaul", choices=LINK_PROFILES, help="edge-cloud link profile (--netns; default: wan)")
     testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
+    testbed.add_argument("--tls-dir", type=Path, help="mutual TLS with the certificates `splitexit certs` wrote there")
     testbed.set_defaults(run=_testbed)
+
+    certs = commands.add_parser("certs", help="write a development CA and device/edge/cloud/client certificates")
+    certs.add_argument("out_dir", type=Path, help="folder for ca.pem, <name>.pem and <name>-key.pem")
+    certs.add_argument("--days", type=int, default=365, help="how long the certificates are valid")
+    certs.set_defaults(run=_certs)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

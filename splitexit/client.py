@@ -309,9 +309,9 @@ async def _open(address: str, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(address, **options)  # inside the client's loop: the channel belongs to it
 
 
-async def is_serving(address: str, timeout_s: float = 1.0) -> bool:
+async def is_serving(address: str, timeout_s: float = 1.0, tls: TLS | bool = False) -> bool:
     """True once the server at ``address`` answers its health check with SERVING."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls, retries=0) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError:

@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
+from typing import Any
 
 from splitexit.client import AsyncClient
 from splitexit.report import Outcome, format_summary, summarize
@@ -51,8 +52,12 @@ async def generate(
     model: str = "",
     concurrency: int = 64,
     report_every_s: float = 10.0,
+    client_options: dict[str, Any] | None = None,
 ) -> None:
-    """Send ``images`` round-robin at ``rate`` per second for ``duration_s`` seconds (0: until cancelled)."""
+    """Send ``images`` round-robin at ``rate`` per second for ``duration_s`` seconds (0: until cancelled).
+
+    ``client_options`` go to :class:`AsyncClient` (``tls=``, ``token=``, ``timeout_s=``).
+    """
     slots = asyncio.Semaphore(concurrency)
     tally, tally_started = Tally(), time.monotonic()
     tasks: set[asyncio.Task[None]] = set()
@@ -67,7 +72,7 @@ async def generate(
         finally:
             slots.release()
 
-    async with AsyncClient(address) as client:
+    async with AsyncClient(address, **(client_options or {})) as client:
         started = time.monotonic()
         for count, image in enumerate(itertools.cycle(images)):
             due = started + count / rate

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from splitexit.client import is_serving
+from splitexit.client import TLS, is_serving
 from splitexit.shared.settings import tier_env_prefix
 from splitexit.shared.tiers import TIERS, Tier
 
@@ -73,6 +73,7 @@ class TierLaunch:
     env: dict[str, str]
     log_path: Path
     command_prefix: tuple[str, ...] = ()
+    health_tls: TLS | bool = False  # how the SERVING check connects
 
     def start(self, append_log: bool = False) -> TierProcess:
         """Start ``splitexit serve TIER`` and wait until it reports SERVING (stopping it if it does not).
@@ -85,19 +86,19 @@ class TierLaunch:
             process = subprocess.Popen(command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
         running = TierProcess(self.tier, self.address, process, self.log_path)
         try:
-            _wait_serving(running)
+            _wait_serving(running, self.health_tls)
         except BaseException:
             running.stop()
             raise
         return running
 
 
-def _wait_serving(tier: TierProcess) -> None:
+def _wait_serving(tier: TierProcess, tls: TLS | bool) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if tier.process.poll() is not None:
             raise RuntimeError(f"the {tier.tier.value} exited at start:\n{tier.log_path.read_text()[-3000:]}")
-        if asyncio.run(is_serving(tier.address)):
+        if asyncio.run(is_serving(tier.address, tls=tls)):
             return
         time.sleep(0.1)
     raise TimeoutError(f"the {tier.tier.value} did not report SERVING within {START_TIMEOUT_S:.0f} s")
@@ -113,6 +114,7 @@ def tier_env(
     *,
     metrics_port: int = 0,
     http_port: int = 0,
+    tls_dir: Path | None = None,
 ) -> dict[str, str]:
     """A tier's ``SPLITEXIT_<TIER>_*`` variables: where it listens, its next tier, then ``settings`` over them.
 
@@ -121,10 +123,13 @@ def tier_env(
     ``settings`` name a ``state_dir``, so a fresh ``log_dir`` (as tests use)
     means policies that start from nothing. Nothing balances over a testbed, so
     a tier stops without a drain grace unless ``settings`` set ``drain_grace_s``.
+    With ``tls_dir`` (what ``splitexit certs`` writes) the tiers speak mutual TLS;
+    without, plaintext, as loopback and private namespaces allow (each tier warns).
     """
     prefix = tier_env_prefix(tier)
     env = {f"{prefix}PORT": str(port), f"{prefix}HOST": host, f"{prefix}METRICS_PORT": str(metrics_port)}
     env[f"{prefix}DRAIN_GRACE_S"] = "0"
+    env.update(tls_env(tier, tls_dir))
     if next_address is not None:
         env[f"{prefix}NEXT_TIER"] = next_address
     if tier is Tier.DEVICE:
@@ -132,6 +137,31 @@ def tier_env(
         env[f"{prefix}STATE_DIR"] = str(log_dir / "policy-state")
     env.update({f"{prefix}{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    """One party's certificate and key, and the CA, in a folder ``splitexit certs`` wrote."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def of(cls, tls_dir: Path, name: str) -> PkiFiles:
+        return cls(tls_dir / "ca.pem", tls_dir / f"{name}.pem", tls_dir / f"{name}-key.pem")
+
+    def client_tls(self) -> TLS:
+        return TLS.from_files(self.ca, self.cert, self.key)
+
+
+def tls_env(tier: Tier, tls_dir: Path | None) -> dict[str, str]:
+    """A tier's TLS variables: its certificate, key and the CA from ``tls_dir``; plaintext if None."""
+    prefix = tier_env_prefix(tier)
+    if tls_dir is None:
+        return {f"{prefix}PLAINTEXT": "true"}
+    files = PkiFiles.of(tls_dir, tier.value)
+    return {f"{prefix}TLS_CERT_FILE": str(files.cert), f"{prefix}TLS_KEY_FILE": str(files.key), f"{prefix}TLS_CA_FILE": str(files.ca)}
 
 
 def start_tier(
@@ -194,6 +224,8 @@ class Testbed(TierChain):
     ``settings`` maps a tier to extra settings (field name -> value as a string),
     exported as that tier's env vars. The device's HTTP gateway is off unless
     ``http_port`` is set, and a tier serves ``/metrics`` only if ``metrics_ports`` names it.
+    With ``tls_dir`` (what ``splitexit certs`` writes) every port and link speaks
+    TLS, mutual between tiers; without, the tiers serve plaintext on loopback.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -203,8 +235,14 @@ class Testbed(TierChain):
     http_port: int = 0
     metrics_ports: dict[Tier, int] = field(default_factory=dict)
     log_dir: Path = Path(".cache/logs")
+    tls_dir: Path | None = None
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
     launches: dict[Tier, TierLaunch] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def client_tls(self) -> TLS | bool:
+        """How a client connects: with the ``client`` certificate when the testbed speaks TLS."""
+        return False if self.tls_dir is None else PkiFiles.of(self.tls_dir, "client").client_tls()
 
     @property
     def device_address(self) -> str:
@@ -215,5 +253,6 @@ class Testbed(TierChain):
         next_address = f"{LOOPBACK}:{self.ports[tier.next]}" if tier.next else None
         settings = self.settings.get(tier, {})
         ports = {"metrics_port": self.metrics_ports.get(tier, 0), "http_port": self.http_port}
-        env = tier_env(tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports)
-        return TierLaunch(tier, f"{LOOPBACK}:{self.ports[tier]}", env, self.log_dir / f"{tier.value}.log")
+        env = tier_env(tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports, tls_dir=self.tls_dir)
+        address, log = f"{LOOPBACK}:{self.ports[tier]}", self.log_dir / f"{tier.value}.log"
+        return TierLaunch(tier, address, env, log, health_tls=self.client_tls)

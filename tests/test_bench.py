@@ -24,5 +24,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     int8 = [by_codec["int8"] for by_codec in report["codecs"].values()]
     assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
     assert set(report["policy_us"]) >= {"splitee", "dimee", "thresholds"}
+    assert report["tls"]["tls_p50_ms"] > 0 and report["tls"]["plaintext_p50_ms"] > 0
     section = bench_section(out)
     assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section

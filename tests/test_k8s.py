@@ -77,8 +77,13 @@ def test_each_tier_serves_probes_and_publishes_its_ports(
     assert settings.host == "0.0.0.0"
     served = {value for name, value in settings.model_dump().items() if name.endswith("port") and value}
     assert {p["containerPort"] for p in spec["ports"]} == served
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert spec[probe]["grpc"] == {"port": settings.port}, f"{tier}: {probe} asks grpc.health.v1 on its port"
+    health = ["splitexit", "health", f"127.0.0.1:{settings.port}"]
+    for probe in ("readinessProbe", "livenessProbe"):  # grpc probes cannot present the client certificate mTLS asks
+        command = spec[probe]["exec"]["command"]
+        assert command[:3] == health and "--tls-cert" in command, f"{tier}: {probe} asks grpc.health.v1 on its port"
+    files = (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+    mounted = {m["mountPath"] for m in spec["volumeMounts"]}
+    assert all(path is not None and str(path.parent) in mounted for path in files), f"{tier}: TLS files from the secret"
     assert {"cpu", "memory"} <= set(spec["resources"]["requests"])
     service_ports = {p["port"] for p in resources[("Service", tier)]["spec"]["ports"]}
     assert service_ports == served
