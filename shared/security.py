@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 import grpc
+
 from splitexit.certs import identity_of
 from splitexit.shared.link import Dial
 from splitexit.shared.proto import splitexit_pb2 as pb

@@ -19,6 +19,7 @@ from splitexit.shared.tiers import Tier
 
 def _serve(args: argparse.Namespace) -> None:
     from splitexit.shared.manifest import PackageError
+    from splitexit.shared.security import TlsNotConfigured
 
     if args.tier == "device":
         from splitexit.device.server import serve
@@ -28,7 +29,7 @@ def _serve(args: argparse.Namespace) -> None:
         from splitexit.cloud.server import serve
     try:
         asyncio.run(serve())
-    except PackageError as exc:  # a model package failed its checks: one line, no traceback
+    except (PackageError, TlsNotConfigured) as exc:  # a package failed its checks, or no TLS: one line
         sys.exit(f"splitexit serve {args.tier}: refusing to start: {exc}")
 
 
