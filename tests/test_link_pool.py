@@ -90,9 +90,13 @@ async def started(pool: LinkPool) -> LinkPool:
 
 
 def test_open_link_pools_names_and_not_addresses() -> None:
-    assert isinstance(open_link("127.0.0.1:50053", 1 << 20), TierLink)
-    assert isinstance(open_link("[::1]:50053", 1 << 20), TierLink)
-    assert isinstance(open_link("cloud:50053", 1 << 20), LinkPool)
+    async def kinds() -> list[type]:  # a link opens its channel on the running event loop, as a tier does
+        links = [open_link(address, 1 << 20) for address in ("127.0.0.1:50053", "[::1]:50053", "cloud:50053")]
+        for link in links:
+            await link.close()
+        return [type(link) for link in links]
+
+    assert asyncio.run(kinds()) == [TierLink, TierLink, LinkPool]
     assert asyncio.run(resolve_replicas("localhost", 50053)) == ["127.0.0.1:50053"]
 
 
