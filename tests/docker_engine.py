@@ -15,11 +15,14 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from splitexit.client import TLS
+from splitexit.testbed import PkiFiles
 from tests.deploy_files import COMPOSE_FILE, ROOT
 
 LOCAL_FILE = ROOT / "docker-compose.local.yml"
@@ -121,6 +124,14 @@ class Stack:
     def __init__(self, purpose: str) -> None:
         self.project = f"{purpose}-{uuid.uuid4().hex[:8]}"
         self.compose = ["docker", "compose", "-p", self.project, "-f", str(COMPOSE_FILE), "-f", str(LOCAL_FILE)]
+        self.tls: TLS | bool = False  # how clients on the host connect, once :meth:`fetch_certificates` ran
+        self.ca_file = Path()
+
+    def fetch_certificates(self, dest: Path) -> None:
+        """Copy the stack's CA and client certificate (the ``certs`` volume, via the device) for host clients."""
+        self("cp", "device:/certs/.", str(dest))
+        self.tls = PkiFiles.of(dest, "client").client_tls()
+        self.ca_file = dest / "ca.pem"
 
     def __call__(self, *args: str, timeout_s: float = 120) -> str:
         return run([*self.compose, *args], timeout_s).stdout
@@ -169,6 +180,7 @@ def running_stack(purpose: str, services: tuple[str, ...], scale: dict[str, int]
     started = time.monotonic()
     try:
         stack.up(*services, scale=scale)
+        stack.fetch_certificates(Path(tempfile.mkdtemp(prefix=f"{purpose}-certs-")))
         print(f"\n{purpose}: {services} {scale or ''} healthy after {time.monotonic() - started:.1f} s")
         yield stack
     except Exception:

@@ -120,6 +120,10 @@ def test_published_ports_are_the_ports_the_tier_serves(
     assert served <= exposed, f"the Dockerfile does not EXPOSE {served - exposed}"
 
 
+CERTS = "/certs"
+CLIENT_CERT, CLIENT_KEY = f"{CERTS}/client.pem", f"{CERTS}/client-key.pem"
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_healthcheck_asks_the_tier_itself(
     tier: str, services: dict[str, dict], dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
@@ -127,7 +131,9 @@ def test_healthcheck_asks_the_tier_itself(
     check = services[tier].get("healthcheck")
     assert check and not check.get("disable"), f"{tier} has no healthcheck"
     settings = tier_settings(tier, {**dockerfile_env(dockerfile), **environment(services[tier])}, monkeypatch)
-    assert check["test"] == ["CMD", "splitexit", "health", f"127.0.0.1:{settings.port}"]
+    assert check["test"][:4] == ["CMD", "splitexit", "health", f"127.0.0.1:{settings.port}"]
+    options = dict(zip(check["test"][4::2], check["test"][5::2], strict=True))
+    assert options == {"--tls-ca": str(settings.tls_ca_file), "--tls-cert": CLIENT_CERT, "--tls-key": CLIENT_KEY}
     parsed = subprocess.run(
         [sys.executable, "-m", "splitexit", *check["test"][2:], "--help"], cwd=ROOT, capture_output=True, text=True
     )
@@ -141,8 +147,22 @@ def test_tiers_start_after_the_tier_they_offload_to_is_healthy(tier: str, servic
     assert depends_on == {NEXT[tier]: {"condition": "service_healthy"}}
 
 
-def test_cloud_depends_on_nothing(services: dict[str, dict]) -> None:
-    assert not services["cloud"].get("depends_on")
+def test_cloud_waits_only_for_the_certificates(services: dict[str, dict]) -> None:
+    assert services["cloud"].get("depends_on") == {"certs": {"condition": "service_completed_successfully"}}
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_tier_speaks_mutual_tls_with_the_certificates_the_certs_service_writes(
+    tier: str, services: dict[str, dict], dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tier_settings(tier, {**dockerfile_env(dockerfile), **environment(services[tier])}, monkeypatch)
+    assert not settings.plaintext
+    assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file) == (
+        Path(f"{CERTS}/{tier}.pem"), Path(f"{CERTS}/{tier}-key.pem"), Path(f"{CERTS}/ca.pem")
+    )  # what `splitexit certs` names them
+    assert f"certs:{CERTS}:ro" in services[tier]["volumes"]
+    assert services["certs"]["volumes"] == [f"certs:{CERTS}"]
+    assert f"splitexit certs {CERTS}" in services["certs"]["command"][-1]
 
 
 # -- observability, traffic and link emulation ---------------------------------------------------

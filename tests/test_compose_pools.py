@@ -50,7 +50,7 @@ def cloud_samples(stack: Stack) -> list[float]:
     return counts
 
 
-async def send(address: str, images: list[LabelledImage], count: int, rate: float) -> list[pb.InferResponse | str]:
+async def send(stack: Stack, images: list[LabelledImage], count: int, rate: float) -> list[pb.InferResponse | str]:
     """``count`` cloud-bound samples at ``rate`` per second; each answer, or the error it got."""
 
     async def one(client: AsyncClient, image: LabelledImage) -> pb.InferResponse | str:
@@ -59,7 +59,7 @@ async def send(address: str, images: list[LabelledImage], count: int, rate: floa
         except Exception as exc:  # noqa: BLE001 -- the test counts every failure, whatever it is
             return repr(exc)
 
-    async with AsyncClient(address, retries=0) as client:
+    async with AsyncClient(stack.address("device", 50051), retries=0, tls=stack.tls) as client:
         tasks = []
         for i in range(count):
             tasks.append(asyncio.create_task(one(client, images[i % len(images)])))
@@ -73,7 +73,7 @@ def full_answers(answers: list[pb.InferResponse | str]) -> int:
 
 def test_every_cloud_replica_serves_a_fair_share(pools: Stack, images: list[LabelledImage]) -> None:
     before = cloud_samples(pools)
-    answers = asyncio.run(send(pools.address("device", 50051), images, count=150, rate=50))
+    answers = asyncio.run(send(pools, images, count=150, rate=50))
     assert full_answers(answers) == len(answers), [a for a in answers if isinstance(a, str)][:3]
     served = [after - b for after, b in zip(cloud_samples(pools), before, strict=True)]
     shares = [round(s / sum(served), 3) for s in served]
@@ -86,7 +86,7 @@ def test_a_cloud_replica_crashing_under_load_loses_no_sample(pools: Stack, image
     victim = pools.containers("cloud")[0]
 
     async def load_and_crash() -> list[pb.InferResponse | str]:
-        load = asyncio.create_task(send(pools.address("device", 50051), images, count=360, rate=120))
+        load = asyncio.create_task(send(pools, images, count=360, rate=120))
         await asyncio.sleep(1.5)
         await asyncio.to_thread(pools.kill_process, victim)
         return await load

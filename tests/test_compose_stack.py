@@ -14,6 +14,7 @@ cannot run here (no image, no sch_netem) and are not started.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -38,9 +39,12 @@ def stack(docker_images: dict[str, float]) -> Iterator[Stack]:
         yield stack
 
 
-def infer_all(address: str, requests: list[pb.InferRequest], timeout_s: float = 30.0) -> list[pb.InferResponse]:
+def infer_all(stack: Stack, requests: list[pb.InferRequest], timeout_s: float = 30.0) -> list[pb.InferResponse]:
+    """Answers through the device's published gRPC port, over TLS with the stack's CA."""
+    address = stack.address("device", 50051)
+
     async def go() -> list[pb.InferResponse]:
-        async with AsyncClient(address, retries=0) as client:
+        async with AsyncClient(address, retries=0, tls=stack.tls) as client:
             answers = await asyncio.gather(*(client.infer_request(r, timeout_s) for r in requests))
             return [answer.message for answer in answers]
 
@@ -48,16 +52,17 @@ def infer_all(address: str, requests: list[pb.InferRequest], timeout_s: float = 
 
 
 def test_images_over_grpc_and_http(stack: Stack, images: list[LabelledImage]) -> None:
-    address = stack.address("device", 50051)
     sample = images[:40]
-    answers = infer_all(address, [request(image.png) for image in sample])
+    answers = infer_all(stack, [request(image.png) for image in sample])
     accuracy = sum(a.label == image.label for a, image in zip(answers, sample, strict=True)) / len(sample)
     assert accuracy >= 0.7, f"{accuracy:.2f} of real test images right through the containers"
-    forced = infer_all(address, [request(image.png, threshold=1.0) for image in sample[:8]])
+    forced = infer_all(stack, [request(image.png, threshold=1.0) for image in sample[:8]])
     assert all(a.exit_tier == pb.CLOUD and len(a.hops) == 3 and not a.degraded for a in forced)
-    http = f"http://{stack.address('device', 8080)}/v1/infer"
+    http = f"https://{stack.address('device', 8080)}/v1/infer"
     for image, expected in zip(sample[:8], forced, strict=True):
-        reply = httpx.post(http, content=image.png, params={"threshold": 1}, headers={"Content-Type": "image/png"})
+        reply = httpx.post(
+            http, content=image.png, params={"threshold": 1}, headers={"Content-Type": "image/png"}, verify=verify(stack)
+        )
         assert reply.status_code == 200, reply.text
         body = reply.json()
         assert (body["label"], body["exit_tier"], len(body["hops"])) == (expected.label, "CLOUD", 3)
@@ -65,15 +70,20 @@ def test_images_over_grpc_and_http(stack: Stack, images: list[LabelledImage]) ->
 
 def test_texts_over_grpc_and_http(stack: Stack) -> None:
     texts = sentiment("imdb")[:30]
-    answers = infer_all(stack.address("device", 50051), [request(text=t.text, model=TEXT_MODEL) for t in texts])
+    answers = infer_all(stack, [request(text=t.text, model=TEXT_MODEL) for t in texts])
     accuracy = sum(a.label == t.label for a, t in zip(answers, texts, strict=True)) / len(texts)
     assert accuracy >= 0.6, f"{accuracy:.2f} of real sentences right through the containers"
-    http = f"http://{stack.address('device', 8080)}/v1/infer"
+    http = f"https://{stack.address('device', 8080)}/v1/infer"
     for text, expected in zip(texts[:5], answers[:5], strict=True):
         reply = httpx.post(http, content=text.text.encode(), params={"model": TEXT_MODEL},
-                           headers={"Content-Type": "text/plain"})  # fmt: skip
+                           headers={"Content-Type": "text/plain"}, verify=verify(stack))  # fmt: skip
         assert reply.status_code == 200, reply.text
         assert reply.json()["label"] == expected.label
+
+
+def verify(stack: Stack) -> ssl.SSLContext:
+    """Trust the stack's development CA (the device's HTTPS gateway)."""
+    return ssl.create_default_context(cafile=str(stack.ca_file))
 
 
 def prometheus(stack: Stack, path: str, **params: str) -> dict:
@@ -86,10 +96,9 @@ def test_prometheus_scrapes_every_tier_and_answers_a_dashboard_query(stack: Stac
     from bench.local_prometheus import dashboard_queries
 
     [query] = [q for q in dashboard_queries("1m") if q.panel == "Requests/s by tier"]
-    address = stack.address("device", 50051)
     deadline, up, tiers = time.monotonic() + 90, set(), set()
     while time.monotonic() < deadline and not (len(up) == 3 and tiers == {"device", "edge", "cloud"}):
-        infer_all(address, [request(image.png, threshold=1.0) for image in images[:10]])
+        infer_all(stack, [request(image.png, threshold=1.0) for image in images[:10]])
         targets = prometheus(stack, "targets")["activeTargets"]
         up = {t["discoveredLabels"]["__address__"] for t in targets if t["health"] == "up"}
         tiers = {series["metric"].get("tier") for series in prometheus(stack, "query", query=query.expr)["result"]}
@@ -100,27 +109,27 @@ def test_prometheus_scrapes_every_tier_and_answers_a_dashboard_query(stack: Stac
 
 def test_the_compose_load_generator_runs_bounded(stack: Stack) -> None:
     output = stack("run", "--rm", "--no-deps", "loadgen", "splitexit", "loadgen", "--address", "device:50051",
-                   "--rate", "20", "--duration", "6", "--report-every", "6", timeout_s=90)  # fmt: skip
+                   "--tls-ca", "/certs/ca.pem", "--rate", "20", "--duration", "6", "--report-every", "6",
+                   timeout_s=90)  # fmt: skip
     assert "answers/s" in output and "errors" not in output, output[-2000:]
 
 
 def test_an_edge_crash_gives_degraded_answers_then_full_ones_after_its_restart(
     stack: Stack, images: list[LabelledImage]
 ) -> None:
-    address = stack.address("device", 50051)
     [edge] = stack.containers("edge")
     stack.kill_process(edge)
     crashed = time.monotonic()
     forced = [request(image.png, threshold=1.0) for image in images[:4]]
     degraded: list[pb.InferResponse] = []
     while not degraded and time.monotonic() - crashed < 30:
-        degraded = [a for a in infer_all(address, forced) if a.degraded]
+        degraded = [a for a in infer_all(stack, forced) if a.degraded]
     assert degraded, "no degraded answer while the edge was down"
     assert all(a.exit_tier == pb.DEVICE and a.degradation.reason == pb.NEXT_TIER_UNREACHABLE for a in degraded)
     full: list[pb.InferResponse] = []
     while not full and time.monotonic() - crashed < 120:
         time.sleep(1)
-        answers = infer_all(address, forced)  # every request is answered, degraded or not
+        answers = infer_all(stack, forced)  # every request is answered, degraded or not
         full = [a for a in answers if not a.degraded and a.exit_tier == pb.CLOUD]
     print(f"\nedge crashed; full answers again after {time.monotonic() - crashed:.1f} s")
     assert full, "no full answer within 120 s of the edge's crash"
