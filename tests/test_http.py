@@ -200,7 +200,7 @@ def test_openapi_documents_the_answer_and_the_problem_and_no_422(gateway: Gatewa
     spec = gateway.http.get("/openapi.json").json()
     infer = spec["paths"]["/v1/infer"]["post"]["responses"]
     assert infer["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Answer"}
-    assert set(infer) == {"200", "400", "404", "413", "415", "429", "500", "503", "504"}
+    assert set(infer) == {"200", "400", "401", "404", "413", "415", "429", "500", "503", "504"}
     assert infer["400"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert "422" not in json.dumps(spec["paths"]) and "HTTPValidationError" not in spec["components"]["schemas"]
 

@@ -73,7 +73,8 @@ def test_a_cloud_that_does_not_host_the_final_block_refuses_to_start() -> None:
 
 def test_disjoint_slices_are_one_setting_away() -> None:
     async def edge_model() -> HostedModel:
-        node = TierNode.from_settings(EdgeSettings(hosted={"fmnist-cnn": {Tier.EDGE: BlockRange(first=3, last=4)}}))
+        settings = EdgeSettings(hosted={"fmnist-cnn": {Tier.EDGE: BlockRange(first=3, last=4)}}, plaintext=True)
+        node = TierNode.from_settings(settings)
         await node.close()
         return node.registry.get("fmnist-cnn")
 
