@@ -1,0 +1,39 @@
+"""A label-free policy over the whole cascade: one threshold for the device's exits, one for every later exit.
+
+DIMEE (:mod:`splitexit.policies.dimee`) lets a sample exit only at each tier's
+last exit. Here every exit the device hosts uses α_d and every early exit after
+them (the edge's, the cloud's before the final one) uses α_o, so a sample may
+leave after block 1, and the pairs with α_d = α_o are exactly the fixed
+thresholds at every exit (BranchyNet): the arm set contains points of the
+fixed-threshold frontier. UCB picks the
+pair maximising C_exit − μ·cost (:mod:`splitexit.policies.splitee`), and a
+Page-Hinkley test on C_1 (:mod:`splitexit.policies.drift`) restarts it when
+the stream shifts, so it learns the pair afresh for the new inputs.
+
+Pure Python, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from splitexit.policies.chain import Chain
+from splitexit.policies.plan import Plan
+from splitexit.policies.splitee import Arm
+from splitexit.shared.tiers import Tier
+
+
+def tier_thresholds_plan(chain: Chain, alpha_d: float, alpha_o: float) -> Plan:
+    """α_d at exits 1..m (the device's), α_o at every later exit (the final one always answers).
+
+    With α_o = 1 the edge cannot answer, so it relays the sample straight to the cloud.
+    """
+    m = chain.last_exit(Tier.DEVICE)
+    thresholds = tuple(alpha_d if k <= m else alpha_o for k in range(1, chain.num_blocks + 1))
+    skip_edge = alpha_o >= 1.0 and chain.resumes(Tier.CLOUD, m + 1)
+    return Plan("", thresholds, {Tier.EDGE: m} if skip_edge else {})
+
+
+def tier_threshold_arms(chain: Chain, grid: Sequence[float]) -> list[Arm]:
+    """Every pair (α_d, α_o) of grid values."""
+    return [Arm(f"α_d={a:.2f} α_o={b:.2f}", tier_thresholds_plan(chain, a, b)) for a in grid for b in grid]
