@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -116,3 +117,13 @@ def test_policy_state_is_saved_when_the_device_stops(tmp_path: Path, images: lis
     with Testbed(ports, settings, log_dir=tmp_path / "logs") as testbed:
         state = asyncio.run(fetch(testbed.device_address, "fmnist-cnn", "splitee-s"))
     assert state.samples == 7 and sum(arm.pulls for arm in state.arms) >= 7
+
+
+def test_a_request_states_its_budget_and_a_bad_one_is_refused(bed: Testbed, images: list[LabelledImage]) -> None:
+    answers = send_one_at_a_time(bed.device_address, images, np.arange(12), "budget@0.3")
+    assert {a.policy for a in answers} == {"budget@0.3"}
+    assert np.mean([a.cost for a in answers]) < np.mean([a.cost_final_layer for a in answers])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        send_one_at_a_time(bed.device_address, images, np.arange(1), "budget@7")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "states no budget: write budget@<share>" in (refused.value.details() or "")

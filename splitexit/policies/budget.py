@@ -18,6 +18,10 @@ met the budget on a validation stream keeps ν_0 − ν_T small.
 The cost of a sample is known without labels (its route), so the budget
 holds whatever the inputs do; what it costs in accuracy depends on them.
 
+A request may state its own budget by naming the policy ``budget@<share>``
+(``budget@0.3``: at most 30 % of the final layer's cost); the device keeps one
+such policy per share (:func:`budget_share`).
+
 Pure Python, no I/O; state goes to and from plain dicts.
 """
 
@@ -31,6 +35,23 @@ import numpy as np
 from splitexit.policies.chain import Chain, route_taken
 from splitexit.policies.costs import CostModel
 from splitexit.policies.plan import Plan
+
+BUDGET_PREFIX = "budget@"
+
+
+def budget_share(name: str) -> float:
+    """The share a ``budget@<share>`` policy name states; ValueError with a readable message if it is none."""
+    text = name.removeprefix(BUDGET_PREFIX)
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0.0 < share <= 1.0:  # also false for NaN
+        raise ValueError(
+            f"{name!r} states no budget: write budget@<share>, the share of the final layer's cost a sample may "
+            "cost on average, in (0, 1], e.g. budget@0.4"
+        )
+    return share
 
 
 class CostBudget:
