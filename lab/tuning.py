@@ -12,7 +12,7 @@ in ``seeds`` orders, and the chosen one is
   :data:`BUDGET_SLACK`; if none did, the cheapest).
 
 Policies tuned later reuse earlier choices (the split variants take SplitEE's
-α; the DIMEE variants DIMEE's grid and μ; cascade splitee-cd's h), so each
+α; the DIMEE variants DIMEE's grid, μ and c; cascade splitee-cd's h), so each
 adds only its own knob.
 """
 
@@ -31,10 +31,11 @@ BUDGET_SLACK = 0.002  # a budget counts as kept within 0.2 points of the final l
 FIXED_ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 SPLIT_ALPHAS = (0.8, 0.9, 0.95, 0.99)
 MUS = (0.5, 1.0, 2.0)
-DIMEE_GRIDS = ([0.7, 0.8, 0.9, 1.0], [0.8, 0.9, 0.95, 0.99, 1.0])
-CASCADE_GRIDS = ([0.8, 0.9, 0.95, 0.99, 1.0], [0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
+UCB_CS = (0.25, 1.0)  # arms' mean rewards differ by hundredths, so c = 1 explores long
+DIMEE_GRIDS = ([0.6, 0.7, 0.8, 0.9, 1.0], [0.7, 0.8, 0.9, 0.95, 0.99, 1.0], [0.8, 0.9, 0.95, 0.99, 1.0])
+CASCADE_GRIDS = ([0.6, 0.7, 0.8, 0.9, 0.95, 1.0], [0.8, 0.9, 0.95, 0.99, 1.0], [0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
 WINDOWS = (200, 500, 1000)
-SYMBOLS = {"alpha": "α", "mu": "μ", "discount": "γ", "window": "W", "drift_threshold": "h", "grid": "grid",
+SYMBOLS = {"alpha": "α", "mu": "μ", "ucb_c": "c", "discount": "γ", "window": "W", "drift_threshold": "h", "grid": "grid",
            "cascade_grid": "grid", "thresholds": "α", "budget_step": "η", "budget_alpha": "α₀"}  # fmt: skip
 
 Choice = dict[str, Any]
@@ -45,7 +46,7 @@ def _split(chosen: dict[str, Choice]) -> Choice:
 
 
 def _dimee(chosen: dict[str, Choice]) -> Choice:
-    return {"grid": chosen["dimee"]["grid"], "mu": chosen["dimee"]["mu"]}
+    return {key: chosen["dimee"][key] for key in ("grid", "mu", "ucb_c")}
 
 
 # policy -> the settings to try, given what was chosen before it (in this order)
@@ -58,12 +59,12 @@ CANDIDATES: dict[str, Callable[[dict[str, Choice]], list[Choice]]] = {
     "splitee-sw": lambda chosen: [{**_split(chosen), "window": w} for w in WINDOWS],
     "splitee-cd": lambda chosen: [{**_split(chosen), "drift_threshold": h} for h in (5.0, 10.0, 20.0)],
     "random-split": lambda chosen: [_split(chosen)],
-    "dimee": lambda chosen: [{"grid": g, "mu": mu} for g in DIMEE_GRIDS for mu in MUS],
+    "dimee": lambda chosen: [{"grid": g, "mu": mu, "ucb_c": c} for g in DIMEE_GRIDS for mu in MUS for c in UCB_CS],
     "dimee-sw": lambda chosen: [{**_dimee(chosen), "window": w} for w in WINDOWS],
     "dimee-router": lambda chosen: [_dimee(chosen)],
     "cascade": lambda chosen: [
-        {"cascade_grid": g, "mu": mu, "drift_threshold": chosen["splitee-cd"]["drift_threshold"]}
-        for g in CASCADE_GRIDS for mu in MUS
+        {"cascade_grid": g, "mu": mu, "ucb_c": c, "drift_threshold": chosen["splitee-cd"]["drift_threshold"]}
+        for g in CASCADE_GRIDS for mu in MUS for c in UCB_CS
     ],
     "budget": lambda chosen: [{"budget_step": s, "budget_alpha": a} for s in (0.02, 0.05, 0.1) for a in (0.8, 0.9, 0.95)],
 }  # fmt: skip

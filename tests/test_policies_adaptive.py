@@ -14,11 +14,12 @@ from lab.fashion_mnist import default_cache_dir
 from lab.scenarios import SCENARIOS, load_stream
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.budget import CostBudget
-from splitexit.policies.cascade import tier_threshold_arms, tier_thresholds_plan
+from splitexit.policies.cascade import eager_credits, tier_threshold_arms, tier_thresholds_plan
 from splitexit.policies.catalog import PolicyParams, make_policy
 from splitexit.policies.costs import CostSettings
 from splitexit.policies.drift import PageHinkley
 from splitexit.policies.replay import ExitStream, replay
+from splitexit.policies.splitee import Arm
 from splitexit.shared.tiers import Tier
 from tests.test_policies import CHAIN, CLOUD_FREE, policy, ran
 
@@ -93,6 +94,19 @@ def test_cascade_scores_the_pair_it_played() -> None:
     cascade.observe(plan, ran(plan, [0.5, 0.5, 0.95, 0, 0, 0]))  # exits at 3 on the edge: C_3 − (3λ + o_de)
     assert cascade.bandits[0].sums[0] == pytest.approx(0.95 - 0.4)
     assert cascade.plan(None).arm == (0, 1)  # UCB tries every arm once
+
+
+def test_cascade_credits_every_eager_pair_the_sample_revealed() -> None:
+    cascade = policy("cascade", cascade_grid=[0.9, 1.0])  # arms (0.9, 0.9), (0.9, 1), (1, 0.9), (1, 1)
+    assert eager_credits([Arm(label, plan) for label, plan in zip(cascade.labels, cascade.plans[0], strict=True)]) == [
+        [], [0], [0], [0, 1, 2]]  # fmt: skip
+    final = cascade.plans[0][3]  # no early exit: the device's blocks, the edge relays, the cloud runs 3..6
+    cascade.observe(final, ran(final, [0.95, 0.5, 0.5, 0.5, 0.5, 0.85]))
+    # played: C_6 − 0.8. (0.9, ·) would have exited at 1: C_1 − λ. (1, 0.9): on through the edge's 3, 4
+    # and the cloud's 5, 6: C_6 − (2λ + o + 2λ + o + 2λ).
+    np.testing.assert_allclose(cascade.bandits[0].sums, [0.85, 0.85, 0.05, 0.05])
+    np.testing.assert_array_equal(cascade.bandits[0].counts, [1, 1, 1, 1])
+    assert cascade.bandits[0].rounds == 1
 
 
 def test_cost_budget_moves_alpha_by_the_constraints_dual_step() -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
 from splitexit.policies.budget import CostBudget
-from splitexit.policies.cascade import tier_threshold_arms
+from splitexit.policies.cascade import eager_credits, tier_threshold_arms
 from splitexit.policies.chain import Chain
 from splitexit.policies.costs import CostModel
 from splitexit.policies.dimee import ClusterRouter, cascade_arms
@@ -92,6 +92,13 @@ def _router(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> Clust
     )
 
 
+def _cascade(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> BanditPolicy:
+    arms = tier_threshold_arms(chain, p.cascade_grid)
+    return BanditPolicy(
+        name, arms, chain, costs, mu=p.mu, c=p.ucb_c, detector=_detector(p), credits=eager_credits(arms)
+    )
+
+
 Builder = Callable[[str, PolicyParams, Chain, CostModel], Policy]
 
 
@@ -116,9 +123,7 @@ BUILDERS: dict[str, Builder] = {
         name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c, window=p.window
     ),
     "dimee-router": _router,
-    "cascade": lambda name, p, chain, costs: BanditPolicy(
-        name, tier_threshold_arms(chain, p.cascade_grid), chain, costs, mu=p.mu, c=p.ucb_c, detector=_detector(p)
-    ),
+    "cascade": lambda name, p, chain, costs: _cascade(name, p, chain, costs),
     "budget": lambda name, p, chain, costs: CostBudget(
         name, chain, costs, share=p.budget_share, step=p.budget_step, alpha=p.budget_alpha
     ),

@@ -151,8 +151,10 @@ class BanditPolicy:
     ``group_of`` puts a sample in a group (always 0 here; a router overrides it).
     ``side_observations`` credits every arm listed before the played one whose
     reward the sample really revealed (SplitEE-S, with arms ordered by depth).
-    A ``detector`` sees C_1 of every sample; when it flags a change, every
-    bandit starts afresh.
+    ``credits`` lists, per arm, other arms whose reward every sample played on
+    it reveals, whatever the sample (the cascade's eager arms); they are
+    credited too. A ``detector`` sees C_1 of every sample; when it flags a
+    change, every bandit starts afresh.
     """
 
     needs_embedding = False
@@ -171,6 +173,7 @@ class BanditPolicy:
         side_observations: bool = False,
         groups: int = 1,
         detector: PageHinkley | None = None,
+        credits: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.name = name
         self.labels = [arm.label for arm in arms]
@@ -179,6 +182,7 @@ class BanditPolicy:
         self.mu = mu
         self.side_observations = side_observations
         self.detector = detector
+        self.credits = [list(arms) for arms in credits] if credits is not None else None
         self.bandits = [UCB(len(arms), c, discount, window) for _ in range(groups)]
         self.plans = [[replace(arm.plan, policy=name, arm=(g, i)) for i, arm in enumerate(arms)] for g in range(groups)]
         self.samples = 0
@@ -204,10 +208,10 @@ class BanditPolicy:
         key = (played, max(confidences))
         route = self._taken.get(key) or self._taken.setdefault(key, route_taken(plan, self.chain, confidences))
         rewards = {played: confidences[route.exit_block] - self.mu * self.costs.cost(route)}
-        if self.side_observations:
-            for arm in range(played):
-                with suppress(Unobserved):
-                    rewards[arm] = reward(self.plans[group][arm], self.chain, self.costs, self.mu, confidences)
+        shallower = range(played) if self.side_observations else ()
+        for arm in [*shallower, *(self.credits[played] if self.credits is not None else ())]:
+            with suppress(Unobserved):  # a credited arm's reward is always revealed but at a tie with α in float32
+                rewards[arm] = reward(self.plans[group][arm], self.chain, self.costs, self.mu, confidences)
         self.bandits[group].update(rewards)
         self.samples += 1
 
