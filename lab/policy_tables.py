@@ -161,7 +161,11 @@ def readme_section(
         "at every exit with the same or a lower drop on the test stream saves beyond the row (negative: the row is "
         "beyond that frontier; —: no fixed α is as accurate). Online policies in bold; relays send every sample on "
         "after block k with no early exit; device / edge / cloud: share of samples answered there; the learned arm "
-        "is the most pulled one."
+        "is the most pulled one. Drifting streams also get a table per phase: accuracy, drop and cost reduction "
+        "within the phase, and for bandits the pseudo-regret accumulated in it against the phase's best fixed arm "
+        "(among the policy's own arms), with the regret of the phase's second half over its first (below 1: it "
+        "grew sub-linearly). A budget is kept when its mean cost is within 0.2 points of its stated share of the "
+        "final layer's cost (it is a ceiling: below is kept too)."
     )
     images = " ".join(f"![{path.stem}]({os.path.relpath(path.resolve(), root)})" for path in plots)
     return "\n\n".join([header, images, *(scenario_section(result) for result in results)])
