@@ -80,31 +80,32 @@ def test_cascade_thresholds_cover_every_exit_and_relay_past_the_edge_at_alpha_on
     assert plan.thresholds == (0.8, 0.8, 0.9, 0.9, 0.9, 0.9) and dict(plan.last_block) == {}
     relay = tier_thresholds_plan(CHAIN, 0.8, 1.0)
     assert relay.thresholds == (0.8, 0.8, 1.0, 1.0, 1.0, 1.0) and dict(relay.last_block) == {Tier.EDGE: 2}
-    arms = tier_threshold_arms(CHAIN, [0.9, 1.0])
-    assert [arm.label for arm in arms] == ["α_d=0.90 α_o=0.90", "α_d=0.90 α_o=1.00", "α_d=1.00 α_o=0.90",
-                                           "α_d=1.00 α_o=1.00"]  # fmt: skip
-    assert arms[0].plan.thresholds == (0.9,) * 6  # α_d = α_o: the fixed thresholds at every exit
+    arms = tier_threshold_arms(CHAIN, [0.9, 1.0])  # the most cautious first
+    assert [arm.label for arm in arms] == ["α_d=1.00 α_o=1.00", "α_d=1.00 α_o=0.90", "α_d=0.90 α_o=1.00",
+                                           "α_d=0.90 α_o=0.90"]  # fmt: skip
+    assert arms[3].plan.thresholds == (0.9,) * 6  # α_d = α_o: the fixed thresholds at every exit
 
 
 def test_cascade_scores_the_pair_it_played() -> None:
-    cascade = policy("cascade", cascade_grid=[0.9, 1.0])
+    cascade = policy("cascade", cascade_grid=[0.9, 1.0], ucb_c=0.0)
     assert cascade.detector is not None and len(cascade.labels) == 4
-    plan = cascade.plan(None)
-    assert plan.arm == (0, 0)
+    plan = cascade.plans[0][1]  # (1, 0.9)
     cascade.observe(plan, ran(plan, [0.5, 0.5, 0.95, 0, 0, 0]))  # exits at 3 on the edge: C_3 − (3λ + o_de)
-    assert cascade.bandits[0].sums[0] == pytest.approx(0.95 - 0.4)
-    assert cascade.plan(None).arm == (0, 1)  # UCB tries every arm once
+    assert cascade.bandits[0].sums[1] == pytest.approx(0.95 - 0.4)
+    assert cascade.bandits[0].sums[3] == pytest.approx(0.95 - 0.4)  # (0.9, 0.9), eager: the same route
+    assert cascade.plan(None).arm == (0, 0)  # UCB tries the arm never observed
 
 
 def test_cascade_credits_every_eager_pair_the_sample_revealed() -> None:
-    cascade = policy("cascade", cascade_grid=[0.9, 1.0])  # arms (0.9, 0.9), (0.9, 1), (1, 0.9), (1, 1)
+    cascade = policy("cascade", cascade_grid=[0.9, 1.0])  # arms (1, 1), (1, 0.9), (0.9, 1), (0.9, 0.9)
     assert eager_credits([Arm(label, plan) for label, plan in zip(cascade.labels, cascade.plans[0], strict=True)]) == [
-        [], [0], [0], [0, 1, 2]]  # fmt: skip
-    final = cascade.plans[0][3]  # no early exit: the device's blocks, the edge relays, the cloud runs 3..6
+        [1, 2, 3], [3], [3], []]  # fmt: skip
+    final = cascade.plan(None)  # first the most cautious: the device's blocks, the edge relays, the cloud runs 3..6
+    assert final.arm == (0, 0)
     cascade.observe(final, ran(final, [0.95, 0.5, 0.5, 0.5, 0.5, 0.85]))
-    # played: C_6 − 0.8. (0.9, ·) would have exited at 1: C_1 − λ. (1, 0.9): on through the edge's 3, 4
-    # and the cloud's 5, 6: C_6 − (2λ + o + 2λ + o + 2λ).
-    np.testing.assert_allclose(cascade.bandits[0].sums, [0.85, 0.85, 0.05, 0.05])
+    # played: C_6 − 0.8. (1, 0.9): on through the edge's 3, 4 and the cloud's 5, 6: C_6 − (2λ + o + 2λ + o + 2λ).
+    # (0.9, ·) would have exited at 1: C_1 − λ. One round, every arm observed.
+    np.testing.assert_allclose(cascade.bandits[0].sums, [0.05, 0.05, 0.85, 0.85])
     np.testing.assert_array_equal(cascade.bandits[0].counts, [1, 1, 1, 1])
     assert cascade.bandits[0].rounds == 1
 

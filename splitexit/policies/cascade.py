@@ -42,8 +42,14 @@ def tier_thresholds_plan(chain: Chain, alpha_d: float, alpha_o: float) -> Plan:
 
 
 def tier_threshold_arms(chain: Chain, grid: Sequence[float]) -> list[Arm]:
-    """Every pair (α_d, α_o) of grid values."""
-    return [Arm(f"α_d={a:.2f} α_o={b:.2f}", tier_thresholds_plan(chain, a, b)) for a in grid for b in grid]
+    """Every pair (α_d, α_o) of grid values, the highest thresholds first.
+
+    UCB plays the first arm not yet observed; the first, the most cautious
+    pair, reveals every other pair's reward (:func:`eager_credits`), so one
+    round observes them all instead of one round per arm.
+    """
+    values = sorted(grid, reverse=True)
+    return [Arm(f"α_d={a:.2f} α_o={b:.2f}", tier_thresholds_plan(chain, a, b)) for a in values for b in values]
 
 
 def eager_credits(arms: Sequence[Arm]) -> list[list[int]]:
