@@ -6,7 +6,9 @@ hyperparameters, over the model's chain, sharing the model's one
 :class:`~splitexit.policies.costs.CostModel` (the device's ``costs``), which is
 refreshed from answers when ``costs.measured`` is on. The same cost model
 prices every answer (:meth:`PolicyStore.settle`). A request picks a policy by
-``PolicyOverride.name``, or gets its model's default (``policies``).
+``PolicyOverride.name``, or gets its model's default (``policies``); naming
+``budget@<share>`` states its own budget, and the device keeps one budget
+policy per share stated (at most :data:`MAX_BUDGETS` per model).
 
 Learned state survives a restart: every ``state_save_every`` samples and at
 shutdown, each learning policy is written to ``<state_dir>/<model>/<policy>.json``
@@ -31,16 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from splitexit.device.settings import DeviceSettings
+from splitexit.policies.budget import BUDGET_PREFIX, CostBudget, budget_share
 from splitexit.policies.catalog import POLICY_NAMES, LearningPolicy, PolicyParams, make_policy
-from splitexit.policies.chain import answer_route, observed_confidences
+from splitexit.policies.chain import Chain, answer_route, observed_confidences
 from splitexit.policies.costs import CostModel, MeasuredCosts
 from splitexit.policies.plan import Plan, Policy, TierThresholds
-from splitexit.shared.errors import InvalidInput
+from splitexit.shared.errors import InvalidInput, Overloaded
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.tiers import Tier
 
 log = logging.getLogger(__name__)
+MAX_BUDGETS = 16  # budget@<share> policies per model
 
 
 class PolicyStore(Mapping[str, Policy]):
@@ -55,12 +59,14 @@ class PolicyStore(Mapping[str, Policy]):
         self._policies: dict[str, dict[str, Policy]] = {}
         self._measured: dict[str, MeasuredCosts] = {}
         self._fingerprints: dict[str, str] = {}
+        self._chains: dict[str, Chain] = {}
         for model in models:
             default = settings.policies.get(model.name, TierThresholds.name)
             if default not in POLICY_NAMES:
                 raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
             self.defaults[model.name] = default
             self._fingerprints[model.name] = _fingerprint(model, self.params, settings)
+            self._chains[model.name] = model.chain
             costs = self.costs[model.name] = settings.costs.model()
             measured = settings.costs.measurement(costs)
             if measured is not None:
@@ -77,9 +83,27 @@ class PolicyStore(Mapping[str, Policy]):
         """``name`` of ``model``'s policies, or its default; raises :class:`InvalidInput`."""
         policies = self._policies[model]
         name = name or self.defaults[model]
+        if name not in policies and name.startswith(BUDGET_PREFIX):
+            return self._budget(model, name)
         if name not in policies:
-            raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(policies)}")
+            raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(policies)}, budget@<share>")
         return policies[name]
+
+    def _budget(self, model: str, name: str) -> Policy:
+        """The ``budget@<share>`` policy of ``model``, made (or restored) the first time a request states it."""
+        try:
+            share = budget_share(name)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        policies = self._policies[model]
+        canonical = f"{BUDGET_PREFIX}{share:g}"
+        if canonical not in policies:
+            if sum(name.startswith(BUDGET_PREFIX) for name in policies) >= MAX_BUDGETS:
+                raise Overloaded(f"{model} already keeps {MAX_BUDGETS} stated budgets; state one of those")
+            chain, costs = self._chains[model], self.costs[model]
+            policies[canonical] = self._restored(model, lambda: CostBudget(
+                canonical, chain, costs, share=share, step=self.params.budget_step, alpha=self.params.budget_alpha))  # fmt: skip
+        return policies[canonical]
 
     def settle(self, model: HostedModel, policy: Policy | None, plan: Plan, answer: pb.InferResponse) -> None:
         """Price the answer's route; show the policy (None: a client's own plan) what the sample revealed;
@@ -174,7 +198,8 @@ class PolicyStore(Mapping[str, Policy]):
         return self._policies[model][name]
 
     def __iter__(self) -> Iterator[str]:
-        return (f"{model}/{name}" for model, policies in self._policies.items() for name in policies)
+        # a snapshot: a request may add a budget@<share> policy while the metrics collector iterates
+        return iter([f"{model}/{name}" for model, policies in list(self._policies.items()) for name in list(policies)])
 
     def __len__(self) -> int:
         return sum(len(policies) for policies in self._policies.values())

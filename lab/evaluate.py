@@ -21,9 +21,10 @@ import numpy as np
 
 from lab import policy_plots, policy_tables
 from lab.fashion_mnist import default_cache_dir
-from lab.policy_eval import ScenarioResult, Setup, evaluate_scenario
+from lab.policy_eval import ScenarioResult, evaluate_scenario
+from lab.policy_runs import Setup
 from lab.readme import replace_section
-from lab.scenarios import SCENARIOS, ScenarioUnavailable, load_stream
+from lab.scenarios import SCENARIOS, VALIDATION, ScenarioUnavailable, load_stream
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.chain import Chain
 from splitexit.policies.replay import ExitStream
@@ -62,13 +63,15 @@ def run(
     started = time.perf_counter()
     results = []
     for scenario in [known[name] for name in scenarios] if scenarios else SCENARIOS:
+        validation = VALIDATION[scenario.name]
         try:
             stream = subset(load_stream(scenario, models_dir, default_cache_dir()), limit)
+            tuning = subset(load_stream(validation, models_dir, default_cache_dir()), limit)
         except ScenarioUnavailable as exc:
             print(f"skipping {scenario.name}: {exc}")
             continue
         chain = Chain.of(load_manifest(models_dir / scenario.model), settings.hosted.get(scenario.model))
-        result = evaluate_scenario(scenario, stream, chain, setup, seeds, sweeps)
+        result = evaluate_scenario(scenario, stream, (validation.name, tuning), chain, setup, seeds, sweeps)
         print(policy_tables.scenario_section(result), flush=True)
         results.append(result)
     runtime_s = time.perf_counter() - started

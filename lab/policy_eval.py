@@ -1,56 +1,54 @@
-"""The papers' evaluation of the policies on one test stream, by replay (what ``make evaluate`` computes).
+"""The evaluation of the policies on one test stream, by replay (what ``make evaluate`` computes).
 
-Every policy the device offers (but ``thresholds``, which only means "each
-tier's own α") and two oracles, the best fixed SplitEE arm and the best fixed
-DIMEE arm in hindsight, are replayed over ``seeds`` seeded random orders of the
-stream, each time from a fresh state, with the device's hyperparameters and
-cost model (a :class:`Setup`). That
-is done under two cost conventions that the policies both learn and pay with:
-every tier's compute charged, and the cloud's compute free (SplitEE's). Per
-policy, averaged over the orders: accuracy, its drop vs the final layer
-(points), cost reduction vs the final layer, the share of samples each tier
-answered, and the arm it learned (its most pulled one). Also, with the cloud
-charged: the split bandits' cumulative regret, and sweeps over o and λ.
+Under each cost convention, with the cloud's compute **charged** (the primary
+one: every tier's compute counts) and **free** (SplitEE's), the policies both
+learn and pay with it. First every hyperparameter is chosen on the scenario's
+validation stream (:mod:`lab.tuning`); then, on the test stream, in ``seeds``
+seeded random orders, each from a fresh state:
+
+* the baselines that learn nothing: the final layer; the **relays** (every
+  sample sent on after block k, no early exit); every sample at the device's /
+  the edge's last exit; one α at every exit, chosen on validation;
+* the oracles, chosen on the test stream itself (hindsight, with labels where
+  said): the best fixed SplitEE arm and DIMEE arm (by mean reward), and the
+  cheapest fixed α at every exit within 0.5 and 1 point of drop;
+* every learning policy, and a budget per share in :data:`BUDGETS`.
+
+Per policy, averaged over the orders: accuracy, drop (points) and cost
+reduction vs the final layer, each tier's share of answers, the arm learned,
+the **frontier gap** (how many points of cost the cheapest fixed α at the
+same or a lower drop saves beyond it, over :data:`~lab.tuning.FIXED_ALPHAS`
+on the test stream) and, per phase, the same numbers and the regret against
+the phase's best fixed arm. With the cloud charged also sweeps over o and λ.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lab.policy_runs import PolicyResult, Setup, builder, describe_fixed, learned_arm, phase_results, replays, summarize
 from lab.scenarios import Scenario
-from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
-from splitexit.policies.catalog import POLICY_NAMES, PolicyParams, make_policy
+from lab.tuning import FIXED_ALPHAS, Tuned, tune
+from splitexit.policies.baselines import baseline_plans, fixed_thresholds_plan
+from splitexit.policies.budget import CostBudget
+from splitexit.policies.catalog import POLICY_NAMES
 from splitexit.policies.chain import Chain
-from splitexit.policies.costs import CostModel, CostSettings
-from splitexit.policies.dimee import ClusterRouter, cascade_arms
-from splitexit.policies.plan import Plan, Policy, TierThresholds
-from splitexit.policies.replay import ExitStream, Trace, arm_rewards, best_arm, regret, replay
-from splitexit.policies.splitee import BanditPolicy, split_arms
-from splitexit.shared.tiers import TIERS, Tier
+from splitexit.policies.dimee import cascade_arms
+from splitexit.policies.plan import Plan, TierThresholds
+from splitexit.policies.replay import ExitStream, Trace, arm_rewards, best_arm, regret
+from splitexit.policies.splitee import BanditPolicy, split_arms, split_plan
+from splitexit.shared.tiers import Tier
 
 CONVENTIONS = ("cloud charged", "cloud free")
-REGRET_POLICIES = ("splitee", "splitee-s", "i-splitee", "random-split")  # the bandits over split arms
-SWEEP_POLICIES = ("splitee", "splitee-s", "dimee")
+BUDGETS = (0.4, 0.5)  # budget rows: at most this share of the final layer's cost
+ORACLE_DROPS = (0.5, 1.0)
+SWEEP_POLICIES = ("splitee", "splitee-s", "dimee", "cascade")
 SWEEPS: dict[str, tuple[float, ...]] = {"o": (0.05, 0.1, 0.2, 0.4, 0.6), "λ": (0.02, 0.05, 0.1, 0.2)}
 REGRET_POINTS = 200  # regret curves are kept at this many sample counts
-
-
-@dataclass(frozen=True)
-class PolicyResult:
-    """One policy on one scenario, averaged over the stream orders."""
-
-    policy: str
-    kind: str  # "learned" (a bandit), "baseline" or "oracle"
-    accuracy: float
-    accuracy_std: float  # over the orders
-    drop_points: float  # final-layer accuracy − accuracy, in points
-    cost_reduction: float  # 1 − mean cost / final-layer cost, in the convention it learned with
-    tier_share: dict[str, float]  # tier -> share of samples answered there
-    learned: str  # the arm it settled on in most orders (or its fixed plan)
+VALIDATION_SEEDS = 2
 
 
 @dataclass(frozen=True)
@@ -69,26 +67,14 @@ class ScenarioResult:
     title: str
     samples: int
     phases: list[str]
+    validation: str  # the validation stream's name and size
     final_accuracy: float
     final_cost: dict[str, float]  # convention -> cost of a sample at the final layer
     policies: dict[str, list[PolicyResult]]  # convention -> every policy learning and paying with it
+    frontier: dict[str, list[tuple[float, float, float]]]  # convention -> (α, drop, cost reduction) on the test stream
     regret_at: list[int]  # samples seen
-    regret: dict[str, list[float]]  # policy -> mean cumulative regret at regret_at
+    regret: dict[str, list[float]]  # policy -> mean cumulative regret at regret_at (cloud charged)
     sweeps: list[SweepPoint]
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What the policies are built and priced with: the device's hyperparameters and its cost model."""
-
-    params: PolicyParams
-    costs: CostSettings
-
-    def with_costs(self, **update: object) -> Setup:
-        return replace(self, costs=self.costs.model_copy(update=update))
-
-    def with_seed(self, offset: int) -> Setup:
-        return replace(self, params=self.params.model_copy(update={"seed": self.params.seed + offset}))
 
 
 def conventions(setup: Setup) -> dict[str, Setup]:
@@ -99,135 +85,139 @@ def conventions(setup: Setup) -> dict[str, Setup]:
     return {name: setup.with_costs(tier_weights={**weights, Tier.CLOUD: cloud[name]}) for name in CONVENTIONS}
 
 
-def learned_arm(policy: Policy) -> str:
-    """The arm a bandit pulled most (per cluster for the router); empty for other policies."""
-    if isinstance(policy, RandomSplit):
-        return f"uniform over {len(policy.labels)} splits"
-    if not isinstance(policy, BanditPolicy):
-        return ""
-    groups = policy.state()["groups"]
-    if isinstance(policy, ClusterRouter) and policy.centroids is not None:
-        groups = groups[1:]  # the clusters, not the calibration cascade
-    return "; ".join(
-        (f"{g['name']}: " if g["name"] else "") + policy.labels[int(np.argmax(g["pulls"]))]
-        for g in groups
-        if sum(g["pulls"])
-    )
+def fixed_plans(chain: Chain, tuned: dict[str, Tuned]) -> dict[str, Plan]:
+    """The baselines that learn nothing: final layer, relays, all-device, all-edge, α chosen on validation."""
+    plans = baseline_plans(chain, tuned["fixed-thresholds"].choice["thresholds"])
+    relays = {f"relay after {k}": split_plan(chain, k, 1.0) for k in range(1, chain.num_blocks)}
+    relays = {name: plan for name, plan in relays.items() if plan.last_block}  # the others are the final layer
+    return {"final-layer": plans.pop("final-layer"), **relays, **plans}
 
 
-def describe_fixed(plan: Plan, num_blocks: int) -> str:
-    """A fixed plan in a few words: ``α = 0.9 at every exit``, ``exit 2``, ``final exit only``."""
-    early = {k: a for k, a in enumerate(plan.thresholds or (), start=1) if k < num_blocks and a < 1.0}
-    if not early:
-        return "final exit only"
-    if len(early) == num_blocks - 1 and len(set(early.values())) == 1:
-        return f"α = {early[1]:g} at every exit"
-    return ", ".join(f"exit {k}" if a == 0.0 else f"α{k} = {a:g}" for k, a in early.items())
+def fixed_frontier(setup: Setup, stream: ExitStream, chain: Chain, final_accuracy: float) -> list[tuple[float, float, float]]:
+    """(α, drop, cost reduction) of one α at every exit, for every α of the grid, on ``stream`` (hindsight)."""
+    costs = setup.costs.model()
+    points = []
+    for alpha in FIXED_ALPHAS:
+        traces, _ = replays(builder("fixed", chain, fixed_thresholds_plan(chain, [alpha])), setup, stream, chain, 1)
+        r = summarize("fixed", "", traces, [""], final_accuracy, costs, costs.final_layer(chain))
+        points.append((alpha, r.drop_points, r.cost_reduction))
+    return points
 
 
-def summarize(
-    name: str, kind: str, traces: Sequence[Trace], learned: Sequence[str], final_accuracy: float, costs: CostModel,
-    final_cost: float,
-) -> PolicyResult:  # fmt: skip
-    accuracies = np.array([trace.correct.mean() for trace in traces])
-    reduction = float(np.mean([1.0 - trace.cost(costs).mean() / final_cost for trace in traces]))
-    exits = np.concatenate([trace.exit_tier for trace in traces])
-    share = {tier.value: float(np.mean(exits == i)) for i, tier in enumerate(TIERS)}
-    label, count = Counter(learned).most_common(1)[0]
-    return PolicyResult(
-        policy=name,
-        kind=kind,
-        accuracy=float(accuracies.mean()),
-        accuracy_std=float(accuracies.std()),
-        drop_points=round(100.0 * (final_accuracy - float(accuracies.mean())), 9) + 0.0,  # + 0.0: no "-0.00"
-        cost_reduction=round(reduction, 12) + 0.0,
-        tier_share=share,
-        learned=f"{label} ({count}/{len(learned)} orders)" if label and count < len(learned) else label,
-    )
+def frontier_gap(result: PolicyResult, frontier: Sequence[tuple[float, float, float]]) -> float | None:
+    """Points of cost the cheapest fixed α with at most ``result``'s drop saves beyond it (< 0: it is beyond)."""
+    within = [reduction for _, drop, reduction in frontier if drop <= result.drop_points + 1e-9]
+    return round(100.0 * (max(within) - result.cost_reduction), 9) + 0.0 if within else None
 
 
-def builder(name: str, chain: Chain, plan: Plan | None = None) -> Callable[[Setup], Policy]:
-    """Makes policy ``name`` from a setup: a :class:`FixedPlan` of ``plan`` if given, else the device's."""
-    if plan is not None:
-        return lambda setup: FixedPlan(name, plan)
-    return lambda setup: make_policy(name, setup.params, chain, setup.costs.model())
+def oracle_plans(
+    setup: Setup, stream: ExitStream, chain: Chain, tuned: dict[str, Tuned], frontier: Sequence[tuple[float, float, float]]
+) -> dict[str, tuple[Plan, str]]:
+    """The hindsight oracles on the test stream: best SplitEE and DIMEE arm by reward; cheapest fixed α within a drop."""
+    costs, split_choice, dimee_choice = setup.costs.model(), tuned["splitee"].choice, tuned["dimee"].choice
+    oracles = {}
+    for name, arms, mu in (
+        ("oracle-split", split_arms(chain, split_choice["alpha"]), setup.params.mu),
+        ("oracle-cascade", cascade_arms(chain, dimee_choice["grid"]), dimee_choice["mu"]),
+    ):
+        best = arms[best_arm(arm_rewards([arm.plan for arm in arms], stream, chain, costs, mu))]
+        oracles[name] = (best.plan, best.label)
+    for limit in ORACLE_DROPS:
+        within = [(reduction, alpha) for alpha, drop, reduction in frontier if drop <= limit]
+        if within:
+            alpha = max(within)[1]
+            oracles[f"oracle-fixed ≤ {limit:g} pt"] = (fixed_thresholds_plan(chain, [alpha]), f"α = {alpha:g} at every exit")
+    return oracles
 
 
-def replays(
-    build: Callable[[Setup], Policy], setup: Setup, stream: ExitStream, chain: Chain, seeds: int
-) -> tuple[list[Trace], list[str]]:
-    """A fresh policy per stream order ``seed`` (its own seed shifted by it); the traces and learned arms."""
-    traces, learned = [], []
-    for seed in range(seeds):
-        policy = build(setup.with_seed(seed))
-        traces.append(replay(policy, stream, stream.order(seed), chain))
-        learned.append(learned_arm(policy))
-    return traces, learned
+class ArmRewards:
+    """Every arm's reward on every sample of a stream, computed once per set of arms and μ."""
+
+    def __init__(self, stream: ExitStream, chain: Chain, setup: Setup) -> None:
+        self.stream, self.chain, self.costs = stream, chain, setup.costs.model()
+        self._known: dict[tuple[tuple[str, ...], float], np.ndarray] = {}
+
+    def regrets(self, policy: BanditPolicy, traces: Sequence[Trace]) -> list[np.ndarray]:
+        """Each order's cumulative regret against the best fixed arm of each phase, over the policy's own arms."""
+        key = (tuple(policy.labels), policy.mu)
+        if key not in self._known:
+            self._known[key] = arm_rewards(policy.plans[0], self.stream, self.chain, self.costs, policy.mu)
+        return [regret(trace, self._known[key], self.stream.phases) for trace in traces]
 
 
-def sweep(setup: Setup, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float) -> list[SweepPoint]:
-    """The sweep policies under each value of o (both links) and of λ, all else as in ``setup``."""
+def evaluate_policies(
+    setup: Setup, tuned: dict[str, Tuned], stream: ExitStream, chain: Chain, seeds: int, phases: Sequence[str],
+    frontier: Sequence[tuple[float, float, float]],
+) -> tuple[list[PolicyResult], dict[str, np.ndarray]]:  # fmt: skip
+    """Every policy, baseline and oracle, learning and paying with ``setup``; and the bandits' mean regret."""
+    costs = setup.costs.model()
+    final_cost, final_accuracy = costs.final_layer(chain), float((stream.predictions[:, -1] == stream.labels).mean())
+    fixed = {name: (plan, describe_fixed(plan, chain.num_blocks)) for name, plan in fixed_plans(chain, tuned).items()}
+    oracles = oracle_plans(setup, stream, chain, tuned, frontier)
+    learning = [n for n in POLICY_NAMES if n not in fixed and n not in (TierThresholds.name, "budget")]
+    budgets = [name for name in tuned if name.startswith("budget")]
+    results, curves, rewards = [], {}, ArmRewards(stream, chain, setup)
+    for name in [*fixed, *oracles, *learning, *budgets]:
+        plan, label = fixed.get(name) or oracles.get(name) or (None, "")
+        choice = tuned[name].choice if name in tuned else {}
+        build = builder(name, chain, plan, "budget" if name in budgets else "")
+        traces, policies = replays(build, setup.with_params(**choice), stream, chain, seeds)
+        kind = "oracle" if name in oracles else "budget" if isinstance(policies[0], CostBudget) else (
+            "learned" if isinstance(policies[0], BanditPolicy) else "baseline")  # fmt: skip
+        learned = [label] * seeds if plan is not None else [learned_arm(p) for p in policies]
+        result = summarize(name, kind, traces, learned, final_accuracy, costs, final_cost)
+        regrets = rewards.regrets(policies[0], traces) if isinstance(policies[0], BanditPolicy) else None
+        if regrets is not None:
+            curves[name] = np.mean(regrets, axis=0)
+        results.append(replace(
+            result, tuned=tuned[name].describe() if name in tuned else "", frontier_gap=frontier_gap(result, frontier),
+            phases=phase_results(traces, stream, phases, costs, final_cost, regrets) if len(phases) > 1 else [],
+        ))  # fmt: skip
+    return results, curves
+
+
+def sweep(setup: Setup, tuned: dict[str, Tuned], stream: ExitStream, chain: Chain, seeds: int) -> list[SweepPoint]:
+    """The sweep policies (as tuned) under each value of o (both links) and of λ, all else as in ``setup``."""
+    final_accuracy = float((stream.predictions[:, -1] == stream.labels).mean())
     points = []
     for knob, values in SWEEPS.items():
         for value in values:
             swept = setup.with_costs(**({"o_de": value, "o_ec": value} if knob == "o" else {"lam": value}))
             costs = swept.costs.model()
-            final_cost = costs.final_layer(chain)
             for name in SWEEP_POLICIES:
-                traces, learned = replays(builder(name, chain), swept, stream, chain, seeds)
-                r = summarize(name, "learned", traces, learned, final_accuracy, costs, final_cost)
+                traces, _ = replays(builder(name, chain), swept.with_params(**tuned[name].choice), stream, chain, seeds)
+                r = summarize(name, "learned", traces, [""], final_accuracy, costs, costs.final_layer(chain))
                 points.append(SweepPoint(name, knob, value, r.accuracy, r.drop_points, r.cost_reduction))
     return points
 
 
-def evaluate_policies(
-    setup: Setup, stream: ExitStream, chain: Chain, seeds: int, final_accuracy: float
-) -> tuple[list[PolicyResult], dict[str, np.ndarray]]:
-    """Every policy and both oracles, learning and paying with ``setup``; and the split bandits' mean regret."""
-    params, costs = setup.params, setup.costs.model()
-    final_cost = costs.final_layer(chain)
-    split, cascade = split_arms(chain, params.alpha), cascade_arms(chain, params.grid)
-    split_rewards = arm_rewards([arm.plan for arm in split], stream, chain, costs, params.mu)
-    cascade_rewards = arm_rewards([arm.plan for arm in cascade], stream, chain, costs, params.mu)
-
-    fixed = dict(baseline_plans(chain, params.thresholds))
-    oracle_split, oracle_cascade = split[best_arm(split_rewards)], cascade[best_arm(cascade_rewards)]
-    fixed["oracle-split"], fixed["oracle-cascade"] = oracle_split.plan, oracle_cascade.plan
-    labels = {"oracle-split": oracle_split.label, "oracle-cascade": oracle_cascade.label}
-
-    results, curves = [], {}
-    learning = [name for name in POLICY_NAMES if name != TierThresholds.name and name not in fixed]
-    for name in [*fixed, *learning]:
-        build = builder(name, chain, fixed.get(name))
-        traces, learned = replays(build, setup, stream, chain, seeds)
-        if name in fixed:
-            learned = [labels.get(name, describe_fixed(fixed[name], chain.num_blocks))] * seeds
-        kind = "oracle" if name in labels else "learned" if isinstance(build(setup), BanditPolicy) else "baseline"
-        results.append(summarize(name, kind, traces, learned, final_accuracy, costs, final_cost))
-        if name in REGRET_POLICIES:
-            curves[name] = np.mean([regret(trace, split_rewards, stream.phases) for trace in traces], axis=0)
-    return results, curves
-
-
 def evaluate_scenario(
-    scenario: Scenario, stream: ExitStream, chain: Chain, setup: Setup, seeds: int, sweeps: bool
-) -> ScenarioResult:
+    scenario: Scenario, stream: ExitStream, validation: tuple[str, ExitStream], chain: Chain, setup: Setup,
+    seeds: int, sweeps: bool,
+) -> ScenarioResult:  # fmt: skip
     final_accuracy = float((stream.predictions[:, -1] == stream.labels).mean())
-    by_convention = conventions(setup)
-    results = {name: evaluate_policies(p, stream, chain, seeds, final_accuracy) for name, p in by_convention.items()}
-    curves = results[CONVENTIONS[0]][1]
+    phases = [phase.name for phase in scenario.phases]
+    policies, frontiers, tunings, curves = {}, {}, {}, {}
+    for name, convention in conventions(setup).items():
+        tunings[name] = tune(convention, validation[1], chain, VALIDATION_SEEDS, BUDGETS)
+        frontiers[name] = fixed_frontier(convention, stream, chain, final_accuracy)
+        policies[name], curves[name] = evaluate_policies(
+            convention, tunings[name], stream, chain, seeds, phases, frontiers[name]
+        )
     at = np.unique(np.linspace(1, len(stream), REGRET_POINTS).astype(int))
+    charged = conventions(setup)[CONVENTIONS[0]]
     return ScenarioResult(
         name=scenario.name,
         title=scenario.title,
         samples=len(stream),
-        phases=[phase.name for phase in scenario.phases],
+        phases=phases,
+        validation=f"{validation[0]}, {len(validation[1]):,} samples",
         final_accuracy=final_accuracy,
-        final_cost={name: s.costs.model().final_layer(chain) for name, s in by_convention.items()},
-        policies={name: policies for name, (policies, _) in results.items()},
+        final_cost={name: s.costs.model().final_layer(chain) for name, s in conventions(setup).items()},
+        policies=policies,
+        frontier=frontiers,
         regret_at=at.tolist(),
-        regret={name: curve[at - 1].tolist() for name, curve in curves.items()},
-        sweeps=sweep(by_convention[CONVENTIONS[0]], stream, chain, seeds, final_accuracy) if sweeps else [],
+        regret={name: curve[at - 1].tolist() for name, curve in curves[CONVENTIONS[0]].items()},
+        sweeps=sweep(charged, tunings[CONVENTIONS[0]], stream, chain, seeds) if sweeps else [],
     )
-
 

@@ -7,7 +7,13 @@ package's own segments) are computed once per scenario and package version and
 cached as ``$SPLITEXIT_CACHE_DIR/exits/<scenario>-<key>.npz``.
 
 The list :data:`SCENARIOS` is data: a scenario whose model package or data set
-is not there is skipped with a message saying what is missing.
+is not there is skipped with a message saying what is missing. Each has a
+**validation** stream (:data:`VALIDATION`), disjoint from its test stream,
+on which every hyperparameter is chosen: for Fashion-MNIST 10,000 images of
+the training split with the same phases and corruptions (disjoint from the
+test set, though the shipped CNN was trained on them); for sentiment the
+held-out 20 % of the training domains (amazon + yelp, never trained on); for
+BBC the first half of the held-out 20 % (the second half is the test stream).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class Scenario:
     options: dict[str, Any] = field(default_factory=dict)  # for the loader
 
 
+DRIFT = (Phase("clean"), Phase("noise σ=0.2", noise_std=0.2), Phase("blur σ=1", blur_sigma=1.0))
+BBC_SPLIT = {"test_fraction": 0.2, "seed": 0}  # the training's held-out 20 %
+FMNIST_VALIDATION = {"split": "train", "count": 10_000}
+
 SCENARIOS = (
     Scenario("fmnist-clean", "Fashion-MNIST, clean test set", "fmnist-cnn", "fashion-mnist"),
     Scenario(
@@ -62,7 +72,7 @@ SCENARIOS = (
         "Fashion-MNIST, the stream turns noisy, then blurred (I-SplitEE's setting)",
         "fmnist-cnn",
         "fashion-mnist",
-        phases=(Phase("clean"), Phase("noise σ=0.2", noise_std=0.2), Phase("blur σ=1", blur_sigma=1.0)),
+        phases=DRIFT,
     ),
     Scenario(
         "sentiment-imdb",
@@ -73,12 +83,23 @@ SCENARIOS = (
     ),
     Scenario(
         "bbc-topic",
-        "BBC News topic, held-out 20 % (seed 0)",
+        "BBC News topic, the second half of the held-out 20 % (seed 0)",
         "minilm-bbc-topic",
         "bbc",
-        options={"test_fraction": 0.2, "seed": 0},
+        options={**BBC_SPLIT, "half": "test"},
     ),
 )
+VALIDATION = {
+    "fmnist-clean": Scenario("fmnist-clean-val", "Fashion-MNIST, 10,000 training images", "fmnist-cnn",
+                             "fashion-mnist", options=FMNIST_VALIDATION),
+    "fmnist-drift": Scenario("fmnist-drift-val", "Fashion-MNIST training images, turning noisy, then blurred",
+                             "fmnist-cnn", "fashion-mnist", phases=DRIFT, options=FMNIST_VALIDATION),
+    "sentiment-imdb": Scenario("sentiment-val", "Sentiment, the held-out 20 % of amazon + yelp",
+                               "minilm-sentiment", "sentiment-heldout",
+                               options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0}),
+    "bbc-topic": Scenario("bbc-topic-val", "BBC News topic, the first half of the held-out 20 %", "minilm-bbc-topic",
+                          "bbc", options={**BBC_SPLIT, "half": "validation"}),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,9 +135,12 @@ def corrupt(pixels: np.ndarray, phase: Phase, rng: np.random.Generator) -> np.nd
 
 
 def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
-    """The 10,000 test images, split (seeded) into equal parts, one per phase."""
+    """The 10,000 test images (or ``count`` seeded training images), split (seeded) into equal parts, one per phase."""
     assert isinstance(manifest.input, ImageInput)
-    pixels, labels = fashion_mnist.load("test")
+    pixels, labels = fashion_mnist.load(scenario.options.get("split", "test"))
+    if "count" in scenario.options:
+        chosen = np.random.default_rng(1).permutation(len(labels))[: scenario.options["count"]]
+        pixels, labels = pixels[chosen], labels[chosen]
     rng = np.random.default_rng(0)
     parts = np.array_split(rng.permutation(len(labels)), len(scenario.phases))
     samples: list[np.ndarray] = []
@@ -146,18 +170,39 @@ def sentiment_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) 
     return _text_inputs([r.text for r in records], [r.label for r in records], manifest, package_dir)
 
 
+def sentiment_heldout_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
+    """The held-out part of each training domain's seeded split (the model never trained on it)."""
+    from lab.text_data import sentiment, split_indices
+
+    texts, labels = [], []
+    for domain in scenario.options["domains"]:
+        records = sentiment(domain)
+        _, held = split_indices(len(records), scenario.options["test_fraction"], scenario.options["seed"])
+        texts += [records[i].text for i in held]
+        labels += [records[i].label for i in held]
+    return _text_inputs(texts, labels, manifest, package_dir)
+
+
+def half_of(indices: np.ndarray, half: str) -> np.ndarray:
+    """The ``"validation"`` or ``"test"`` half of ``indices``, split at random (seed 1), sorted."""
+    halves = np.array_split(np.random.default_rng(1).permutation(indices), 2)
+    return np.sort(halves[0 if half == "validation" else 1])
+
+
 def bbc_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
-    """The held-out articles of the training's seeded split."""
+    """One half of the held-out articles of the training's seeded split."""
     from lab.text_data import bbc_news, split_indices
 
     articles, _ = bbc_news()
-    _, test = split_indices(len(articles), scenario.options["test_fraction"], scenario.options["seed"])
-    return _text_inputs([articles[i].text for i in test], [articles[i].label for i in test], manifest, package_dir)
+    _, held = split_indices(len(articles), scenario.options["test_fraction"], scenario.options["seed"])
+    chosen = half_of(held, scenario.options["half"])
+    return _text_inputs([articles[i].text for i in chosen], [articles[i].label for i in chosen], manifest, package_dir)
 
 
 LOADERS: dict[str, Callable[[Scenario, Manifest, Path], Inputs]] = {
     "fashion-mnist": fashion_mnist_inputs,
     "sentiment": sentiment_inputs,
+    "sentiment-heldout": sentiment_heldout_inputs,
     "bbc": bbc_inputs,
 }
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lab import evaluate, policy_tables
-from lab.policy_eval import CONVENTIONS, Setup
+from lab.fashion_mnist import default_cache_dir
+from lab.policy_eval import BUDGETS, CONVENTIONS
+from lab.policy_runs import Setup
 from lab.readme import replace_section
+from lab.scenarios import SCENARIOS, load_stream
+from lab.tuning import budget_name
+from splitexit.device.settings import DeviceSettings
 from splitexit.policies.catalog import POLICY_NAMES, PolicyParams
 from splitexit.policies.costs import CostSettings
 
@@ -26,13 +32,27 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     printed = capsys.readouterr().out
     for convention in CONVENTIONS:
         assert f"| {convention}: policy | accuracy | drop (pts) | cost reduction |" in printed
-    assert "| **splitee** |" in printed and "| oracle-split |" in printed
+    assert "| **splitee** |" in printed and "| oracle-split |" in printed and "| relay after 1 |" in printed
 
     (result,) = results
-    assert result.samples == 300 and not result.sweeps
+    assert result.samples == 300 and not result.sweeps and result.validation == "fmnist-clean-val, 300 samples"
+    relays = {"relay after 1", "relay after 2", "relay after 3"}  # after 4 or 5: the final layer's route
     for convention, policies in result.policies.items():
         names = [r.policy for r in policies]
-        assert set(names) == set(POLICY_NAMES) - {"thresholds"} | {"oracle-split", "oracle-cascade"}
+        oracles = {name for name in names if name.startswith("oracle-fixed")}
+        assert set(names) == set(POLICY_NAMES) - {"thresholds", "budget"} | {"oracle-split", "oracle-cascade"} | (
+            relays | oracles | {budget_name(share) for share in BUDGETS})  # fmt: skip
+        assert oracles, "some fixed α is within 0.5 pt of the final layer"
+        by_name = dict(zip(names, policies, strict=True))
+        assert by_name["fixed-thresholds"].tuned.startswith("α=") and by_name["budget ≤ 40 %"].tuned.startswith("η=")
+        assert by_name["final-layer"].tuned == "" and by_name["oracle-split"].tuned == ""
+        for relay in relays:  # no early exit: the final layer's answers
+            assert by_name[relay].drop_points == 0.0 and by_name[relay].tier_share["cloud"] == 1.0
+        relay_cost = 1 - by_name["relay after 1"].cost_reduction
+        assert relay_cost == pytest.approx(0.3 / 0.6 if convention == "cloud free" else 1.0)
+        for r in policies:  # the gap is against the frontier of fixed α: none of those rows lies beyond it
+            if r.policy.startswith("oracle-fixed"):
+                assert r.frontier_gap == 0.0
         final = policies[names.index("final-layer")]
         assert final.drop_points == 0.0 and final.cost_reduction == 0.0 and final.tier_share["cloud"] == 1.0
         device = policies[names.index("all-device")]
@@ -41,10 +61,12 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
         for r in policies:
             assert sum(r.tier_share.values()) == pytest.approx(1.0)
     assert result.final_cost == pytest.approx({"cloud charged": 0.8, "cloud free": 0.6})
-    # the split bandits' regret: one curve each, cumulative, and random's is the worst by the end
-    assert set(result.regret) == {"splitee", "splitee-s", "i-splitee", "random-split"}
+    # every bandit's regret against its own arms: cumulative, so never falling
+    assert set(result.regret) == {"splitee", "splitee-s", "i-splitee", "splitee-d", "splitee-sw", "splitee-cd",
+                                  "dimee", "dimee-sw", "dimee-router", "cascade"}  # fmt: skip
     assert result.regret_at[-1] == 300
-    assert result.regret["random-split"][-1] > result.regret["splitee-s"][-1] > 0
+    for curve in result.regret.values():
+        assert all(later >= earlier - 1e-9 for earlier, later in zip(curve, curve[1:], strict=False)) and curve[-1] > 0
 
     report = json.loads((tmp_path / "policies.json").read_text())
     assert report["seeds"] == 2 and report["scenarios"][0]["name"] == "fmnist-clean"
@@ -58,6 +80,22 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     updated = replace_section(readme, "policies", section)
     assert updated.startswith("intro\n<!-- results:policies -->\n`make evaluate`") and updated.endswith("rest\n")
     assert "stale numbers" not in updated and "![regret](plots/regret.png)" in updated
+
+
+def test_drift_stream_is_reported_per_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Per phase: accuracy, drop and cost add up to the whole stream's; bandits get a regret per phase."""
+    (result,) = evaluate.run(
+        scenarios=["fmnist-drift"], seeds=1, limit=300, sweeps=False, plots_dir=None, json_path=tmp_path / "p.json"
+    )
+    assert "| policy | phase | accuracy | drop (pts) | cost reduction | regret in phase |" in capsys.readouterr().out
+    assert result.phases == ["clean", "noise σ=0.2", "blur σ=1"]
+    stream = evaluate.subset(load_stream(SCENARIOS[1], DeviceSettings().models_dir, default_cache_dir()), 300)
+    weights = np.bincount(stream.phases) / len(stream)
+    for r in result.policies["cloud charged"]:
+        assert [p.phase for p in r.phases] == result.phases
+        assert float(weights @ [p.accuracy for p in r.phases]) == pytest.approx(r.accuracy)
+        assert float(weights @ [p.cost_reduction for p in r.phases]) == pytest.approx(r.cost_reduction)
+        assert (r.phases[0].regret is not None) == (r.policy in result.regret)
 
 
 def test_evaluate_refuses_an_unknown_scenario(tmp_path: Path) -> None:

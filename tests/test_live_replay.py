@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -71,7 +72,7 @@ def send_one_at_a_time(
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("policy", ["splitee", "dimee"])
+@pytest.mark.parametrize("policy", ["splitee", "dimee", "i-splitee", "splitee-cd", "cascade", "budget"])
 def test_live_decisions_equal_replay(
     bed: Testbed, images: list[LabelledImage], stream: ExitStream, manifest: Manifest, policy: str
 ) -> None:
@@ -89,15 +90,20 @@ def test_live_decisions_equal_replay(
     assert [a.exit_block for a in answers] == trace.exit_block.tolist()
     assert [Tier.from_proto(a.exit_tier) for a in answers] == [TIERS[t] for t in trace.exit_tier]
     assert all(a.policy == policy for a in answers)
-    assert len(set(trace.arm.tolist())) > 2, "the stream should make the bandit try several arms"
     assert len({(a.exit_tier, a.exit_block) for a in answers}) > 1, "every sample took the same way"
 
     state = asyncio.run(fetch(bed.device_address, manifest.name, policy))
     learned = json.loads(state.state_json)
     expected = replayed.to_dict()
     assert learned["samples"] == expected["samples"] == SAMPLES
-    assert learned["bandits"][0]["counts"] == expected["bandits"][0]["counts"]
-    np.testing.assert_allclose(learned["bandits"][0]["sums"], expected["bandits"][0]["sums"], rtol=1e-12)
+    if "bandits" in expected:
+        assert len(set(trace.arm.tolist())) > 2, "the stream should make the bandit try several arms"
+        assert learned["bandits"][0]["counts"] == expected["bandits"][0]["counts"]
+        np.testing.assert_allclose(learned["bandits"][0]["sums"], expected["bandits"][0]["sums"], rtol=1e-12)
+        assert learned.get("detector") == expected.get("detector")
+    else:  # the budget: the same α at every step, so the same dual variable and spend at the end
+        assert learned["level"] == pytest.approx(expected["level"], rel=1e-12) and learned["level"] != 0.9
+        assert learned["spent"] == pytest.approx(expected["spent"], rel=1e-12)
 
 
 def test_policy_state_is_saved_when_the_device_stops(tmp_path: Path, images: list[LabelledImage]) -> None:
@@ -111,3 +117,13 @@ def test_policy_state_is_saved_when_the_device_stops(tmp_path: Path, images: lis
     with Testbed(ports, settings, log_dir=tmp_path / "logs") as testbed:
         state = asyncio.run(fetch(testbed.device_address, "fmnist-cnn", "splitee-s"))
     assert state.samples == 7 and sum(arm.pulls for arm in state.arms) >= 7
+
+
+def test_a_request_states_its_budget_and_a_bad_one_is_refused(bed: Testbed, images: list[LabelledImage]) -> None:
+    answers = send_one_at_a_time(bed.device_address, images, np.arange(12), "budget@0.3")
+    assert {a.policy for a in answers} == {"budget@0.3"}
+    assert np.mean([a.cost for a in answers]) < np.mean([a.cost_final_layer for a in answers])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        send_one_at_a_time(bed.device_address, images, np.arange(1), "budget@7")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "states no budget: write budget@<share>" in (refused.value.details() or "")

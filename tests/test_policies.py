@@ -156,13 +156,13 @@ def test_splitee_s_credits_shallower_splits_only_where_their_reward_was_observed
     assert splitee_s.bandits[0].rounds == 2  # side observations add counts, not rounds
 
 
-def test_i_splitee_discounts_past_rewards() -> None:
-    i_splitee = policy("i-splitee", discount=0.5)
+def test_splitee_d_discounts_past_rewards() -> None:
+    splitee_d = policy("splitee-d", discount=0.5)
     for arm in (0, 0, 1):
-        plan = i_splitee.plans[0][arm]
-        i_splitee.observe(plan, ran(plan, [0.95] * 6))
-    np.testing.assert_allclose(i_splitee.bandits[0].counts, [0.75, 1, 0, 0, 0, 0])  # 1·½·½ + 1·½, then 1
-    np.testing.assert_allclose(i_splitee.bandits[0].sums, [0.75 * 0.85, 0.75, 0, 0, 0, 0])
+        plan = splitee_d.plans[0][arm]
+        splitee_d.observe(plan, ran(plan, [0.95] * 6))
+    np.testing.assert_allclose(splitee_d.bandits[0].counts, [0.75, 1, 0, 0, 0, 0])  # 1·½·½ + 1·½, then 1
+    np.testing.assert_allclose(splitee_d.bandits[0].sums, [0.75 * 0.85, 0.75, 0, 0, 0, 0])
     assert policy("splitee").bandits[0].discount == 1.0
 
 

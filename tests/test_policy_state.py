@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitexit.device.policy_store import PolicyStore
+from splitexit.device.policy_store import MAX_BUDGETS, PolicyStore
 from splitexit.device.settings import DeviceSettings
+from splitexit.policies.budget import CostBudget
 from splitexit.policies.catalog import PolicyParams
 from splitexit.policies.chain import Chain, walk
 from splitexit.policies.plan import Plan
+from splitexit.shared.errors import InvalidInput, Overloaded
 from splitexit.shared.manifest import Manifest
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
@@ -59,7 +61,8 @@ def learn(policies: PolicyStore, model: HostedModel, name: str, samples: int, se
         policies.settle(model, policy, plan, answer(model.chain, plan, confidences))
 
 
-@pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "dimee-sw", "random-split"])
+@pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "dimee-sw", "random-split", "splitee-cd", "cascade",
+                                  "budget", "budget@0.3"])  # fmt: skip
 def test_a_restarted_device_restores_the_same_state(tmp_path: Path, model: HostedModel, name: str) -> None:
     before = device_policies(tmp_path, model)
     learn(before, model, name, 13)
@@ -109,3 +112,20 @@ def test_state_from_other_params_or_a_damaged_file_starts_afresh(
 
     policies.path("fmnist-cnn", "dimee").write_text('{"fingerprint": ')
     assert device_policies(tmp_path, model).get("fmnist-cnn", "dimee").samples == 0
+
+
+def test_a_request_states_its_own_budget_by_name(tmp_path: Path, model: HostedModel) -> None:
+    policies = device_policies(tmp_path, model)
+    stated = policies.get("fmnist-cnn", "budget@0.30")
+    assert isinstance(stated, CostBudget) and stated.name == "budget@0.3" and stated.share == 0.3
+    assert policies.get("fmnist-cnn", "budget@0.3") is stated and "fmnist-cnn/budget@0.3" in list(policies)
+    assert policies.get("fmnist-cnn", "budget").share == PARAMS.budget_share  # the configured one
+    learn(policies, model, "budget@0.3", 7)
+    assert policies.message("fmnist-cnn", "budget@0.3").samples == 7
+    for bad in ("budget@0", "budget@1.5", "budget@cheap", "budget@nan"):
+        with pytest.raises(InvalidInput, match="states no budget: write budget@<share>"):
+            policies.get("fmnist-cnn", bad)
+    for share in range(2, MAX_BUDGETS + 1):  # 0.3 and 15 more
+        policies.get("fmnist-cnn", f"budget@{share / 100}")
+    with pytest.raises(Overloaded, match=f"already keeps {MAX_BUDGETS} stated budgets"):
+        policies.get("fmnist-cnn", "budget@0.99")

@@ -16,9 +16,12 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
+from splitexit.policies.budget import CostBudget
+from splitexit.policies.cascade import eager_credits, tier_threshold_arms
 from splitexit.policies.chain import Chain
 from splitexit.policies.costs import CostModel
 from splitexit.policies.dimee import ClusterRouter, cascade_arms
+from splitexit.policies.drift import PageHinkley
 from splitexit.policies.plan import Policy, TierThresholds
 from splitexit.policies.splitee import BanditPolicy, split_arms
 
@@ -31,10 +34,23 @@ class PolicyParams(BaseModel):
     mu: float = Field(1.0, ge=0.0, description="μ: weight of cost against confidence in the reward")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="SplitEE's α at the split exit")
     ucb_c: float = Field(1.0, ge=0.0, description="UCB exploration constant c")
-    discount: float = Field(0.998, gt=0.0, le=1.0, description="I-SplitEE's discount γ per sample")
+    discount: float = Field(0.998, gt=0.0, le=1.0, description="splitee-d: the discount γ per sample")
     window: int = Field(
         300, ge=1, description="the sliding-window policies (splitee-sw, dimee-sw): rounds each arm's mean covers"
     )
+    drift_delta: float = Field(0.005, ge=0.0, description="the -cd policies' Page-Hinkley test on C_1: drift δ tolerated")
+    drift_threshold: float = Field(
+        10.0, gt=0.0, description="the -cd policies' Page-Hinkley test: cumulative deviation h that signals a change"
+    )
+    cascade_grid: list[float] = Field(
+        default_factory=lambda: [0.8, 0.9, 0.95, 0.99, 1.0],
+        description="cascade: candidate α_d for the device's exits and α_o for every later one (1: never exit there)",
+    )
+    budget_share: float = Field(
+        0.4, gt=0.0, le=1.0, description="budget: at most this share of the final layer's cost per sample, on average"
+    )
+    budget_step: float = Field(0.05, gt=0.0, description="budget: step η of α per sample, per final-layer cost over")
+    budget_alpha: float = Field(0.9, ge=0.0, le=1.0, description="budget: the α it starts from")
     grid: list[float] = Field(
         default_factory=lambda: [0.7, 0.8, 0.9, 1.0],
         description="DIMEE's candidate α_d and α_e (1: never exit there); every pair is an arm, so the grid is kept "
@@ -65,10 +81,21 @@ def _bandit(name: str, p: PolicyParams, chain: Chain, costs: CostModel, **option
     return BanditPolicy(name, split_arms(chain, p.alpha), chain, costs, mu=p.mu, c=p.ucb_c, **options)
 
 
+def _detector(p: PolicyParams) -> PageHinkley:
+    return PageHinkley(p.drift_delta, p.drift_threshold)
+
+
 def _router(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> ClusterRouter:
     arms = cascade_arms(chain, p.grid)
     return ClusterRouter(
         name, arms, chain, costs, clusters=p.clusters, calibration=p.calibration, seed=p.seed, mu=p.mu, c=p.ucb_c
+    )
+
+
+def _cascade(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> BanditPolicy:
+    arms = tier_threshold_arms(chain, p.cascade_grid)
+    return BanditPolicy(
+        name, arms, chain, costs, mu=p.mu, c=p.ucb_c, detector=_detector(p), credits=eager_credits(arms)
     )
 
 
@@ -85,8 +112,10 @@ BUILDERS: dict[str, Builder] = {
     "random-split": lambda name, p, chain, costs: RandomSplit(name, split_arms(chain, p.alpha), p.seed),
     "splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs),
     "splitee-s": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
-    "i-splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs, discount=p.discount),
+    "i-splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
+    "splitee-d": lambda name, p, chain, costs: _bandit(name, p, chain, costs, discount=p.discount),
     "splitee-sw": lambda name, p, chain, costs: _bandit(name, p, chain, costs, window=p.window),
+    "splitee-cd": lambda name, p, chain, costs: _bandit(name, p, chain, costs, detector=_detector(p)),
     "dimee": lambda name, p, chain, costs: BanditPolicy(
         name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c
     ),
@@ -94,6 +123,10 @@ BUILDERS: dict[str, Builder] = {
         name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c, window=p.window
     ),
     "dimee-router": _router,
+    "cascade": lambda name, p, chain, costs: _cascade(name, p, chain, costs),
+    "budget": lambda name, p, chain, costs: CostBudget(
+        name, chain, costs, share=p.budget_share, step=p.budget_step, alpha=p.budget_alpha
+    ),
 }
 POLICY_NAMES = tuple(BUILDERS)
 

@@ -16,8 +16,13 @@ C_L − λ·i − o if it was offloaded (the cloud's compute free), as in the pa
 **SplitEE-S** also credits the same sample's reward to every shallower split
 j < i, but only where that reward was really observed: C_j is (block j ran),
 and if the sample did not exit at j, C_L is known only if it was offloaded.
-**I-SplitEE** is SplitEE with a discounted UCB (Garivier & Moulines), so that
-old rewards fade and the split moves when the stream's distribution shifts.
+**I-SplitEE** (Bajpai, Jaiswal & Hanawal 2024) learns the split layer with the
+same reward and UCB1 on an image stream under distortions, using what the
+chosen split reveals about the shallower ones (the SplitEE-S update); it is
+stationary: it does not forget. The drift-adaptive variants are separately
+named: **splitee-d** (discounted UCB, Garivier & Moulines), **splitee-sw**
+(sliding-window UCB) and **splitee-cd** (UCB restarted when a label-free
+change detector, :mod:`~splitexit.policies.drift`, sees the stream shift).
 
 Pure Python + numpy, no I/O; state goes to and from plain dicts.
 """
@@ -34,6 +39,7 @@ import numpy as np
 
 from splitexit.policies.chain import Chain, Route, Unobserved, observed, route_taken, walk
 from splitexit.policies.costs import CostModel
+from splitexit.policies.drift import PageHinkley
 from splitexit.policies.plan import Plan
 from splitexit.shared.tiers import Tier
 
@@ -72,6 +78,13 @@ class UCB:
     def select(self) -> int:
         """The first arm never observed, else the highest index (ties: the lowest arm)."""
         return int(np.argmax(self.index()))
+
+    def reset(self) -> None:
+        """Forget everything, as if no round had been played."""
+        self.counts[:] = 0.0
+        self.sums[:] = 0.0
+        self.rounds = 0.0
+        self.history.clear()
 
     def update(self, rewards: Mapping[int, float]) -> None:
         """One round: the played arm's reward, plus any side observations."""
@@ -138,6 +151,10 @@ class BanditPolicy:
     ``group_of`` puts a sample in a group (always 0 here; a router overrides it).
     ``side_observations`` credits every arm listed before the played one whose
     reward the sample really revealed (SplitEE-S, with arms ordered by depth).
+    ``credits`` lists, per arm, other arms whose reward every sample played on
+    it reveals, whatever the sample (the cascade's eager arms); they are
+    credited too. A ``detector`` sees C_1 of every sample; when it flags a
+    change, every bandit starts afresh.
     """
 
     needs_embedding = False
@@ -155,6 +172,8 @@ class BanditPolicy:
         window: int = 0,
         side_observations: bool = False,
         groups: int = 1,
+        detector: PageHinkley | None = None,
+        credits: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.name = name
         self.labels = [arm.label for arm in arms]
@@ -162,6 +181,8 @@ class BanditPolicy:
         self.costs = costs
         self.mu = mu
         self.side_observations = side_observations
+        self.detector = detector
+        self.credits = [list(arms) for arms in credits] if credits is not None else None
         self.bandits = [UCB(len(arms), c, discount, window) for _ in range(groups)]
         self.plans = [[replace(arm.plan, policy=name, arm=(g, i)) for i, arm in enumerate(arms)] for g in range(groups)]
         self.samples = 0
@@ -181,13 +202,16 @@ class BanditPolicy:
         if plan.arm is None or plan.policy != self.name:
             raise ValueError(f"{self.name} cannot learn from a plan it did not make ({plan.policy!r})")
         group, played = plan.arm
+        if self.detector is not None and self.detector.update(confidences[1]):
+            for bandit in self.bandits:
+                bandit.reset()
         key = (played, max(confidences))
         route = self._taken.get(key) or self._taken.setdefault(key, route_taken(plan, self.chain, confidences))
         rewards = {played: confidences[route.exit_block] - self.mu * self.costs.cost(route)}
-        if self.side_observations:
-            for arm in range(played):
-                with suppress(Unobserved):
-                    rewards[arm] = reward(self.plans[group][arm], self.chain, self.costs, self.mu, confidences)
+        shallower = range(played) if self.side_observations else ()
+        for arm in [*shallower, *(self.credits[played] if self.credits is not None else ())]:
+            with suppress(Unobserved):  # a credited arm's reward is always revealed but at a tie with α in float32
+                rewards[arm] = reward(self.plans[group][arm], self.chain, self.costs, self.mu, confidences)
         self.bandits[group].update(rewards)
         self.samples += 1
 
@@ -207,13 +231,17 @@ class BanditPolicy:
                 "device_last_block": chosen.last_block.get(Tier.DEVICE, 0) if chosen else 0,
                 "edge_last_block": chosen.last_block.get(Tier.EDGE, 0) if chosen else 0,
             })  # fmt: skip
+        changes = {"changes": self.detector.changes} if self.detector is not None else {}
         return {"policy": self.name, "samples": self.samples, "arms": list(self.labels), "groups": groups,
-                "costs": self.costs.as_dict()}  # fmt: skip
+                "costs": self.costs.as_dict(), **changes}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to carry on exactly where it stands."""
-        return {"policy": self.name, "arms": list(self.labels), "samples": self.samples,
-                "bandits": [bandit.to_dict() for bandit in self.bandits]}  # fmt: skip
+        state = {"policy": self.name, "arms": list(self.labels), "samples": self.samples,
+                 "bandits": [bandit.to_dict() for bandit in self.bandits]}  # fmt: skip
+        if self.detector is not None:
+            state["detector"] = self.detector.to_dict()
+        return state
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         if state["policy"] != self.name or list(state["arms"]) != self.labels:
@@ -222,6 +250,8 @@ class BanditPolicy:
             raise ValueError(f"saved state has {len(state['bandits'])} groups, {self.name} has {len(self.bandits)}")
         for bandit, saved in zip(self.bandits, state["bandits"], strict=True):
             bandit.load_dict(saved)
+        if self.detector is not None:
+            self.detector.load_dict(state["detector"])
         self.samples = int(state["samples"])
 
 
