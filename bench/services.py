@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,8 +23,10 @@ START_TIMEOUT_S = 60.0
 @contextmanager
 def _service(module: str, port: int, ready: Callable[[], bool], log: Path) -> Iterator[str]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", module, str(port)], stdout=out, stderr=subprocess.STDOUT)
+    with log.open("w") as out:  # its own process group: LitServe starts workers of its own
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
@@ -30,12 +35,20 @@ def _service(module: str, port: int, ready: Callable[[], bool], log: Path) -> It
             time.sleep(0.2)
         yield f"{LOOPBACK}:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the service's process group (it and every worker it started), SIGKILL what is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextmanager

@@ -14,6 +14,11 @@ runs at once, as a batch of one). ``max_wait_s`` > 0 additionally holds a
 partial batch back for up to that long, waiting for company, as Triton's
 ``max_queue_delay_microseconds`` does: worth it only where arrivals are dense.
 
+A tier with nothing else to do runs a batch it expects (from the compute times
+it measured for that key) to take at most ``inline_s`` on the event loop itself:
+a thread hop costs ~100 µs, more than a small CNN block; under load, batches go
+to the threads.
+
 Deadlines hold inside the queue: a sample whose deadline passes while it waits
 is answered DEADLINE_EXCEEDED when its batch starts and takes no compute; one
 whose caller gave up is dropped. Every sample gets its own answer, whatever its

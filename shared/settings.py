@@ -80,7 +80,7 @@ class TierSettings(BaseSettings):
     compute_threads: int = Field(1, ge=1, description="batches run concurrently on onnxruntime")
     max_batch: int = Field(32, ge=1, le=1024, description="samples run as one batch at most; 1: no batching")
     inline_compute_us: int = Field(
-        200, ge=0, le=10_000, description="an idle tier runs a batch expected to compute within this on its event loop"
+        500, ge=0, le=10_000, description="an idle tier runs a batch expected to compute within this on its event loop"
     )
     max_batch_wait_us: int = Field(
         0, ge=0, le=1_000_000, description="how long a partial batch waits for more samples; 0: batch what queued"
