@@ -147,12 +147,17 @@ def _key_usage(cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+def credential_in(folder: Path, stem: str) -> Credential:
+    """Where ``stem``'s certificate and key lie in a folder this module wrote (``ca`` for the CA's)."""
+    return Credential(cert=folder / f"{stem}.pem", key=folder / f"{stem}-key.pem")
+
+
 def _write(out_dir: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Credential:
     """``<stem>.pem`` (world-readable) and ``<stem>-key.pem`` (owner only)."""
-    cert_path, key_path = out_dir / f"{stem}.pem", out_dir / f"{stem}-key.pem"
-    cert_path.write_bytes(cert.public_bytes(Encoding.PEM))
-    write_owner_only(key_path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return Credential(cert=cert_path, key=key_path)
+    credential = credential_in(out_dir, stem)
+    credential.cert.write_bytes(cert.public_bytes(Encoding.PEM))
+    write_owner_only(credential.key, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return credential
 
 
 def write_owner_only(path: Path, data: bytes) -> None:

@@ -149,7 +149,10 @@ class PkiFiles:
 
     @classmethod
     def of(cls, tls_dir: Path, name: str) -> PkiFiles:
-        return cls(tls_dir / "ca.pem", tls_dir / f"{name}.pem", tls_dir / f"{name}-key.pem")
+        from splitexit.certs import credential_in  # cryptography: only where TLS is asked for
+
+        own = credential_in(tls_dir, name)
+        return cls(credential_in(tls_dir, "ca").cert, own.cert, own.key)
 
     def client_tls(self) -> TLS:
         return TLS.from_files(self.ca, self.cert, self.key)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from splitexit.certs import Credential, issue, write_dev_pki
+from splitexit.certs import credential_in, issue, write_dev_pki
 from splitexit.client import TLS, AsyncClient, ClientError, is_serving
 from splitexit.samples import LabelledImage
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -73,7 +73,7 @@ def test_certificates_of_another_ca_and_expired_ones_are_refused(
 ) -> None:
     stranger = write_dev_pki(tmp_path / "other-ca")
     other = TLS.from_files(pki / "ca.pem", stranger.identities["device"].cert, stranger.identities["device"].key)
-    ca = Credential(cert=pki / "ca.pem", key=pki / "ca-key.pem")
+    ca = credential_in(pki, "ca")
     expired = issue(ca, "device", tmp_path, valid_from=datetime.now(UTC) - timedelta(days=10), days=1, stem="expired")
     old = TLS.from_files(pki / "ca.pem", expired.cert, expired.key)
     edge = secure_bed.processes[Tier.EDGE].address
