@@ -237,8 +237,8 @@ def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
     )  # fmt: skip
 
 
-def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
-    """The gateway's routes over a device's servicer (and through it, its node)."""
+def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tokens) -> FastAPI:
+    """The gateway's routes over a device's servicer (and through it, its node); ``/v1`` wants one of ``tokens``."""
     app = FastAPI(
         title="splitexit device", summary="Early-exit inference across device, edge and cloud",
         docs_url=None, redoc_url=None,  # their scripts come from a CDN; the try-it page at / works offline
@@ -259,7 +259,7 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings) -> FastAPI:
     async def serving_error(_: Request, exc: ServingError) -> JSONResponse:
         return _serving_error_response(exc)
 
-    guard = [Depends(_token_guard(Tokens.from_settings(settings)))]  # on every /v1 route
+    guard = [Depends(_token_guard(tokens))]  # on every /v1 route
     _add_infer_route(app, servicer, settings, guard)
     _add_info_routes(app, servicer, settings, guard)
     add_page_routes(app)

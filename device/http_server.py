@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from splitexit.device.auth import Tokens
 from splitexit.device.http import create_app
 from splitexit.device.servicer import DeviceServicer
 from splitexit.device.settings import DeviceSettings
@@ -51,7 +52,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Helper:
+def http_gateway(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tokens) -> Helper:
     """Bind the HTTP port now; the returned coroutine serves it until the device stops.
 
     Pass it to ``run_tier(..., helpers=[...])``. While the device drains,
@@ -60,7 +61,7 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings) -> Helper:
     device goes down with it.
     """
     sock = _listen(settings.host, settings.http_port)
-    app = create_app(servicer, settings)
+    app = create_app(servicer, settings, tokens)
     config = uvicorn.Config(
         app,
         lifespan="off",

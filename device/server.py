@@ -18,15 +18,15 @@ async def serve(settings: DeviceSettings | None = None) -> None:
     settings = settings or DeviceSettings()
     node = TierNode.from_settings(settings)
     servicer = DeviceServicer(node, settings)
-    helpers = [http_gateway(servicer, settings)] if settings.http_port else []
+    tokens = Tokens.from_settings(settings)  # read once, for gRPC and HTTP alike
+    helpers = [http_gateway(servicer, settings, tokens)] if settings.http_port else []
 
     def add_device_service(server: grpc.aio.Server) -> str:
         pb_grpc.add_DeviceServicer_to_server(servicer, server)
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
     try:
-        guards = [TokenCheck(Tokens.from_settings(settings))]
-        await run_tier(settings, node, [add_device_service], helpers, settings.default_model, guards)
+        await run_tier(settings, node, [add_device_service], helpers, settings.default_model, [TokenCheck(tokens)])
     finally:
         servicer.close()
         servicer.policies.save_all()  # what the policies learned survives a restart
