@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import platform
@@ -54,7 +55,7 @@ def image_inputs(count: int) -> PathInputs:
     manifest = load_manifest(package)
     pngs = [image.png for image in load_pack()][:count]
     requests = [pb.InferRequest(model=manifest.name, image=png) for png in pngs]
-    prepare = lambda png: decode_image(png, manifest.input)  # noqa: E731
+    prepare = functools.partial(decode_image, spec=manifest.input)
     return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, pngs, prepare)
 
 
@@ -64,7 +65,7 @@ def text_inputs(count: int) -> PathInputs:
     texts = [record.text.encode() for record in sentiment("imdb")[:count]]
     tokenizer = TextTokenizer.from_package(package, manifest.input)  # type: ignore[arg-type]
     requests = [pb.InferRequest(model=manifest.name, text=text, truncate=True) for text in texts]
-    prepare = lambda text: tokenizer.encode_utf8(text, truncate=True)  # noqa: E731
+    prepare = functools.partial(tokenizer.encode_utf8, truncate=True)
     return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, texts, prepare)
 
 
