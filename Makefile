@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
+NEEDS_ROOT = [ "$$(id -u)" = 0 ] || { echo "make $@ needs root (network namespaces, as the faults run them): run it as root"; exit 2; }
 
 .PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto certs bench results faults dashboard evaluate image clean
 
@@ -79,20 +80,25 @@ clean:  ## remove the venv and caches (not the shipped model)
 certs:  ## a development CA and device/edge/cloud/client certificates in deploy/certs (for mutual TLS)
 	$(PY) -m splitexit certs deploy/certs
 
-bench: data models  ## served vs bare onnxruntime, throughput, batching, HTTP vs LitServe, codecs; JSON + README table (~6 min)
+bench: data models  ## served vs bare onnxruntime, throughput, batching, HTTP vs LitServe, codecs; JSON + docs/results/bench.md (~6 min)
 	$(PY) -m bench.serving
-	$(PY) -m lab.readme
+	$(PY) -m lab.results bench
 
-faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz, soak, slow link; README table (~8 min)
+faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz, soak, slow link; docs/results/faults.md (~8 min)
+	@$(NEEDS_ROOT)
 	$(PY) -m bench.faults_report
 
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard
 
-evaluate: data models  ## replay the test streams through every policy; the papers' tables into README, plots into docs/policies
-	$(PY) -m lab.evaluate --readme
+evaluate: data models  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
+	$(PY) -m lab.evaluate --page
 
-results: data models  ## rerun demo + bench and regenerate the README's results tables
+results: data models  ## as root: rerun demo, bench, evaluate and faults; regenerate docs/results/ and the README's headline (~30 min)
+	@$(NEEDS_ROOT)
 	$(PY) -m lab.demo --json bench/results/demo.json
 	$(PY) -m bench.serving
-	$(PY) -m lab.readme
+	$(PY) -m lab.evaluate --page
+	$(PY) -m bench.faults_report
+	$(PY) -m lab.results
+	$(PY) -m lab.headline

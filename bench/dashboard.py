@@ -1,4 +1,4 @@
-"""The README's picture of the Grafana dashboard, drawn from real data: ``python -m bench.dashboard``.
+"""The docs' picture of the Grafana dashboard, drawn from real data: ``python -m bench.dashboard``.
 
 Starts the three tiers on loopback with their metrics ports, a real Prometheus
 scraping them every second (``bench/local_prometheus.py``), and the load

@@ -1,11 +1,11 @@
-"""``make faults``: every fault scenario, the fuzz run, a soak and the slow-link run; JSON, a figure, the README table.
+"""``make faults``: every fault scenario, the fuzz run, a soak and the slow-link run; JSON, a figure, the results page.
 
 Runs, in one go on this machine: :data:`bench.faults.FAULTS` on a namespace
 testbed, the hostile-message fuzz (:mod:`bench.hostile`) and a soak
 (:mod:`bench.soak`) on a loopback testbed, and the slow-link run
 (:mod:`bench.link_costs`) on a second namespace testbed. Writes
-``bench/results/faults.json``, ``docs/link_costs.png`` and the README section
-between ``<!-- results:faults -->`` markers. Needs root (network namespaces).
+``bench/results/faults.json``, ``docs/link_costs.png`` and ``docs/results/faults.md``.
+Needs root (network namespaces).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bench.faults import FAULTS, ScenarioResult, run_scenario
 from bench.hostile import FuzzReport, run_fuzz
 from bench.link_costs import LinkCostRun, link_cost_settings, plot, run_link_cost_shift
 from bench.soak import SoakReport, run_soak
-from lab.readme import replace_section
+from lab.results_pages import write_page
 from splitexit.netns import NetnsTestbed
 from splitexit.samples import load_pack
 from splitexit.shared.manifest import load_manifest
@@ -105,7 +105,7 @@ def run_all(soak_s: float) -> dict[str, object]:
     return {"scenarios": scenarios, "fuzz": fuzz, "soak": soak, "link": link}
 
 
-def readme_section(results: dict[str, object], runtime_s: float) -> str:
+def page_body(results: dict[str, object], runtime_s: float) -> str:
     header = (
         f"`make faults` ({runtime_s:.0f} s on this machine) runs each fault on three tiers in their own network "
         "namespaces under steady load: 20 requests/s, each with a 1 s deadline, every other one asking for the final "
@@ -127,9 +127,8 @@ def main() -> None:
     runtime_s = time.perf_counter() - started
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({name: _plain(value) for name, value in results.items()}, indent=1, default=str))
-    readme = ROOT / "README.md"
-    readme.write_text(replace_section(readme.read_text(), "faults", readme_section(results, runtime_s)))
-    print(f"wrote {RESULTS}, {FIGURE} and the README's faults section ({runtime_s:.0f} s)")
+    page = write_page("faults", "Faults, fuzz and soak", "make faults", page_body(results, runtime_s))
+    print(f"wrote {RESULTS}, {FIGURE} and {page} ({runtime_s:.0f} s)")
 
 
 def _plain(value: object) -> object:

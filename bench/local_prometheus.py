@@ -1,4 +1,4 @@
-"""A real Prometheus over the local testbed, and the dashboard's PromQL, for tests and the README's picture.
+"""A real Prometheus over the local testbed, and the dashboard's PromQL, for tests and the docs' picture.
 
 In compose, Prometheus scrapes the tiers by service name (``device:9101`` ...,
 ``deploy/prometheus/prometheus.yml``). :func:`local_config` rewrites that same

@@ -8,7 +8,7 @@ bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
 (the same loads with batching off); the HTTP gateway against LitServe serving
 the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the
 full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
-Writes ``bench/results/serving.json``; ``make results`` puts its table in the README.
+Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def measure(quick: bool) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the README)")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the results page)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = {

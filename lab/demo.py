@@ -22,7 +22,15 @@ from lab import fashion_mnist
 from lab.fashion_mnist import test_images
 from lab.text_data import SENTIMENT_LABELS, sentiment
 from splitexit.client import AsyncClient, request
-from splitexit.report import Outcome, format_answer, format_summary, format_tier_times, summarize, tier_times
+from splitexit.report import (
+    Outcome,
+    format_answer,
+    format_summary,
+    format_tier_times,
+    latency_by_exit_tier,
+    summarize,
+    tier_times,
+)
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
@@ -58,7 +66,7 @@ def report(outcomes: list[Outcome], show: int, labels: list[str], notes: list[st
     times = tier_times(outcomes)
     print("Mean time per tier (samples that reached it; own = without the tiers after it)")
     print(format_tier_times(times))
-    return {**summary, "tier_times": times}
+    return {**summary, "tier_times": times, "latency_by_exit_tier": latency_by_exit_tier(outcomes)}
 
 
 def metric_totals(port: int, names: set[str]) -> dict[tuple[str, str, str], float]:

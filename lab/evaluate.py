@@ -5,7 +5,7 @@ exit are computed once (and cached), then evaluated (:mod:`lab.policy_eval`)
 with the device's own hyperparameters, cost model and chain (``DeviceSettings()``), so the
 numbers are those of the live device. The tables are printed
 (:mod:`lab.policy_tables`); a JSON report, the plots
-(:mod:`lab.policy_plots`) and, on request, the README's section follow.
+(:mod:`lab.policy_plots`) and, with ``--page``, ``docs/results/policies.md`` follow.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lab import policy_plots, policy_tables
 from lab.fashion_mnist import default_cache_dir
 from lab.policy_eval import ScenarioResult, evaluate_scenario
 from lab.policy_runs import Setup
-from lab.readme import replace_section
+from lab.results_pages import write_page
 from lab.scenarios import SCENARIOS, VALIDATION, ScenarioUnavailable, load_stream
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.chain import Chain
@@ -47,11 +47,11 @@ def run(
     limit: int = 0,
     sweeps: bool = True,
     plots_dir: Path | None = Path("docs/policies"),
-    readme: bool = False,
+    page: bool = False,
     models_dir: Path | None = None,
     json_path: Path = JSON_PATH,
 ) -> list[ScenarioResult]:
-    """Evaluate ``scenarios`` (names; None: all), print the tables, write the JSON, plots and README section."""
+    """Evaluate ``scenarios`` (names; None: all), print the tables, write the JSON, plots and results page."""
     known = {scenario.name: scenario for scenario in SCENARIOS}
     unknown = sorted(set(scenarios or ()) - set(known))
     if unknown:
@@ -85,11 +85,9 @@ def run(
     plots = policy_plots.draw(results, plots_dir) if plots_dir is not None and results else []
     for path in plots:
         print(f"plot: {path}")
-    if readme:
-        path = ROOT / "README.md"
-        section = policy_tables.readme_section(results, setup, seeds, runtime_s, plots, ROOT)
-        path.write_text(replace_section(path.read_text(), "policies", section))
-        print(f"updated {path}")
+    if page:
+        body = policy_tables.page_body(results, setup, seeds, runtime_s, plots, ROOT / "docs" / "results")
+        print(f"wrote {write_page('policies', 'Policies on the test streams', 'make evaluate', body)}")
     return results
 
 
@@ -101,12 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")
     parser.add_argument("--no-sweeps", action="store_true", help="skip the sweeps over o and λ")
     parser.add_argument("--plots", type=Path, default=Path("docs/policies"), help="where the PNG plots go")
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--page", action="store_true", help="write the tables to docs/results/policies.md")
     parser.add_argument("--models-dir", type=Path, help="model packages (default: the device's models_dir)")
     args = parser.parse_args(argv)
     run(
         scenarios=args.scenario, seeds=args.seeds, limit=args.limit, sweeps=not args.no_sweeps,
-        plots_dir=args.plots, readme=args.readme, models_dir=args.models_dir,
+        plots_dir=args.plots, page=args.page, models_dir=args.models_dir,
     )  # fmt: skip
 
 

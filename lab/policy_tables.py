@@ -1,4 +1,4 @@
-"""The tables of ``make evaluate`` in Markdown: printed per scenario, and written into the README."""
+"""The tables of ``make evaluate`` in Markdown: printed per scenario, and written to ``docs/results/policies.md``."""
 
 from __future__ import annotations
 
@@ -140,14 +140,15 @@ def scenario_section(result: ScenarioResult) -> str:
     return "\n\n".join(parts)
 
 
-def readme_section(
+def page_body(
     results: Sequence[ScenarioResult], setup: Setup, seeds: int, runtime_s: float,
-    plots: Sequence[Path], root: Path,
+    plots: Sequence[Path], page_dir: Path,
 ) -> str:  # fmt: skip
+    """The policies page: how the streams were replayed and priced, the plots (linked from ``page_dir``), every table."""
     costs = setup.costs
     weights = " / ".join(f"{tier.value} {weight:g}" for tier, weight in costs.tier_weights.items())
     header = (
-        f"`make evaluate` (`python -m lab.evaluate --readme`, {runtime_s:.0f} s on this machine) replays each test "
+        f"`make evaluate` (`python -m lab.evaluate --page`, {runtime_s:.0f} s on this machine) replays each test "
         f"stream through every policy in {seeds} seeded random orders, from a fresh state each time, and averages. "
         f"Costs: λ = {costs.lam:g} per block, o_de = {costs.o_de:g}, o_ec = {costs.o_ec:g} per link crossed, "
         f"configured tier weights {weights}; the final-layer cost (every block run, both links crossed) is the one "
@@ -167,5 +168,5 @@ def readme_section(
         "grew sub-linearly). A budget is kept when its mean cost is within 0.2 points of its stated share of the "
         "final layer's cost (it is a ceiling: below is kept too)."
     )
-    images = " ".join(f"![{path.stem}]({os.path.relpath(path.resolve(), root)})" for path in plots)
+    images = " ".join(f"![{path.stem}]({os.path.relpath(path.resolve(), page_dir)})" for path in plots)
     return "\n\n".join([header, images, *(scenario_section(result) for result in results)])

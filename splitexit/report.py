@@ -96,6 +96,18 @@ def tier_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
     }
 
 
+def latency_by_exit_tier(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
+    """Client-side latency (seconds, p50 and p95) of the answers each tier gave, for the tiers that answered."""
+    by_tier: dict[Tier, list[float]] = {t: [] for t in TIERS}
+    for o in outcomes:
+        by_tier[Tier.from_proto(o.response.exit_tier)].append(o.latency_s)
+    return {
+        t.value: {"answers": len(v), "p50_s": float(np.percentile(v, 50)), "p95_s": float(np.percentile(v, 95))}
+        for t, v in by_tier.items()
+        if v
+    }
+
+
 def format_tier_times(times: dict[str, dict[str, float]]) -> str:
     """One line per tier: how many samples reached it, its mean own time and compute time."""
     return "\n".join(

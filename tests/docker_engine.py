@@ -37,9 +37,11 @@ class EngineUnavailable(RuntimeError):
     """No Docker engine can run here; the message says why."""
 
 
-def run(command: list[str], timeout_s: float, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """``command`` with output captured; a failure raises with the tail of its output."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+def run(
+    command: list[str], timeout_s: float, check: bool = True, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``command`` run in ``cwd`` with output captured; a failure raises with the tail of its output."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=cwd, env=env)
     if check and done.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` exited {done.returncode}: {(done.stdout + done.stderr)[-3000:]}")
     return done
@@ -53,11 +55,7 @@ def ensure_engine() -> subprocess.Popen[bytes] | None:
     """An engine that answers; returns the ``dockerd`` this call started (the caller stops it), else None."""
     if engine_answers() and run(["docker", "compose", "version"], 30, check=False).returncode == 0:
         return None
-    if os.geteuid() != 0:
-        raise EngineUnavailable("no Docker engine answers, and installing and starting one needs root")
-    if shutil.which("dockerd") is None:
-        run(["apt-get", "update"], 300)
-        run(["apt-get", "install", "-y", "--no-install-recommends", "docker.io", "debootstrap"], 600)
+    install_engine_packages()
     if run(["docker", "compose", "version"], 30, check=False).returncode != 0:
         install_compose_plugin()
     daemon = None
@@ -74,8 +72,19 @@ def ensure_engine() -> subprocess.Popen[bytes] | None:
     return daemon
 
 
-def install_compose_plugin() -> None:
-    """Debian trixie's docker-compose package (Compose v2), unpacked as a CLI plugin; apt's lists left alone."""
+def install_engine_packages() -> None:
+    """Debian's ``docker.io`` (engine and CLI) and ``debootstrap`` unless ``dockerd`` is there; needs root."""
+    if shutil.which("dockerd") is not None and shutil.which("docker") is not None:
+        return
+    if os.geteuid() != 0:
+        raise EngineUnavailable("no Docker engine answers, and installing and starting one needs root")
+    run(["apt-get", "update"], 300)
+    run(["apt-get", "install", "-y", "--no-install-recommends", "docker.io", "debootstrap"], 600)
+
+
+def install_compose_plugin(plugins: Path = CLI_PLUGINS) -> Path:
+    """Debian trixie's docker-compose package (Compose v2), unpacked as a CLI plugin into ``plugins``; apt's
+    own lists are left alone. Returns the plugin's path."""
     work = Path(run(["mktemp", "-d", "/tmp/splitexit-compose.XXXXXX"], 10).stdout.strip())
     try:
         (work / "lists" / "partial").mkdir(parents=True)
@@ -86,8 +95,8 @@ def install_compose_plugin() -> None:
         run(["apt-get", *apt, "download", f"docker-compose/{COMPOSE_DEB_SUITE}"], 300, cwd=work)
         [package] = work.glob("docker-compose_*.deb")
         run(["dpkg-deb", "-x", str(package), str(work / "root")], 120)
-        CLI_PLUGINS.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / "root" / CLI_PLUGINS.relative_to("/") / "docker-compose", CLI_PLUGINS / "docker-compose")
+        plugins.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(work / "root" / CLI_PLUGINS.relative_to("/") / "docker-compose", plugins))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""`make bench` runs end to end (a quick pass) and its report holds what the README table needs."""
+"""`make bench` runs end to end (a quick pass) and its report renders into docs/results/bench.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``make evaluate`` on a tiny budget: the papers' table, the JSON report, the plots, the README section."""
+"""``make evaluate`` on a tiny budget: the papers' table, the JSON report, the plots, the results page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from lab import evaluate, policy_tables
 from lab.fashion_mnist import default_cache_dir
 from lab.policy_eval import BUDGETS, CONVENTIONS
 from lab.policy_runs import Setup
-from lab.readme import replace_section
 from lab.scenarios import SCENARIOS, load_stream
 from lab.tuning import budget_name
 from splitexit.device.settings import DeviceSettings
@@ -74,12 +73,9 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
         data = (tmp_path / "plots" / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
 
-    readme = "intro\n<!-- results:policies -->\nstale numbers\n<!-- /results:policies -->\nrest\n"
     plots = [tmp_path / "plots" / "regret.png"]
-    section = policy_tables.readme_section(results, Setup(PolicyParams(), CostSettings()), 2, 1.0, plots, tmp_path)
-    updated = replace_section(readme, "policies", section)
-    assert updated.startswith("intro\n<!-- results:policies -->\n`make evaluate`") and updated.endswith("rest\n")
-    assert "stale numbers" not in updated and "![regret](plots/regret.png)" in updated
+    body = policy_tables.page_body(results, Setup(PolicyParams(), CostSettings()), 2, 1.0, plots, tmp_path / "page")
+    assert body.startswith("`make evaluate`") and "![regret](../plots/regret.png)" in body
 
 
 def test_drift_stream_is_reported_per_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,7 @@
 About 2,300 messages (hypothesis, derandomized so CI repeats the same run)
 against three real tier processes. A freeze of the event loop, such as the
 16 s one a wrongly shaped tensor once caused, shows up as a good request
-delayed by seconds; the README's figures (``make faults``) give the delays.
+delayed by seconds; the figures of ``make faults`` (docs/results/faults.md) give the delays.
 """
 
 from __future__ import annotations

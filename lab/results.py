@@ -1,16 +1,21 @@
-"""Render the README's results tables from the shipped manifest and the JSON reports.
+"""The results pages made from the shipped manifests and the JSON reports: ``python -m lab.results [PAGE ...]``.
 
-``make results`` runs the demo and the benchmark, then this script, which
-replaces what stands between each ``<!-- results:NAME -->`` marker pair.
+``make bench`` renders ``bench`` after measuring; ``make results`` runs the demo,
+the benchmark, the evaluation and the faults, then renders every page and the
+README's headline (:mod:`lab.headline`). A page whose report is missing is
+refused in one line naming the target that writes it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.bench_tables import bench_section
+from lab.results_pages import write_page
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.report import format_summary, format_tier_times
 from splitexit.shared.manifest import load_manifest
@@ -85,22 +90,46 @@ def profiles_table() -> str:
     return "\n".join(rows)
 
 
-def replace_section(text: str, name: str, content: str) -> str:
-    """``text`` with what stands between the ``<!-- results:NAME -->`` marker pair replaced by ``content``."""
-    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
-    return pattern.sub(lambda m: f"{m.group(1)}{content}\n{m.group(2)}", text)
+class ReportMissing(RuntimeError):
+    """A report a page is made from has not been written; the message names the target that writes it."""
 
 
-def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    sections = {"model": model_table, "demo": demo_table, "bench": bench_table, "profiles": profiles_table}
-    for name, render in sections.items():
-        text = replace_section(text, name, render())
-    readme.write_text(text)
-    print(f"updated {readme}")
+def report(name: str, target: str) -> Path:
+    path = RESULTS / name
+    if not path.is_file():
+        raise ReportMissing(f"{path.relative_to(ROOT)} is missing: run `{target}` first")
+    return path
+
+
+def demo_page() -> str:
+    report("demo.json", "make results")
+    return demo_table()
+
+
+def bench_page() -> str:
+    return bench_section(report("serving.json", "make bench"))
+
+
+PAGES: dict[str, tuple[str, str, Callable[[], str]]] = {
+    "model": ("The shipped models' exits", "make results", model_table),
+    "demo": ("The demo's answers", "make results", demo_page),
+    "bench": ("Serving against bare onnxruntime", "make bench", bench_page),
+    "link-profiles": ("Link profiles of the namespace testbed", "make results", profiles_table),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.results", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("pages", nargs="*", metavar="PAGE", help=f"{', '.join(PAGES)} (default: all)")
+    names = parser.parse_args(argv).pages or list(PAGES)
+    if unknown := sorted(set(names) - set(PAGES)):
+        parser.error(f"no page {', '.join(unknown)}; the pages are {', '.join(PAGES)}")
+    try:
+        for name in names:
+            title, command, render = PAGES[name]
+            print(f"wrote {write_page(name, title, command, render()).relative_to(ROOT)}")
+    except ReportMissing as missing:
+        sys.exit(f"lab.results: {missing}")
 
 
 if __name__ == "__main__":
