@@ -94,11 +94,12 @@ dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scrapi
 evaluate: data models  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
 	$(PY) -m lab.evaluate --page
 
-results: data models  ## as root: rerun demo, bench, evaluate and faults; regenerate docs/results/ and the README's headline (~30 min)
+results: data models  ## as root: rerun demo, bench, evaluate, faults and the console examples; regenerate docs/results/ and the README's headline (~30 min)
 	@$(NEEDS_ROOT)
 	$(PY) -m lab.demo --json bench/results/demo.json
 	$(PY) -m bench.serving
 	$(PY) -m lab.evaluate --page
 	$(PY) -m bench.faults_report
+	$(PY) -m lab.console
 	$(PY) -m lab.results
 	$(PY) -m lab.headline

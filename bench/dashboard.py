@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from matplotlib.axes import Axes  # noqa: E402
 
-from bench.local_prometheus import DASHBOARD, LocalPrometheus, ensure_prometheus, local_config  # noqa: E402
+from bench.local_prometheus import (  # noqa: E402
+    DASHBOARD,
+    LocalPrometheus,
+    PrometheusUnavailable,
+    ensure_prometheus,
+    local_config,
+)
 from splitexit import loadgen  # noqa: E402
 from splitexit.samples import load_pack  # noqa: E402
 from splitexit.shared.tiers import Tier  # noqa: E402
@@ -124,7 +131,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args()
 
-    prometheus_binary, _ = ensure_prometheus()
+    try:
+        prometheus_binary, _ = ensure_prometheus()
+    except PrometheusUnavailable as missing:
+        sys.exit(f"make dashboard: {missing}")
     ports = {tier: free_port() for tier in Tier}
     metrics_ports = {tier: free_port() for tier in Tier}
     with Testbed(ports=ports, metrics_ports=metrics_ports) as bed:

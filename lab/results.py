@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab.bench_tables import bench_section
 from lab.results_pages import write_page
@@ -64,8 +65,8 @@ def model_table() -> str:
     return image_model_table() + "\n\n" + text_model_table()
 
 
-def demo_table() -> str:
-    summary = json.loads((RESULTS / "demo.json").read_text())
+def demo_table(summary: dict[str, Any]) -> str:
+    """The demo's summaries (what ``lab.demo --json`` wrote), images then text."""
     text = summary["text"]
     return (
         f"`make demo` (the tiers' default thresholds, α = 0.8 at every exit), {summary['samples']:.0f} Fashion-MNIST "
@@ -74,10 +75,6 @@ def demo_table() -> str:
         f"\n\nText\n{format_summary(text)}\n{format_tier_times(text['tier_times'])}\n```\n\n"
         "Time per tier: mean over the samples that reached it; `own` leaves out the tiers after it."
     )
-
-
-def bench_table() -> str:
-    return bench_section(RESULTS / "serving.json")
 
 
 def profiles_table() -> str:
@@ -97,13 +94,13 @@ class ReportMissing(RuntimeError):
 def report(name: str, target: str) -> Path:
     path = RESULTS / name
     if not path.is_file():
-        raise ReportMissing(f"{path.relative_to(ROOT)} is missing: run `{target}` first")
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        raise ReportMissing(f"{shown} is missing: run `{target}` first")
     return path
 
 
 def demo_page() -> str:
-    report("demo.json", "make results")
-    return demo_table()
+    return demo_table(json.loads(report("demo.json", "make results").read_text()))
 
 
 def bench_page() -> str:

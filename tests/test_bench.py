@@ -27,3 +27,4 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert report["tls"]["tls_p50_ms"] > 0 and report["tls"]["plaintext_p50_ms"] > 0
     section = bench_section(out)
     assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section
+    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 7
