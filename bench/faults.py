@@ -6,7 +6,7 @@ some seconds of normal traffic, the fault for some seconds, then the fix and
 some seconds more. It reports what happened to every request -- answered,
 answered degraded (flagged), failed by status, past its deadline -- and how long
 after the recovered tier reported SERVING the first full answer through it was
-sent. ``tests/test_faults.py`` asserts on these results; ``main`` writes them to
+sent. ``tests/deploy/test_faults.py`` asserts on these results; ``main`` writes them to
 ``bench/results/faults.json`` and the faults page (``docs/results/faults.md``), with
 the fuzz run's figures (:mod:`bench.hostile`) and a soak (:mod:`bench.soak`).
 """

@@ -8,7 +8,7 @@ message at all, over ``Device.Infer``, ``Device.InferStream``,
 edge and the cloud, and ``Health.Check``. Generation is derandomized, so a run
 is repeatable (about 2,400 messages). Meanwhile a thread sends a good image every 50 ms and times it,
 so the report says how much hostile traffic delayed good requests.
-``tests/test_fuzz.py`` asserts on the report; ``make faults`` puts it in ``docs/results/faults.md``.
+``tests/tiers/test_fuzz.py`` asserts on the report; ``make faults`` puts it in ``docs/results/faults.md``.
 """
 
 from __future__ import annotations

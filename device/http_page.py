@@ -4,7 +4,7 @@ One static page (``device/static/index.html``, no CDN, no build step) that
 calls the gateway's own JSON API: ``/v1/models`` for the models and their
 policies, ``/v1/infer`` for answers. It offers the test images shipped with the
 package (:data:`splitexit.samples.SAMPLE_PACK`, one per class) so that it works
-with nothing at hand; ``tests/test_try_page.py`` drives it in headless Chromium.
+with nothing at hand; ``tests/tiers/test_try_page.py`` drives it in headless Chromium.
 """
 
 from __future__ import annotations

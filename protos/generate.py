@@ -4,7 +4,7 @@ The stubs are committed in ``shared/proto/`` and installed as the package
 ``splitexit.shared.proto``; protoc derives their import lines from the proto's
 path as given, so it is compiled as ``splitexit/shared/proto/splitexit.proto``
 into a scratch folder and the three files are copied from there.
-``tests/test_proto_stubs.py`` checks the committed stubs are what this writes.
+``tests/unit/test_proto_stubs.py`` checks the committed stubs are what this writes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The project's own compose file, with docker-compose.local.yml (random loopback
 ports, a locally built Prometheus, no start_interval: see
-tests/test_compose_local.py), brought up with ``--wait``. Real Fashion-MNIST
+tests/deploy/test_compose_local.py), brought up with ``--wait``. Real Fashion-MNIST
 images and real sentences go in through the device's published gRPC and HTTP
 ports; Prometheus must scrape every tier and answer a dashboard query; the
 compose file's load generator runs for a few seconds; then the edge container

@@ -18,7 +18,7 @@ from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from splitexit.shared.tensors import encode
 from splitexit.shared.tokenizer import TextTokenizer
 from splitexit.testbed import Testbed
-from tests.test_bad_input import assert_status, device_call
+from tests.tiers.test_bad_input import assert_status, device_call
 
 torch = pytest.importorskip("torch")
 from training.text_model import load_reference  # noqa: E402

@@ -5,7 +5,7 @@ Three ``splitexit serve cloud`` replicas; real Fashion-MNIST activations
 :class:`~splitexit.shared.link_pool.LinkPool` whose look-up names the three.
 Samples are spread over every replica; when one is killed mid-load, no sample
 is lost (retried on another replica); the look-up dropping a replica closes its link.
-tests/test_compose_pools.py does the same through Docker's DNS.
+tests/deploy/test_compose_pools.py does the same through Docker's DNS.
 """
 
 from __future__ import annotations

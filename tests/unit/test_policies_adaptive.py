@@ -21,7 +21,7 @@ from splitexit.policies.drift import PageHinkley
 from splitexit.policies.replay import ExitStream, replay
 from splitexit.policies.splitee import Arm
 from splitexit.shared.tiers import Tier
-from tests.test_policies import CHAIN, CLOUD_FREE, policy, ran
+from tests.unit.test_policies import CHAIN, CLOUD_FREE, policy, ran
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from splitexit.shared.manifest import Manifest, load_manifest, verified_segment_
 from splitexit.shared.preprocess import normalize_images  # noqa: E402
 from training.cnn import load_reference  # noqa: E402
 
-PACKAGE = Path(__file__).resolve().parents[1] / "models" / "fmnist-cnn"
+PACKAGE = Path(__file__).resolve().parents[2] / "models" / "fmnist-cnn"
 PARITY_SAMPLES = 256
 TOLERANCE = 1e-4
 MIN_FINAL_ACCURACY = 0.92

@@ -115,7 +115,7 @@ def test_every_stage_installs_into_a_venv(dockerfile: list[tuple[str, str]]) -> 
 
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".cache/fashion-mnist/x.gz", "tests/test_compose.py", "training/train.py",
+    [".venv/bin/python", ".cache/fashion-mnist/x.gz", "tests/deploy/test_compose.py", "training/train.py",
      "bench/serving.py", ".git/HEAD", "models/fmnist-cnn/weights.pt", "shared/__pycache__/x.pyc"],
 )
 def test_dockerignore_keeps_out(path: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = {".venv", ".git", ".cache", "node_modules", "build"}
 GENERATED = ROOT / "shared" / "proto"
 MAX_MODULE_LINES = 400

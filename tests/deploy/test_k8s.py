@@ -2,7 +2,7 @@
 
 ``kubernetes-validate`` checks every resource against the API's schemas
 (strict: unknown fields fail). The rest ties the manifests to the code, as
-tests/test_compose.py does for compose: each tier's Deployment runs its serve
+tests/deploy/test_compose.py does for compose: each tier's Deployment runs its serve
 command with settings its tier has, probes its gRPC port, offloads to the next
 tier's headless Service (one address per pod, for the links' pools), and edge
 and cloud scale with an HPA and keep replicas through disruptions (PDB).

@@ -1,6 +1,6 @@
 """docker-compose.local.yml, statically: it may change only what a local, shared, offline engine needs.
 
-The engine tests (tests/test_compose_stack.py, tests/test_compose_pools.py) run
+The engine tests (tests/deploy/test_compose_stack.py, tests/deploy/test_compose_pools.py) run
 docker-compose.yml with this override. So that they test the real file, the
 override may only publish ports on 127.0.0.1 at random host ports, swap images
 that cannot be pulled for local builds, and reset the keys named in RESETS.
