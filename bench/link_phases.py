@@ -34,6 +34,7 @@ FIXED_PREFIX = "fixed@"
 POLICIES = ("fixed@0.7", "fixed@0.8", "fixed@0.9", "fixed@0.95", "fixed@0.99", "splitee-sw")
 REQUEST_TIMEOUT_S = 30.0
 MODEL = "fmnist-cnn"
+COSTS_SHOWN_BY = "splitee"  # any learning policy's state shows the model's one cost model (measured, shared)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class PhaseStats:
     p95_ms: float
     mean_cost: float
     cost_vs_final_layer: float  # mean cost ÷ mean final-layer cost, both as measured then
+    offload_p50_ms: float | None  # median latency of the answered samples that left the device (None: none did)
     latencies_ms: list[float]  # of every answered sample, in order
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ def summarize(phase: str, policy: str, answers: Sequence[Answer]) -> PhaseStats:
     tiers = Counter(a.tier for a in answered)
     latencies_ms = [round(a.latency_s * 1e3, 2) for a in answered]
     p50, p95 = np.percentile(latencies_ms, [50, 95])
+    offloaded = [ms for ms, a in zip(latencies_ms, answered, strict=True) if a.tier != Tier.DEVICE.value]
     mean_cost = float(np.mean([a.cost for a in answered]))
     return PhaseStats(
         phase=phase,
@@ -129,6 +132,7 @@ def summarize(phase: str, policy: str, answers: Sequence[Answer]) -> PhaseStats:
         p95_ms=float(p95),
         mean_cost=mean_cost,
         cost_vs_final_layer=mean_cost / float(np.mean([a.cost_final_layer for a in answered])),
+        offload_p50_ms=float(np.median(offloaded)) if offloaded else None,
         latencies_ms=latencies_ms,
         errors=dict(Counter(a.error for a in answers if a.error)),
     )
@@ -182,5 +186,5 @@ def run_link_phases(
                     answers[policy].append(send(client, image, policy))
             start += phase.samples
             run.stats += [summarize(phase.name, policy, answers[policy]) for policy in policies]
-            run.link_cost.append(client.policy_state(MODEL).costs[f"{Tier.DEVICE.value}.link"])
+            run.link_cost.append(client.policy_state(MODEL, COSTS_SHOWN_BY).costs[f"{Tier.DEVICE.value}.link"])
     return run

@@ -93,15 +93,16 @@ def slow_phase_verdicts(run: LinkPhasesRun, phase: int = SLOW_PHASE) -> list[Ver
 
 def phase_table(run: LinkPhasesRun, phase: int) -> str:
     rows = [
-        "| policy | exits on device / edge / cloud | accuracy | p50 | p95 | mean cost | cost ÷ final layer's "
-        "| degraded, failed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| policy | exits on device / edge / cloud | accuracy | p50 | p95 | p50 of offloads | mean cost "
+        "| cost ÷ final layer's | degraded, failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for policy in run.policies:
         s = run.of(phase, policy)
         shares = " / ".join(f"{100 * s.shares[tier.value]:.1f} %" for tier in Tier)
+        offloads = "–" if s.offload_p50_ms is None else f"{s.offload_p50_ms:.1f} ms"
         rows.append(
-            f"| `{policy}` | {shares} | {100 * s.accuracy:.2f} % | {s.p50_ms:.1f} ms | {s.p95_ms:.1f} ms "
+            f"| `{policy}` | {shares} | {100 * s.accuracy:.2f} % | {s.p50_ms:.1f} ms | {s.p95_ms:.1f} ms | {offloads} "
             f"| {s.mean_cost:.3f} | {s.cost_vs_final_layer:.2f} | {s.degraded}, {s.failed} |"
         )
     return "\n".join(rows)
