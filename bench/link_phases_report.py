@@ -108,6 +108,19 @@ def phase_table(run: LinkPhasesRun, phase: int) -> str:
     return "\n".join(rows)
 
 
+def offload_line(run: LinkPhasesRun, phase: int = SLOW_PHASE) -> str:
+    """Why p95 moves as it does: how much the policy keeping the most on the device still sent over the link."""
+    most = max((run.of(phase, policy) for policy in run.policies), key=lambda s: s.shares[Tier.DEVICE.value])
+    offloads = (
+        "" if most.offload_p50_ms is None else f", and an offload took {most.offload_p50_ms:.0f} ms at the median"
+    )
+    return (
+        f"In the slow phase the policy keeping the most samples on the device, `{most.policy}`, still sent "
+        f"{100 * (1 - most.shares[Tier.DEVICE.value]):.1f} % of them over the link{offloads}; a p95 below an "
+        "offload's latency needs fewer than 5 % offloaded."
+    )
+
+
 def page_body(run: LinkPhasesRun, verdicts: Sequence[Verdict], runtime_s: float) -> str:
     header = (
         f"`make links` ({runtime_s:.0f} s on this machine) runs the three tiers in network namespaces; the device-edge "
@@ -128,6 +141,7 @@ def page_body(run: LinkPhasesRun, verdicts: Sequence[Verdict], runtime_s: float)
         "pt; the fastest such α), the whole 95 % bootstrap interval of the difference below zero:"
     )
     parts.append("\n".join([target, "", *(f"- {v.line()}" for v in verdicts)]))
+    parts.append(offload_line(run))
     parts.append("Not yet in the list: `accuracy@0.5`, the accuracy-budget policy, once the device offers it.")
     return "\n\n".join(parts)
 
