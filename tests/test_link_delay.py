@@ -86,7 +86,7 @@ def test_the_proxy_delays_each_direction_by_its_delay_and_takes_a_new_one_at_run
         proxy.stop()
     assert proxy.process.returncode == 0, (tmp_path / "proxy.log").read_text()
     print(f"round trip through the proxy: {delayed * 1e3:.1f} ms at 100 ms each way, {undelayed * 1e3:.1f} ms at 0")
-    assert delayed >= 0.2, "100 ms each way: a round trip takes at least 200 ms"
+    assert 0.2 <= delayed < 0.35, "100 ms each way: a round trip takes 200 ms and little more"
     assert undelayed < 0.1, "without a delay, a loopback round trip takes far less than one delay"
 
 
