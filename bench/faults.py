@@ -47,20 +47,13 @@ FAULTS = (
     Fault("edge killed (SIGKILL)", lambda bed: bed.kill(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
     Fault("cloud killed (SIGKILL)", lambda bed: bed.kill(CLOUD), lambda bed: bed.start(CLOUD), CLOUD, True),
     Fault(
-        "device-edge link down",
-        lambda bed: bed.set_link("device-edge", False),
-        lambda bed: bed.set_link("device-edge", True),
-        None,
-        True,
+        "device-edge link down", lambda bed: bed.set_link("device-edge", False),
+        lambda bed: bed.set_link("device-edge", True), None, True,
     ),  # fmt: skip
     Fault("edge frozen (SIGSTOP)", lambda bed: bed.pause(EDGE), lambda bed: bed.resume(EDGE), EDGE, True),
     Fault(
-        "device-edge link throttled to 1 Mbit/s",
-        lambda bed: bed.shape("device-edge", "slow"),
-        lambda bed: bed.shape("device-edge", "none"),
-        None,
-        False,
-        recovers=False,
+        "device-edge link throttled to 1 Mbit/s", lambda bed: bed.shape("device-edge", "slow"),
+        lambda bed: bed.shape("device-edge", "none"), None, False, recovers=False,
     ),  # fmt: skip
     Fault("edge drained (SIGTERM)", lambda bed: bed.terminate(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
     Fault("device drained (SIGTERM)", lambda bed: bed.terminate(DEVICE), lambda bed: bed.start(DEVICE), DEVICE, False),
@@ -137,9 +130,7 @@ def run_scenario(
 ) -> ScenarioResult:  # fmt: skip
     """Run one fault under load on a running testbed and summarise what every request got."""
     outcomes, not_sent, times = asyncio.run(_scenario(bed, fault, images, rate, phases, deadline_s))
-    return summarise(
-        fault, outcomes, not_sent, times, [t.value for t, p in bed.processes.items() if p.process.poll() is not None]
-    )
+    return summarise(fault, outcomes, not_sent, times, [t.value for t, p in bed.processes.items() if p.process.poll() is not None])
 
 
 def summarise(
@@ -163,7 +154,6 @@ def summarise(
         during_fault_answered=sum(o.answered for o in during),
         recovery_s=(full_after[0].sent_at - serving) if fault.recovers and full_after else None,
         not_serving_before_refusal_s=(refused_at - times["health_not_serving"])
-        if refused_at and "health_not_serving" in times
-        else None,
+        if refused_at and "health_not_serving" in times else None,
         dead_tiers=dead,
     )

@@ -89,9 +89,7 @@ class _Sender:
                 else:
                     self.report.record(rpc, grpc.StatusCode.OK, "")
             if answered != len(messages):
-                self.report.record(
-                    rpc, grpc.StatusCode.DATA_LOSS, f"{len(messages) - answered} of {len(messages)} unanswered"
-                )
+                self.report.record(rpc, grpc.StatusCode.DATA_LOSS, f"{len(messages) - answered} of {len(messages)} unanswered")
         except grpc.RpcError as exc:
             self.report.record(rpc, exc.code(), exc.details() or "")
 

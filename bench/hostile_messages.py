@@ -57,11 +57,7 @@ def tensors(expected: list[int]) -> st.SearchStrategy[pb.Tensor]:
         for dim in shape:
             count *= dim
         if fitting and 0 <= count * itemsize <= 1 << 20:
-            raw = (
-                (raw * (count * itemsize // max(len(raw), 1) + 1))[: count * itemsize]
-                if raw
-                else bytes(count * itemsize)
-            )
+            raw = (raw * (count * itemsize // max(len(raw), 1) + 1))[: count * itemsize] if raw else bytes(count * itemsize)
         quantization = pb.Quantization(scale=scale, zero_point=3) if dtype == pb.INT8 else None
         return pb.Tensor(dtype=dtype, shape=shape, raw=raw, quantization=quantization)
 
@@ -138,15 +134,8 @@ def continue_requests(activations: dict[str, list[int]]) -> st.SearchStrategy[pb
     blocks = st.one_of(shaped, st.tuples(st.sampled_from([0, 1, 7, 2**32 - 1]), tensors([1, 16, 14, 14])))
     return blocks.flatmap(
         lambda pair: st.builds(
-            build,
-            st.sampled_from(MODELS),
-            request_ids(),
-            st.just(pair[0]),
-            st.just(pair[1]),
-            overrides(),
-            st.sampled_from([0, 5, 2**32 - 1]),
-            timeouts(),
-            st.booleans(),
+            build, st.sampled_from(MODELS), request_ids(), st.just(pair[0]), st.just(pair[1]), overrides(),
+            st.sampled_from([0, 5, 2**32 - 1]), timeouts(), st.booleans(),
         )  # fmt: skip
     )
 

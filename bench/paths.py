@@ -47,7 +47,9 @@ def exit_plans(tiers: Chain) -> dict[str, pb.PolicyOverride]:
     }
 
 
-async def measure_path(device: str, echo: str, inputs: PathInputs, plan: pb.PolicyOverride) -> dict[str, float]:
+async def measure_path(
+    device: str, echo: str, inputs: PathInputs, plan: pb.PolicyOverride
+) -> dict[str, float]:
     """p50 served and bare latency of one path, their ratio, the floor and the overhead per hop."""
     requests = [_with_plan(request, plan) for request in inputs.requests]
     await sequential(device, requests[:10])  # warm the path

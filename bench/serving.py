@@ -139,9 +139,7 @@ def measure(quick: bool) -> dict[str, object]:
     report: dict[str, object] = {}
     with echo_service(LOGS) as echo, Testbed(ports, http_port=free_port(), log_dir=LOGS) as bed:
         report["paths"] = asyncio.run(paths(bed.device_address, echo, [images, texts]))
-        report["throughput"] = asyncio.run(
-            throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count)
-        )
+        report["throughput"] = asyncio.run(throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count))
         with litserve_service(LOGS) as litserve:
             gateway = f"http://127.0.0.1:{bed.http_port}/v1/infer"
             report["http"] = asyncio.run(http_comparison(gateway, litserve, images, 800 // scale))
@@ -158,9 +156,7 @@ def measure(quick: bool) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the results page)"
-    )
+    parser.add_argument("--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the results page)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = {
