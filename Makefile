@@ -6,7 +6,7 @@ export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 NEEDS_ROOT = [ "$$(id -u)" = 0 ] || { echo "make $@ needs root (network namespaces, as the faults run them): run it as root"; exit 2; }
 
-.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto certs bench results faults dashboard evaluate image clean
+.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto certs bench results faults links dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,18 +88,23 @@ faults: data models  ## as root: tiers killed, links cut and throttled, drains, 
 	@$(NEEDS_ROOT)
 	$(PY) -m bench.faults_report
 
+links: data models  ## as root: the device-edge link degrades and recovers (100 -> 2 -> 100 Mbit/s, 5 -> 60 -> 5 ms); docs/results/link-phases.md (~5 min)
+	@$(NEEDS_ROOT)
+	$(PY) -m bench.link_phases_report
+
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard
 
 evaluate: data models  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
 	$(PY) -m lab.evaluate --page
 
-results: data models  ## as root: rerun demo, bench, evaluate, faults and the console examples; regenerate docs/results/ and the README's headline (~30 min)
+results: data models  ## as root: rerun demo, bench, evaluate, faults, links and the console examples; regenerate docs/results/ and the README's headline (~35 min)
 	@$(NEEDS_ROOT)
 	$(PY) -m lab.demo --json bench/results/demo.json
 	$(PY) -m bench.serving
 	$(PY) -m lab.evaluate --page
 	$(PY) -m bench.faults_report
+	$(PY) -m bench.link_phases_report
 	$(PY) -m lab.console
 	$(PY) -m lab.results
 	$(PY) -m lab.headline

@@ -10,9 +10,13 @@ while this process (in the root namespace) reaches each tier's gRPC, HTTP and
 ``/metrics`` on its management address.
 
 A link profile sets a ``tbf`` qdisc on both ends of a tier-to-tier link (each
-direction is shaped by its sender's egress). Only the rate is shaped: this
-kernel has no ``netem``, so no propagation delay or jitter is emulated; a slow
-link delays a message by its serialisation time (and queueing) alone.
+direction is shaped by its sender's egress). This kernel has no ``netem`` (nor
+any qdisc that delays), so a link's propagation delay is a
+:mod:`~splitexit.delay_proxy` instead: for a link named in ``delays``, a proxy
+in the sending tier's namespace takes the tier's connections to its next tier
+on loopback and forwards them over the link, each byte a one-way delay later
+in each direction; its control port, on the sending tier's management address,
+changes the delay at run time. No jitter is emulated.
 
 Tiers run as ``ip netns exec NS python -m splitexit serve TIER`` (``ip`` execs,
 so the process's pid is the tier's own), bound to ``0.0.0.0`` in their
@@ -33,6 +37,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from splitexit.delay_proxy import MAX_DELAY_MS, ProxyProcess
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.shared.tiers import TIERS, Tier
 from splitexit.testbed import TierChain, TierLaunch, TierProcess, tier_env
@@ -40,6 +45,9 @@ from splitexit.testbed import TierChain, TierLaunch, TierProcess, tier_env
 GRPC_PORT = 50051
 HTTP_PORT = 8080
 METRICS_PORT = 9100
+PROXY_PORT = 50061  # a delay proxy's listening port on loopback in the sending tier's namespace
+PROXY_CONTROL_PORT = 9300  # and its control port, on that tier's management address
+LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 COMMAND_TIMEOUT_S = 10.0
 FIRST_OCTET, OCTETS = 32, 192  # links live in 10.X.0.0/16 with X in [32, 224)
@@ -177,16 +185,20 @@ class NetnsTestbed(TierChain):
     """``with NetnsTestbed(link="4g") as bed: ... bed.device_address ...``, as root.
 
     ``link`` and ``backhaul`` name the :data:`LINK_PROFILES` of the device-edge and
-    edge-cloud links; ``settings`` maps a tier to extra settings (field name ->
-    value as a string) and ``env`` is exported to every tier. Every tier serves gRPC
+    edge-cloud links; ``delays`` maps a link to the one-way delay in ms a delay
+    proxy adds on it (a link not named has none, and no proxy; :meth:`set_delay`
+    changes it); ``settings`` maps a tier to extra settings (field name -> value
+    as a string) and ``env`` is exported to every tier. Every tier serves gRPC
     on port 50051 of its management address, ``/metrics`` on 9100 if ``metrics``,
-    and the device its HTTP gateway on 8080 if ``http``. Logs go to ``log_dir/<tier>.log``.
+    and the device its HTTP gateway on 8080 if ``http``. Logs go to ``log_dir/<tier>.log``
+    (a delay proxy's to ``log_dir/delay-<link>.log``).
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
     link: str = "none"
     backhaul: str = "none"
+    delays: dict[str, float] = field(default_factory=dict)
     settings: dict[Tier, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     metrics: bool = True
@@ -195,14 +207,20 @@ class NetnsTestbed(TierChain):
     processes: dict[Tier, TierProcess] = field(default_factory=dict)
     launches: dict[Tier, TierLaunch] = field(default_factory=dict, init=False, repr=False)
     network: NamespaceNetwork | None = field(default=None, init=False)
+    proxies: dict[str, ProxyProcess] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = {self.link, self.backhaul} - set(LINK_PROFILES)
         if unknown:
             raise ValueError(f"unknown link profile {', '.join(sorted(unknown))}; known: {', '.join(LINK_PROFILES)}")
+        for link, delay_ms in self.delays.items():
+            if link not in LINKS:
+                raise ValueError(f"no link {link!r} to delay; the links are {', '.join(LINKS)}")
+            if not 0.0 <= delay_ms <= MAX_DELAY_MS:
+                raise ValueError(f"the {link} delay must lie in [0, {MAX_DELAY_MS:g}] ms, got {delay_ms}")
 
     def start_chain(self) -> None:
-        """Build the namespaces and links, shape them, then start the tiers."""
+        """Build the namespaces and links, shape them, start the delay proxies, then the tiers."""
         reason = unavailable_reason()
         if reason is not None:
             raise NetnsUnavailable(reason)
@@ -211,13 +229,31 @@ class NetnsTestbed(TierChain):
         self.network.create()
         self.shape(Tier.DEVICE.link, self.link)
         self.shape(Tier.EDGE.link, self.backhaul)
+        for link, delay_ms in self.delays.items():
+            self.proxies[link] = self._start_proxy(link, delay_ms)
         super().start_chain()
 
+    def _start_proxy(self, link: str, delay_ms: float) -> ProxyProcess:
+        """A delay proxy in the sender's namespace, forwarding loopback :data:`PROXY_PORT` over ``link``."""
+        assert self.network is not None
+        sender, receiver = self.network.ends(link)
+        assert sender.namespace is not None
+        return ProxyProcess.start(
+            f"{LOOPBACK}:{PROXY_PORT}",
+            f"{receiver.address}:{GRPC_PORT}",
+            f"{self.host(LINKS[link][0])}:{PROXY_CONTROL_PORT}",
+            delay_ms,
+            self.log_dir / f"delay-{link}.log",
+            ("ip", "netns", "exec", sender.namespace),
+        )
+
     def stop(self, timeout_s: float = 15.0) -> None:
-        """Stop every tier (SIGTERM, SIGKILL after ``timeout_s``), then delete the veths and namespaces."""
+        """Stop every tier (SIGTERM, SIGKILL after ``timeout_s``) and delay proxy; delete the veths and namespaces."""
         try:
             super().stop(timeout_s)
         finally:
+            while self.proxies:
+                self.proxies.popitem()[1].stop()
             if self.network is not None:
                 self.network.delete()
 
@@ -225,7 +261,9 @@ class NetnsTestbed(TierChain):
         """In its namespace, on every interface; its next tier at that tier's end of the link between them."""
         assert self.network is not None
         next_address = None
-        if tier.next is not None:
+        if tier.next is not None and tier.link in self.proxies:
+            next_address = f"{LOOPBACK}:{PROXY_PORT}"
+        elif tier.next is not None:
             next_address = f"{self.network.links[tier.link].second.address}:{GRPC_PORT}"
         served = tier_env(
             tier,
@@ -297,3 +335,9 @@ class NetnsTestbed(TierChain):
         if profile not in LINK_PROFILES:
             raise ValueError(f"unknown link profile {profile!r}; known: {', '.join(LINK_PROFILES)}")
         self.network.shape(link, profile)
+
+    def set_delay(self, link: str, delay_ms: float) -> float:
+        """Set the one-way delay of a link started with one (in ``delays``); the proxy's confirmed value."""
+        if link not in self.proxies:
+            raise ValueError(f"the {link} link has no delay proxy: name it in delays={{...}} when starting the testbed")
+        return self.proxies[link].set_delay(delay_ms)
