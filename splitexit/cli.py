@@ -33,6 +33,18 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit(f"splitexit serve {args.tier}: refusing to start: {exc}")
 
 
+def _package(args: argparse.Namespace) -> None:
+    try:
+        from splitexit.packaging import PackagingError
+        from splitexit.packaging.command import run
+    except ImportError as exc:  # torch or onnx is not installed
+        sys.exit(f"splitexit package: needs torch and onnx ({exc.name} is missing): pip install 'splitexit[package]'")
+    try:
+        print(run(args.target, args.out), flush=True)
+    except PackagingError as exc:
+        sys.exit(f"splitexit package: {exc}")
+
+
 def _infer(args: argparse.Namespace) -> None:
     from splitexit import infer_cli
 
@@ -233,6 +245,15 @@ def main(argv: list[str] | None = None) -> None:
     testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
     testbed.add_argument("--tls-dir", type=Path, help="mutual TLS with the certificates `splitexit certs` wrote there")
     testbed.set_defaults(run=_testbed)
+
+    package = commands.add_parser(
+        "package", help="check an early-exit network against ONNX and write it as a model package (needs [package])"
+    )
+    package.add_argument(
+        "target", metavar="FILE.py:FUNCTION", help="a function returning a splitexit.packaging.EarlyExitNetwork"
+    )
+    package.add_argument("--out", type=Path, required=True, help="the package folder to write, e.g. models/NAME")
+    package.set_defaults(run=_package)
 
     certs = commands.add_parser("certs", help="write a development CA and device/edge/cloud/client certificates")
     certs.add_argument("out_dir", type=Path, help="folder for ca.pem, <name>.pem and <name>-key.pem")
