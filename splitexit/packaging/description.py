@@ -66,6 +66,8 @@ class EarlyExitNetwork:
     ``default_ranges`` are the blocks each tier hosts unless configured otherwise;
     left empty, the device hosts the first third, the edge the first two thirds
     and the cloud all of it (each from block 1, so any split can be configured).
+    ``files`` ship in the package as they are (trained weights, notes): listed in
+    ``integrity.json``, never read by a tier.
     """
 
     name: str
@@ -77,6 +79,7 @@ class EarlyExitNetwork:
     data: CheckData | None = None
     version: str = "1"
     default_ranges: dict[Tier, BlockRange] = field(default_factory=dict)
+    files: Sequence[Path] = ()
 
     def ranges(self) -> dict[Tier, BlockRange]:
         """``default_ranges``, or the thirds described above."""

@@ -58,6 +58,10 @@ def write_package(network: EarlyExitNetwork, out: Path) -> Manifest:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.packaging-") as tmp:
         staging = Path(tmp)
+        for extra in network.files:
+            if not extra.is_file():
+                raise PackagingError(f"{network.name}: {extra}, named in files, is not a file")
+            shutil.copyfile(extra, staging / extra.name)
         spec = package_input(network, staging)
         vocab_size = (
             Tokenizer.from_file(str(staging / TOKENIZER_FILE)).get_vocab_size() if isinstance(spec, TextInput) else None
