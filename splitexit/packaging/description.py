@@ -82,12 +82,14 @@ class EarlyExitNetwork:
     files: Sequence[Path] = ()
 
     def ranges(self) -> dict[Tier, BlockRange]:
-        """``default_ranges``, or the thirds described above."""
+        """``default_ranges``, or the thirds described above (the edge always one block past the device, if it can)."""
         if self.default_ranges:
             return dict(self.default_ranges)
         n = len(self.blocks)
+        device = max(1, round(n / 3))
+        edge = min(n, max(device + 1, round(2 * n / 3)))
         return {
-            Tier.DEVICE: BlockRange(first=1, last=max(1, round(n / 3))),
-            Tier.EDGE: BlockRange(first=1, last=max(1, round(2 * n / 3))),
+            Tier.DEVICE: BlockRange(first=1, last=device),
+            Tier.EDGE: BlockRange(first=1, last=edge),
             Tier.CLOUD: BlockRange(first=1, last=n),
         }
