@@ -181,3 +181,9 @@ def test_the_command_packages_a_file_and_refuses_in_one_line(tmp_path: Path) -> 
         [*command, f"{bad}:nothing", "--out", str(tmp_path / "out")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and missing.stderr.strip() == f"splitexit package: {bad} has no function 'nothing'"
+
+
+def test_serving_and_the_client_never_import_torch() -> None:
+    modules = "splitexit, splitexit.cli, splitexit.device.server, splitexit.edge.server, splitexit.cloud.server"
+    check = f"import sys, {modules}; sys.exit('torch' in sys.modules or 'onnx' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0

@@ -19,6 +19,7 @@ from splitexit.shared.preprocess import normalize_images
 
 PREPROCESSING = ImageInput(channels=1, height=28, width=28, mean=0.286, std=0.353)
 WIDTHS = (8, 16, 32)
+MAP_SIZES = (14, 7, 4)  # each block halves the 28x28 image (rounding up)
 TRAIN_STEPS = 300  # a few seconds on one core
 TRAIN_IMAGES = 20_000
 CHECK_IMAGES = 1_000
@@ -29,9 +30,9 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU())
 
 
-def exit_head(channels: int) -> nn.Module:
-    """Average the map down to 2x2, then one linear layer to the 10 classes."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, len(fashion_mnist.LABELS)))
+def exit_head(channels: int, size: int) -> nn.Module:
+    """The whole ``channels x size x size`` map into one linear layer to the 10 classes."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, len(fashion_mnist.LABELS)))
 
 
 def images(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,16 +50,20 @@ def train(blocks: nn.ModuleList, exits: nn.ModuleList) -> None:
     x, y = images("train", TRAIN_IMAGES)
     optimizer = torch.optim.Adam([*blocks.parameters(), *exits.parameters()], lr=3e-3)
     generator = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    for _ in range(TRAIN_STEPS):
-        batch = torch.randint(len(x), (128,), generator=generator)
-        activation, loss = x[batch], torch.zeros(())
-        for block, head in zip(blocks, exits):
-            activation = block(activation)
-            loss = loss + nn.functional.cross_entropy(head(activation), y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    try:
+        for _ in range(TRAIN_STEPS):
+            batch = torch.randint(len(x), (128,), generator=generator)
+            activation, loss = x[batch], torch.zeros(())
+            for block, head in zip(blocks, exits):
+                activation = block(activation)
+                loss = loss + nn.functional.cross_entropy(head(activation), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def describe() -> EarlyExitNetwork:
@@ -66,7 +71,7 @@ def describe() -> EarlyExitNetwork:
     torch.manual_seed(0)
     channels = (PREPROCESSING.channels, *WIDTHS)
     blocks = nn.ModuleList(conv_block(a, b) for a, b in zip(channels, channels[1:]))
-    exits = nn.ModuleList(exit_head(width) for width in WIDTHS)
+    exits = nn.ModuleList(exit_head(width, size) for width, size in zip(WIDTHS, MAP_SIZES))
     train(blocks, exits)
     test_x, test_y = images("test", CHECK_IMAGES)
     return EarlyExitNetwork(

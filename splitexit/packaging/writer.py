@@ -14,8 +14,12 @@ half a package.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,7 +125,7 @@ def export_and_check(
     for k, x in enumerate(tensors[:-1], start=1):
         path = staging / f"block{k}.onnx"
         try:
-            with torch.no_grad():
+            with torch.no_grad(), native_stdout_discarded():
                 export_segment(model.segment(k), x, path, TOKEN_AXES if text else None)
             sessions.append(open_session(path))
         except Exception as exc:
@@ -183,6 +187,20 @@ def tensor_spec(x: Tensor, text: bool, max_length: int | None, vocab_size: int |
     shape: list[int | None] = [None, None, *fixed] if text else [None, *fixed]
     dtype = "int64" if x.dtype == torch.int64 else "float32"
     return TensorSpec(dtype=dtype, shape=shape, max_length=max_length, vocab_size=vocab_size)
+
+
+@contextmanager
+def native_stdout_discarded() -> Iterator[None]:
+    """Send what C++ code prints to file descriptor 1 nowhere (the exporter dumps its whole graph on failure)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def write_manifest(package_dir: Path, manifest: Manifest) -> None:
