@@ -187,3 +187,10 @@ def test_serving_and_the_client_never_import_torch() -> None:
     modules = "splitexit, splitexit.cli, splitexit.device.server, splitexit.edge.server, splitexit.cloud.server"
     check = f"import sys, {modules}; sys.exit('torch' in sys.modules or 'onnx' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
+
+
+def test_data_that_is_not_the_declared_input_is_refused(images: tuple[Tensor, Tensor], tmp_path: Path) -> None:
+    x, y = images
+    net = network(images, [conv(1, 4)], [head(4, 14)], data=CheckData(x[:, :, :14], y))
+    with pytest.raises(PackagingError, match=r"^tiny: data batch 1 is float32 \[256, 1, 14, 28\], but the prepro"):
+        write_package(net, tmp_path / "bad")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from splitexit.packaging.description import EarlyExitNetwork, PackagingError, TextPreprocessing
+from splitexit.packaging.description import EarlyExitNetwork, PackagingError, Preprocessing, TextPreprocessing
 from splitexit.packaging.parity import first_line
 from splitexit.packaging.segments import Segment, SegmentedModel
 
@@ -38,20 +38,31 @@ def declared_input(network: EarlyExitNetwork) -> str:
     return f"float32 [B, {spec.channels}, {spec.height}, {spec.width}]"
 
 
-def check_example(network: EarlyExitNetwork, vocab_size: int | None) -> None:
-    """Raise unless ``network.example`` is what the preprocessing makes (text ids below ``vocab_size``)."""
-    x, spec = network.example, network.preprocessing
+def check_inputs(network: EarlyExitNetwork, vocab_size: int | None) -> None:
+    """Raise unless the example and every data batch are what the preprocessing makes (text ids below ``vocab_size``)."""
+    batches = network.data.batches() if network.data else []
+    for what, x in [
+        ("the example input", network.example),
+        *((f"data batch {i}", b) for i, b in enumerate(batches, 1)),
+    ]:
+        if not fits(x, network.preprocessing, vocab_size):
+            kind = (
+                f"{str(x.dtype).removeprefix('torch.')} {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            )
+            raise PackagingError(
+                f"{network.name}: {what} is {kind}, but the preprocessing declares {declared_input(network)}"
+                + (f" with ids below {vocab_size}" if vocab_size else "")
+            )
+
+
+def fits(x: object, spec: Preprocessing, vocab_size: int | None) -> bool:
+    """Whether ``x`` is a non-empty batch of what ``spec`` makes."""
+    if not isinstance(x, Tensor) or x.dim() == 0 or len(x) == 0:
+        return False
     if isinstance(spec, TextPreprocessing):
-        fits = x.dtype == torch.int64 and x.dim() == 2 and 1 <= x.shape[1] <= spec.max_tokens
-        fits = fits and vocab_size is not None and int(x.min()) >= 0 and int(x.max()) < vocab_size
-    else:
-        fits = x.dtype == torch.float32 and tuple(x.shape[1:]) == (spec.channels, spec.height, spec.width)
-    if not fits or len(x) == 0:
-        raise PackagingError(
-            f"{network.name}: the example input is {str(x.dtype).removeprefix('torch.')} {list(x.shape)}, "
-            f"but the preprocessing declares {declared_input(network)}"
-            + (f" with ids below {vocab_size}" if vocab_size else "")
-        )
+        in_range = vocab_size is not None and x.numel() > 0 and int(x.min()) >= 0 and int(x.max()) < vocab_size
+        return x.dtype == torch.int64 and x.dim() == 2 and 1 <= x.shape[1] <= spec.max_tokens and in_range
+    return x.dtype == torch.float32 and tuple(x.shape[1:]) == (spec.channels, spec.height, spec.width)
 
 
 def trace_shapes(network: EarlyExitNetwork, model: SegmentedModel) -> list[Tensor]:

@@ -46,7 +46,7 @@ class CheckData:
     inputs: Tensor | Sequence[Tensor]
     labels: Tensor | Sequence[int] | None = None
 
-    def batches(self, size: int) -> list[Tensor]:
+    def batches(self, size: int = 256) -> list[Tensor]:
         """The inputs in batches of at most ``size`` samples (a sequence of batches is kept as it is)."""
         if isinstance(self.inputs, Tensor):
             return list(self.inputs.split(size))

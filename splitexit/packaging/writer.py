@@ -28,7 +28,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from splitexit.packaging.checks import check_example, fused, trace_shapes
+from splitexit.packaging.checks import check_inputs, fused, trace_shapes
 from splitexit.packaging.description import EarlyExitNetwork, PackagingError, TextPreprocessing
 from splitexit.packaging.measure import SegmentCost, segment_costs
 from splitexit.packaging.parity import check_parity, exit_accuracy, first_line
@@ -38,7 +38,6 @@ from splitexit.shared.manifest import MANIFEST_FILE, BlockSpec, ImageInput, Mani
 
 REPORT_FILE = "packaging.json"
 TOKENIZER_FILE = "tokenizer.json"
-PARITY_BATCH = 256
 TOKEN_AXES = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
 
 
@@ -66,11 +65,8 @@ def write_package(network: EarlyExitNetwork, out: Path) -> Manifest:
             if not extra.is_file():
                 raise PackagingError(f"{network.name}: {extra}, named in files, is not a file")
             shutil.copyfile(extra, staging / extra.name)
-        spec = package_input(network, staging)
-        vocab_size = (
-            Tokenizer.from_file(str(staging / TOKENIZER_FILE)).get_vocab_size() if isinstance(spec, TextInput) else None
-        )
-        check_example(network, vocab_size)
+        spec, vocab_size = package_input(network, staging)
+        check_inputs(network, vocab_size)
         tensors = trace_shapes(network, model)
         blocks, report = export_and_check(network, model, tensors, staging, spec, vocab_size)
         manifest = Manifest(
@@ -91,21 +87,20 @@ def write_package(network: EarlyExitNetwork, out: Path) -> Manifest:
     return manifest
 
 
-def package_input(network: EarlyExitNetwork, staging: Path) -> ImageInput | TextInput:
-    """The manifest's input spec; a text model's tokenizer is copied into the package."""
+def package_input(network: EarlyExitNetwork, staging: Path) -> tuple[ImageInput | TextInput, int | None]:
+    """The manifest's input spec and a text model's vocabulary size; its tokenizer is copied into the package."""
     spec = network.preprocessing
     if not isinstance(spec, TextPreprocessing):
-        return spec
+        return spec, None
     if not spec.tokenizer.is_file():
         raise PackagingError(f"{network.name}: the tokenizer {spec.tokenizer} is not a file")
     shutil.copyfile(spec.tokenizer, staging / TOKENIZER_FILE)
     try:
-        Tokenizer.from_file(str(staging / TOKENIZER_FILE))
+        vocab_size = Tokenizer.from_file(str(staging / TOKENIZER_FILE)).get_vocab_size()
     except Exception as exc:
         raise PackagingError(f"{network.name}: {spec.tokenizer} is not a tokenizer.json: {first_line(exc)}") from None
-    return TextInput(
-        tokenizer=TOKENIZER_FILE, tokenizer_sha256=sha256_of(staging / TOKENIZER_FILE), max_tokens=spec.max_tokens
-    )
+    sha256 = sha256_of(staging / TOKENIZER_FILE)
+    return TextInput(tokenizer=TOKENIZER_FILE, tokenizer_sha256=sha256, max_tokens=spec.max_tokens), vocab_size
 
 
 def export_and_check(
@@ -132,7 +127,7 @@ def export_and_check(
             raise PackagingError(
                 f"{network.name}: ONNX cannot export block {k} or exit {k}: {first_line(exc)}"
             ) from None
-    batches = [network.example, *(network.data.batches(PARITY_BATCH) if network.data else [])]
+    batches = [network.example, *(network.data.batches() if network.data else [])]
     diff = max(
         check_parity(model, sessions, batch, " on the example input" if i == 0 else f" on data batch {i}")
         for i, batch in enumerate(batches)
