@@ -19,6 +19,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.slow  # real tier processes
+
 from torch import nn  # noqa: E402
 
 from lab import fashion_mnist  # noqa: E402

@@ -23,6 +23,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.slow  # real tier processes
+
 from lab import fashion_mnist  # noqa: E402
 from splitexit.client import Client  # noqa: E402
 from splitexit.packaging import EarlyExitNetwork  # noqa: E402
