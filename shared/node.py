@@ -124,13 +124,16 @@ class TierNode:
                 for hook in self.model_hooks:
                     hook(loaded)
             except Exception as exc:  # a package is refused whatever is wrong with it; the tier serves on
-                log.warning("the %s refuses the package %s: %s; it serves what it served before", self.tier.value, package_dir, exc)
+                log.warning(
+                    "the %s refuses the package %s: %s; it serves on as before", self.tier.value, package_dir, exc
+                )
                 continue
             self._thresholds[loaded.name] = thresholds
             self.metrics.serve_model(loaded.name)
             replaced = self.registry.install(loaded)
             verb = "now serves" if replaced is None else "replaced, now serves"
-            log.info("the %s %s %s %s from %s", self.tier.value, verb, loaded.name, loaded.manifest.version, package_dir)
+            version = loaded.manifest.version
+            log.info("the %s %s %s version %s from %s", self.tier.value, verb, loaded.name, version, package_dir)
 
     def _configured_thresholds(self, model: HostedModel) -> tuple[float, ...]:
         """The model's α per exit; :class:`ValueError` if the settings do not fit it, or a last tier cannot finish it."""

@@ -142,7 +142,8 @@ class PackageLoader:
 
     def package_dirs(self) -> list[Path]:
         """Every package folder in ``models_dir`` (hidden ones, such as a package being written, aside)."""
-        return [path.parent for path in sorted(self.models_dir.glob(f"*/{MANIFEST_FILE}")) if not path.parent.name.startswith(".")]
+        manifests = sorted(self.models_dir.glob(f"*/{MANIFEST_FILE}"))
+        return [path.parent for path in manifests if not path.parent.name.startswith(".")]
 
     def load(self, package_dir: Path) -> HostedModel:
         """Verify the package (``shared/integrity.py``; its signature too with a key) and load the hosted segments."""
