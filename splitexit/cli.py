@@ -41,7 +41,8 @@ def _package(args: argparse.Namespace) -> None:
         from splitexit.packaging import PackagingError
         from splitexit.packaging.command import run
     except ImportError as exc:  # torch or onnx is not installed
-        sys.exit(f"splitexit package: needs torch and onnx ({exc.name} is missing): pip install 'splitexit[package]'")
+        missing = exc.name or exc
+        sys.exit(f"splitexit package: needs torch and onnx ({missing} is missing): pip install 'splitexit[package]'")
     try:
         print(run(args.target, args.out), flush=True)
     except PackagingError as exc:
