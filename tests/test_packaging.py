@@ -194,3 +194,19 @@ def test_data_that_is_not_the_declared_input_is_refused(images: tuple[Tensor, Te
     net = network(images, [conv(1, 4)], [head(4, 14)], data=CheckData(x[:, :, :14], y))
     with pytest.raises(PackagingError, match=r"^tiny: data batch 1 is float32 \[256, 1, 14, 28\], but the prepro"):
         write_package(net, tmp_path / "bad")
+
+
+def test_without_torch_the_command_says_what_to_install(tmp_path: Path) -> None:
+    no_torch = "import sys; sys.modules['torch'] = None; from splitexit.cli import main; main(sys.argv[1:])"
+    argv = [sys.executable, "-c", no_torch, "package", "net.py:describe", "--out", str(tmp_path / "out")]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "splitexit package: needs torch and onnx (torch is missing): pip install 'splitexit[package]'"
+    )
+
+
+def test_the_testbed_refuses_a_models_dir_that_is_not_a_folder(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "splitexit", "testbed", "--models-dir", str(tmp_path / "none")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"splitexit testbed: --models-dir {tmp_path / 'none'} is not a folder"
