@@ -135,6 +135,14 @@ def test_the_page_s_sdk_snippet_runs_against_the_served_package(tutorial: tuple[
     assert lines[2].startswith("1.0 ") and lines[2].endswith(" CLOUD 3")
 
 
+def test_the_page_s_excerpt_is_the_tutorial_file_s_own_code() -> None:
+    (excerpt,) = [block for block in code_blocks("python") if block.startswith("return EarlyExitNetwork(")]
+    source = [line.strip() for line in (ROOT / "docs" / "tutorial" / "tiny_net.py").read_text().splitlines()]
+    lines = [line.strip() for line in excerpt.splitlines()]
+    starts = [i for i, line in enumerate(source) if line == lines[0]]
+    assert any(source[i : i + len(lines)] == lines for i in starts), "docs/models.md's excerpt differs from tiny_net.py"
+
+
 def tutorial_network() -> EarlyExitNetwork:
     """``docs/tutorial/tiny_net.py``'s network, trained again (seeded, one thread: the same weights)."""
     spec = importlib.util.spec_from_file_location("tiny_net", ROOT / "docs" / "tutorial" / "tiny_net.py")
