@@ -60,24 +60,30 @@ class PolicyStore(Mapping[str, Policy]):
         self._measured: dict[str, MeasuredCosts] = {}
         self._fingerprints: dict[str, str] = {}
         self._chains: dict[str, Chain] = {}
+        self._settings = settings
         for model in models:
-            default = settings.policies.get(model.name, TierThresholds.name)
-            if default not in POLICY_NAMES:
-                raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
-            self.defaults[model.name] = default
-            self._fingerprints[model.name] = _fingerprint(model, self.params, settings)
-            self._chains[model.name] = model.chain
-            costs = self.costs[model.name] = settings.costs.model()
-            measured = settings.costs.measurement(costs)
-            if measured is not None:
-                self._measured[model.name] = measured
-            self._policies[model.name] = {
-                name: self._restored(model.name, partial(make_policy, name, self.params, model.chain, costs))
-                for name in POLICY_NAMES
-            }
+            self.add(model)
         unknown = set(settings.policies) - set(self._policies)
         if unknown:
             raise ValueError(f"policies name models this device does not serve: {sorted(unknown)}")
+
+    def add(self, model: HostedModel) -> None:
+        """Every policy for ``model`` (restored from its saved state where that fits), replacing any it had."""
+        settings = self._settings
+        default = settings.policies.get(model.name, TierThresholds.name)
+        if default not in POLICY_NAMES:
+            raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
+        self.defaults[model.name] = default
+        self._fingerprints[model.name] = _fingerprint(model, self.params, settings)
+        self._chains[model.name] = model.chain
+        costs = self.costs[model.name] = settings.costs.model()
+        measured = settings.costs.measurement(costs)
+        if measured is not None:
+            self._measured[model.name] = measured
+        self._policies[model.name] = {
+            name: self._restored(model.name, partial(make_policy, name, self.params, model.chain, costs))
+            for name in POLICY_NAMES
+        }
 
     def get(self, model: str, name: str = "") -> Policy:
         """``name`` of ``model``'s policies, or its default; raises :class:`InvalidInput`."""

@@ -52,13 +52,21 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         self.node = node
         self.settings = settings
         self.policies = PolicyStore(settings, node.registry)
-        self.tokenizers = {
-            model.name: TextTokenizer.from_package(model.package_dir, model.manifest.input)
-            for model in node.registry
-            if isinstance(model.manifest.input, TextInput)
-        }
+        self.tokenizers: dict[str, TextTokenizer] = {}
+        for model in node.registry:
+            self._add_tokenizer(model)
+        node.model_hooks.append(self._serve_model)
         node.metrics.watch_policies(lambda: self.policies)
         self._decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="device-decode")
+
+    def _add_tokenizer(self, model: HostedModel) -> None:
+        if isinstance(model.manifest.input, TextInput):
+            self.tokenizers[model.name] = TextTokenizer.from_package(model.package_dir, model.manifest.input)
+
+    def _serve_model(self, model: HostedModel) -> None:
+        """Ready a package loaded while the device runs: its tokenizer, then its policies."""
+        self._add_tokenizer(model)
+        self.policies.add(model)
 
     def model_for(self, request: pb.InferRequest | pb.PolicyStateRequest | pb.ModelMetadataRequest) -> HostedModel:
         """The model a request names, or the default one; raises NOT_FOUND."""

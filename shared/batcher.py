@@ -2,7 +2,8 @@
 
 A tier hands every sample to :meth:`Batcher.run`. Samples wait in a queue per
 *batch key* (model, first block, per-sample input shape: texts of different
-lengths never share a batch, so a batched answer equals the unbatched one)
+lengths never share a batch, so a batched answer equals the unbatched one; nor
+do samples of a package and of the one replacing it)
 until a compute worker is free (and at least until the event loop has taken
 in every sample that arrived with them); the worker then takes up to ``max_batch``
 samples of the key whose head waited longest and runs them with one session
@@ -40,7 +41,7 @@ from splitexit.shared.deadlines import Deadline
 from splitexit.shared.errors import ServingError
 from splitexit.shared.runtime import HostedModel, LocalRun
 
-BatchKey = tuple[str, int, tuple[int, ...]]  # model, first block, the shape of one sample
+BatchKey = tuple[str, int, int, tuple[int, ...]]  # model, id of its loaded package, first block, one sample's shape
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Job:
 
     @property
     def key(self) -> BatchKey:
-        return self.model.name, self.start_block, self.x.shape[1:]
+        return self.model.name, id(self.model), self.start_block, self.x.shape[1:]
 
 
 class Batcher:

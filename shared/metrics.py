@@ -179,6 +179,10 @@ class TierMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def serve_model(self, model: str) -> None:
+        """Label ``model``'s samples with its name from now on (a package loaded while the tier runs)."""
+        self._models = self._models | {model}
+
     def model_label(self, model: str) -> str:
         """``model`` if this tier serves it, else ``unknown``: clients must not mint label values."""
         return model if model in self._models else UNKNOWN_MODEL

@@ -17,7 +17,10 @@ the sample) passes the failure back, and the tier before answers degraded.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,7 @@ from splitexit.shared.security import link_dialer
 from splitexit.shared.settings import TierSettings, tier_env_prefix
 from splitexit.shared.tensors import check_shape, encode
 
+log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 
 
@@ -66,6 +70,8 @@ class TierNode:
         self.registry = registry
         self.link = link
         self._thresholds = {model.name: self._configured_thresholds(model) for model in registry}
+        self.model_hooks: list[Callable[[HostedModel], None]] = []  # told of a package before it goes into service
+        self._poller: asyncio.Task[None] | None = None
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
         self.batcher = Batcher(
             settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx",
@@ -82,24 +88,60 @@ class TierNode:
         registry = ModelRegistry.load(
             settings.models_dir, settings.tier, settings.hosted, settings.onnx_threads, settings.package_public_key
         )
-        if settings.next_tier is None:
-            for model in registry:
-                if model.hosted.last != model.manifest.num_blocks:
-                    raise ValueError(
-                        f"the {settings.tier.value} has no next tier, so it must host {model.name} "
-                        f"through its final block {model.manifest.num_blocks}, not {model.hosted}"
-                    )
         link = None
         if settings.next_tier:
             link = open_link(settings.next_tier, settings.max_message_bytes, link_dialer(settings))
         return cls(settings, registry, link)
 
     def start(self) -> None:
-        """Start watching the next tier (needs the running event loop)."""
+        """Start watching the next tier, and ``models_dir`` every ``model_poll_s`` (needs the running event loop)."""
         if self.link is not None:
             self.link.start()
+        if self.settings.model_poll_s > 0:
+            self._poller = asyncio.create_task(self._poll_models(self.settings.model_poll_s))
+
+    async def _poll_models(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload_models()
+            except Exception:  # a look that fails (the folder vanished, say) is logged and tried again
+                log.exception("the %s could not look for new packages in %s", self.tier.value, self.settings.models_dir)
+
+    async def reload_models(self) -> None:
+        """Serve every package in ``models_dir`` that is new or changed, once it checks out; log each one refused.
+
+        A package is verified (integrity, signature, manifest), its hosted segments
+        loaded and checked against this tier's settings before it replaces the model
+        of its name; a broken one is refused and the old model, if any, keeps serving.
+        Requests already running keep the model they started on.
+        """
+        for package_dir, loaded in await asyncio.to_thread(self.registry.load_changed):
+            try:
+                if isinstance(loaded, Exception):
+                    raise loaded
+                thresholds = self._configured_thresholds(loaded)
+                for hook in self.model_hooks:
+                    hook(loaded)
+            except Exception as exc:  # a package is refused whatever is wrong with it; the tier serves on
+                log.warning(
+                    "the %s refuses the package %s: %s; it serves on as before", self.tier.value, package_dir, exc
+                )
+                continue
+            self._thresholds[loaded.name] = thresholds
+            self.metrics.serve_model(loaded.name)
+            replaced = self.registry.install(loaded)
+            verb = "now serves" if replaced is None else "replaced, now serves"
+            version = loaded.manifest.version
+            log.info("the %s %s %s version %s from %s", self.tier.value, verb, loaded.name, version, package_dir)
 
     def _configured_thresholds(self, model: HostedModel) -> tuple[float, ...]:
+        """The model's α per exit; :class:`ValueError` if the settings do not fit it, or a last tier cannot finish it."""
+        if self.settings.next_tier is None and model.hosted.last != model.manifest.num_blocks:
+            raise ValueError(
+                f"the {self.tier.value} has no next tier, so it must host {model.name} "
+                f"through its final block {model.manifest.num_blocks}, not {model.hosted}"
+            )
         exits = model.manifest.num_blocks
         thresholds = self.settings.exit_thresholds.get(model.name, [self.settings.exit_threshold] * exits)
         if len(thresholds) != exits:
@@ -205,6 +247,8 @@ class TierNode:
         )
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         if self.link is not None:
             await self.link.close()
         self.batcher.close()

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from splitexit.policies.chain import Chain
 from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
 from splitexit.shared.integrity import load_public_key, verify_package
-from splitexit.shared.manifest import Manifest, verified_segment_path
+from splitexit.shared.manifest import MANIFEST_FILE, Manifest, PackageError, verified_segment_path
 from splitexit.shared.settings import HostedRanges
 from splitexit.shared.tiers import Tier
 
@@ -129,13 +130,57 @@ class HostedModel:
         return runs
 
 
-class ModelRegistry:
-    """Every model package in a folder, each loaded with the range this tier hosts."""
+@dataclass(frozen=True)
+class PackageLoader:
+    """How one tier turns a package folder into a :class:`HostedModel`: its hosted ranges, threads, signing key."""
 
-    def __init__(self, models: dict[str, HostedModel]) -> None:
+    models_dir: Path
+    tier: Tier
+    hosted: HostedRanges
+    onnx_threads: int = 1
+    public_key: Ed25519PublicKey | None = None
+
+    def package_dirs(self) -> list[Path]:
+        """Every package folder in ``models_dir`` (hidden ones, such as a package being written, aside)."""
+        manifests = sorted(self.models_dir.glob(f"*/{MANIFEST_FILE}"))
+        return [path.parent for path in manifests if not path.parent.name.startswith(".")]
+
+    def load(self, package_dir: Path) -> HostedModel:
+        """Verify the package (``shared/integrity.py``; its signature too with a key) and load the hosted segments."""
+        manifest = verify_package(package_dir, self.public_key)
+        chain = Chain.of(manifest, self.hosted.get(manifest.name))
+        return HostedModel(package_dir, manifest, chain, self.tier, self.onnx_threads)
+
+
+def folder_state(package_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file's name, size and modification time: what changes when a package is copied in, edited or replaced."""
+    files = sorted(path for path in package_dir.rglob("*") if path.is_file())
+    return tuple((str(path.relative_to(package_dir)), *_size_and_mtime(path)) for path in files)
+
+
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:  # removed while we looked: the next look sees the change
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
+
+
+class ModelRegistry:
+    """Every model package in a folder, each loaded with the range this tier hosts.
+
+    :meth:`load_changed` finds packages that are new or changed since they were
+    last looked at and loads them beside the models being served;
+    :meth:`install` puts one in service. A request holds the :class:`HostedModel`
+    it started with, so it finishes on that one whatever is installed meanwhile.
+    """
+
+    def __init__(self, models: dict[str, HostedModel], loader: PackageLoader) -> None:
         if not models:
             raise ValueError("no model packages found")
         self._models = models
+        self.loader = loader
+        self._seen = {model.package_dir: folder_state(model.package_dir) for model in models.values()}
 
     @classmethod
     def load(
@@ -147,15 +192,43 @@ class ModelRegistry:
         names an ed25519 public key; one that fails raises :class:`PackageError` naming the file.
         """
         key = load_public_key(public_key) if public_key else None
+        loader = PackageLoader(models_dir, tier, hosted, onnx_threads, key)
         models = {}
-        for manifest_path in sorted(models_dir.glob("*/manifest.json")):
-            manifest = verify_package(manifest_path.parent, key)
-            chain = Chain.of(manifest, hosted.get(manifest.name))
-            models[manifest.name] = HostedModel(manifest_path.parent, manifest, chain, tier, onnx_threads)
+        for package_dir in loader.package_dirs():
+            model = loader.load(package_dir)
+            models[model.name] = model
         unknown = set(hosted) - set(models)
         if unknown:
             raise ValueError(f"hosted ranges name models not in {models_dir}: {sorted(unknown)}")
-        return cls(models)
+        return cls(models, loader)
+
+    def load_changed(self) -> list[tuple[Path, HostedModel | Exception]]:
+        """Each package folder that is new or changed since last looked at, loaded, or the error that refuses it.
+
+        Blocking (it verifies checksums and opens sessions): run it off the event loop. A folder
+        is looked at again only once its files change, so a refused package is refused once.
+        """
+        found = []
+        for package_dir in self.loader.package_dirs():
+            state = folder_state(package_dir)
+            if self._seen.get(package_dir) == state:
+                continue
+            self._seen[package_dir] = state
+            try:
+                model = self.loader.load(package_dir)
+                serving = self._models.get(model.name)
+                if serving is not None and serving.package_dir != package_dir:
+                    raise PackageError(f"{serving.package_dir} already serves the model {model.name!r}")
+                found.append((package_dir, model))
+            except Exception as exc:  # whatever it is, the package is refused and the tier goes on serving
+                found.append((package_dir, exc))
+        return found
+
+    def install(self, model: HostedModel) -> HostedModel | None:
+        """Serve ``model`` from now on; the model it replaces, if any (requests on it finish there)."""
+        replaced = self._models.get(model.name)
+        self._models = {**self._models, model.name: model}
+        return replaced
 
     def get(self, name: str) -> HostedModel:
         try:
@@ -166,4 +239,4 @@ class ModelRegistry:
             ) from None
 
     def __iter__(self) -> Iterator[HostedModel]:
-        return iter(self._models.values())
+        return iter(list(self._models.values()))

@@ -54,6 +54,9 @@ class TierSettings(BaseSettings):
     port: int = Field(description="gRPC port")
     metrics_port: MetricsPort
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="folder of model packages")
+    model_poll_s: float = Field(
+        0.0, ge=0.0, description="seconds between looks for new or changed packages in models_dir; 0: only at start"
+    )
     package_public_key: Path | None = Field(
         None, description="ed25519 public key (PEM); set, every model package must carry integrity.sig signed by it"
     )

@@ -10,11 +10,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.results import message_json
 from splitexit.shared.tiers import Tier
+
+if TYPE_CHECKING:
+    from splitexit.testbed import Testbed
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -31,6 +34,19 @@ def _serve(args: argparse.Namespace) -> None:
         asyncio.run(serve())
     except (PackageError, TlsNotConfigured) as exc:  # a package failed its checks, or no TLS: one line
         sys.exit(f"splitexit serve {args.tier}: refusing to start: {exc}")
+
+
+def _package(args: argparse.Namespace) -> None:
+    try:
+        from splitexit.packaging import PackagingError
+        from splitexit.packaging.command import run
+    except ImportError as exc:  # torch or onnx is not installed
+        missing = exc.name or exc
+        sys.exit(f"splitexit package: needs torch and onnx ({missing} is missing): pip install 'splitexit[package]'")
+    try:
+        print(run(args.target, args.out), flush=True)
+    except PackagingError as exc:
+        sys.exit(f"splitexit package: {exc}")
 
 
 def _infer(args: argparse.Namespace) -> None:
@@ -112,14 +128,13 @@ def _certs(args: argparse.Namespace) -> None:
 
 def _testbed(args: argparse.Namespace) -> None:
     from splitexit.netns import NetnsTestbed, unavailable_reason
-    from splitexit.testbed import Testbed
 
     def refuse(message: str) -> NoReturn:
         print(f"splitexit testbed: {message}", file=sys.stderr)
         sys.exit(2)
 
     if args.netns:
-        reason = unavailable_reason()
+        reason = unavailable_reason() or ("--models-dir serves the loopback testbed only" if args.models_dir else None)
         if reason is not None:
             refuse(f"--netns: {reason}")
         link, backhaul = args.link or "wifi", args.backhaul or "wan"
@@ -127,8 +142,10 @@ def _testbed(args: argparse.Namespace) -> None:
         links = f"device-edge {link}, edge-cloud {backhaul} (rate only, no delay)"
     elif args.link or args.backhaul:
         refuse("--link and --backhaul shape the links of the --netns testbed only")
+    elif args.models_dir and not args.models_dir.is_dir():
+        refuse(f"--models-dir {args.models_dir} is not a folder")
     else:
-        bed, links = Testbed(log_dir=args.log_dir, tls_dir=args.tls_dir), "loopback" + (" (mutual TLS)" if args.tls_dir else "")
+        bed, links = _loopback_testbed(args), "loopback" + (" (mutual TLS)" if args.tls_dir else "")
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # each stops it as Ctrl-C does, even where SIGINT was ignored
         signal.signal(stop_signal, signal.default_int_handler)
     try:
@@ -143,6 +160,15 @@ def _testbed(args: argparse.Namespace) -> None:
             signal.pause()
     except KeyboardInterrupt:
         print("splitexit testbed: stopped")
+
+
+def _loopback_testbed(args: argparse.Namespace) -> Testbed:
+    """Three tiers on loopback ports from ``--port``, serving ``--models-dir`` (polled every ``--model-poll-s``)."""
+    from splitexit.testbed import Testbed
+
+    ports = {tier: args.port + i for i, tier in enumerate(Tier)}
+    served = {"model_poll_s": str(args.model_poll_s)} | ({"models_dir": str(args.models_dir)} if args.models_dir else {})
+    return Testbed(ports=ports, settings={tier: served for tier in Tier}, log_dir=args.log_dir, tls_dir=args.tls_dir)
 
 
 def _client_options(command: argparse.ArgumentParser) -> None:
@@ -183,6 +209,31 @@ def _add_client_commands(commands: Any) -> None:
     _client_options(models)
     models.add_argument("--json", action="store_true", help="each model's ModelMetadata as one JSON object per line")
     models.set_defaults(run=_models)
+
+
+def _add_testbed_and_package_commands(commands: Any) -> None:
+    """``splitexit testbed`` and ``splitexit package``."""
+    testbed = commands.add_parser("testbed", help="run device, edge and cloud locally until Ctrl-C or SIGTERM")
+    testbed.add_argument("--netns", action="store_true", help="each tier in a network namespace of its own (root)")
+    testbed.add_argument("--link", choices=LINK_PROFILES, help="device-edge link profile (--netns; default: wifi)")
+    testbed.add_argument("--backhaul", choices=LINK_PROFILES, help="edge-cloud link profile (--netns; default: wan)")
+    testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
+    testbed.add_argument("--tls-dir", type=Path, help="mutual TLS with the certificates `splitexit certs` wrote there")
+    testbed.add_argument("--models-dir", type=Path, help="the packages every tier serves (default: the repo's models/)")
+    testbed.add_argument(
+        "--model-poll-s", type=float, default=0.0, help="look for new or changed packages this often (0: only at start)"
+    )
+    testbed.add_argument("--port", type=int, default=50051, help="the device's port; the edge and cloud take the next two")
+    testbed.set_defaults(run=_testbed)
+
+    package = commands.add_parser(
+        "package", help="check an early-exit network against ONNX and write it as a model package (needs [package])"
+    )
+    package.add_argument(
+        "target", metavar="FILE.py:FUNCTION", help="a function returning a splitexit.packaging.EarlyExitNetwork"
+    )
+    package.add_argument("--out", type=Path, required=True, help="the package folder to write, e.g. models/NAME")
+    package.set_defaults(run=_package)
 
 
 def infer_cli_doc() -> str:
@@ -226,13 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("--policy", default="", help="policy name (default: the model's default)")
     show.set_defaults(run=_policy_show)
 
-    testbed = commands.add_parser("testbed", help="run device, edge and cloud locally until Ctrl-C or SIGTERM")
-    testbed.add_argument("--netns", action="store_true", help="each tier in a network namespace of its own (root)")
-    testbed.add_argument("--link", choices=LINK_PROFILES, help="device-edge link profile (--netns; default: wifi)")
-    testbed.add_argument("--backhaul", choices=LINK_PROFILES, help="edge-cloud link profile (--netns; default: wan)")
-    testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
-    testbed.add_argument("--tls-dir", type=Path, help="mutual TLS with the certificates `splitexit certs` wrote there")
-    testbed.set_defaults(run=_testbed)
+    _add_testbed_and_package_commands(commands)
 
     certs = commands.add_parser("certs", help="write a development CA and device/edge/cloud/client certificates")
     certs.add_argument("out_dir", type=Path, help="folder for ca.pem, <name>.pem and <name>-key.pem")
