@@ -33,7 +33,7 @@ from splitexit.shared.preprocess import decode_image  # noqa: E402
 from splitexit.shared.tiers import Tier  # noqa: E402
 from splitexit.testbed import LOOPBACK, free_port  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "models.md"
 SECTION = "## Package your own model"
 TUTORIAL_DIR = ".cache/tutorial"
