@@ -38,8 +38,9 @@ demo: data models  ## start device, edge and cloud locally, send real test image
 test: data models client-wheels interop-deps browser  ## run the test suite
 	$(PY) -m pytest
 
-client-wheels: setup  ## the client's pinned wheels in .cache/wheels (tests/test_client_install.py installs from them offline)
+client-wheels: setup  ## the client's and the tiers' wheels in .cache/wheels (tests/test_client_install.py installs from them offline)
 	$(PY) -m pip download --quiet --only-binary=:all: -d .cache/wheels -r requirements/client.txt
+	$(PY) -m pip download --quiet --only-binary=:all: -d .cache/wheels -r requirements/serve.txt
 
 browser:  ## Debian's chromium for the try-it page's test (playwright drives it; nothing is downloaded from a CDN)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
