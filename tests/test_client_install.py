@@ -44,16 +44,31 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the project's wheel, built from what the Dockerfile copies, and the wheelhouse filled."""
     for wheel, requirements in REQUIREMENTS.items():
         if not any(WHEELHOUSE.glob(wheel)):
-            fetched = run(sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", WHEELHOUSE, "-r",
-                          ROOT / "requirements" / requirements)  # fmt: skip
+            fetched = run(
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--only-binary=:all:",
+                "-d",
+                WHEELHOUSE,
+                "-r",
+                ROOT / "requirements" / requirements,
+            )
             assert fetched.returncode == 0, f"`make client-wheels` could not fetch {requirements}:\n{fetched.stderr}"
     scratch = tmp_path_factory.mktemp("package")
     source = scratch / "source"  # what the Dockerfile copies (a build in the checkout leaves build/ behind)
     source.mkdir()
     for name in PACKAGE_SOURCES:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
-        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", source)
+        copy(
+            ROOT / name,
+            source / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}),
+        )
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", source
+    )
     assert built.returncode == 0, built.stderr
     return scratch / "dist"
 
@@ -61,9 +76,21 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_venv(venv: Path, dist: Path, requirement: str) -> Path:
     """``venv`` created anew with ``requirement`` installed offline from the wheelhouse and ``dist``."""
     assert run(sys.executable, "-m", "venv", venv).returncode == 0
-    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", WHEELHOUSE,
-                    "--find-links", dist, requirement)  # fmt: skip
-    assert installed.returncode == 0, f"{requirement} does not install from its own dependencies alone:\n{installed.stderr}"
+    installed = run(
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        WHEELHOUSE,
+        "--find-links",
+        dist,
+        requirement,
+    )
+    assert installed.returncode == 0, (
+        f"{requirement} does not install from its own dependencies alone:\n{installed.stderr}"
+    )
     return venv
 
 
@@ -90,8 +117,18 @@ def test_the_installed_sdk_and_cli_answer_as_the_dev_install_does(client_venv: P
     env = {**os.environ, "PYTHONPATH": ""}
     sdk = run(client_venv / "bin" / "python", "-c", snippet, testbed.device_address, shirt, env=env, cwd="/")
     assert sdk.returncode == 0, sdk.stderr
-    cli = run(client_venv / "bin" / "splitexit", "infer", shirt, "--json", "--threshold", "1", "--address",
-              testbed.device_address, env=env, cwd="/")  # fmt: skip
+    cli = run(
+        client_venv / "bin" / "splitexit",
+        "infer",
+        shirt,
+        "--json",
+        "--threshold",
+        "1",
+        "--address",
+        testbed.device_address,
+        env=env,
+        cwd="/",
+    )
     assert cli.returncode == 0, cli.stderr
     with Client(testbed.device_address) as client:
         expected = client.infer(shirt.read_bytes(), threshold=1.0)
@@ -111,12 +148,24 @@ def installed_device(dist: Path, testbed: Testbed, tmp_path_factory: pytest.Temp
     shutil.copytree(ROOT / "models" / "fmnist-cnn", work / "site" / "models" / "fmnist-cnn")
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("SPLITEXIT_")}
-    env.update({"PYTHONPATH": "", "SPLITEXIT_DEVICE_PORT": str(port), "SPLITEXIT_DEVICE_HTTP_PORT": "0",
-                "SPLITEXIT_DEVICE_METRICS_PORT": "0", "SPLITEXIT_DEVICE_PLAINTEXT": "true",
-                "SPLITEXIT_DEVICE_NEXT_TIER": testbed.processes[Tier.EDGE].address})  # fmt: skip
+    env.update(
+        {
+            "PYTHONPATH": "",
+            "SPLITEXIT_DEVICE_PORT": str(port),
+            "SPLITEXIT_DEVICE_HTTP_PORT": "0",
+            "SPLITEXIT_DEVICE_METRICS_PORT": "0",
+            "SPLITEXIT_DEVICE_PLAINTEXT": "true",
+            "SPLITEXIT_DEVICE_NEXT_TIER": testbed.processes[Tier.EDGE].address,
+        }
+    )
     log = (work / "device.log").open("wb")
-    device = subprocess.Popen([venv / "bin" / "splitexit", "serve", "device"], cwd=work / "site", env=env,
-                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    device = subprocess.Popen(
+        [venv / "bin" / "splitexit", "serve", "device"],
+        cwd=work / "site",
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -136,9 +185,9 @@ def test_an_installed_device_serves_the_models_folder_of_its_working_directory(
 ) -> None:
     shirt = (ROOT / "samples" / "shirt.png").read_bytes()
     with Client(installed_device) as client:
-        default, models = client.list_models()
+        listing = client.list_models()
         answer = client.infer(shirt, threshold=1.0)
-    assert (default, [m.name for m in models]) == ("fmnist-cnn", ["fmnist-cnn"]), "not the repository's models/"
+    assert [m.name for m in listing.models] == ["fmnist-cnn"], "not the repository's models/"
     with Client(testbed.device_address) as client:
         expected = client.infer(shirt, threshold=1.0)
     assert (answer.label_name, answer.exit_tier, answer.exit_block) == (expected.label_name, expected.exit_tier, 6)

@@ -15,17 +15,25 @@ from splitexit.shared.settings import MODELS_DIR_ENV
 @pytest.fixture
 def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory outside the checkout, with no models setting in the environment."""
-    for name in (MODELS_DIR_ENV, "SPLITEXIT_CONFIG", *(f"SPLITEXIT_{t}_MODELS_DIR" for t in ("DEVICE", "EDGE", "CLOUD"))):
+    for name in (
+        MODELS_DIR_ENV,
+        "SPLITEXIT_CONFIG",
+        *(f"SPLITEXIT_{t}_MODELS_DIR" for t in ("DEVICE", "EDGE", "CLOUD")),
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 def test_without_settings_every_tier_looks_in_models_of_the_working_directory(elsewhere: Path) -> None:
-    assert DeviceSettings().models_dir == EdgeSettings().models_dir == CloudSettings().models_dir == elsewhere / "models"
+    assert (
+        DeviceSettings().models_dir == EdgeSettings().models_dir == CloudSettings().models_dir == elsewhere / "models"
+    )
 
 
-def test_the_shared_variable_comes_before_the_working_directory(elsewhere: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shared_variable_comes_before_the_working_directory(
+    elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(MODELS_DIR_ENV, str(elsewhere / "shared"))
     assert DeviceSettings().models_dir == CloudSettings().models_dir == elsewhere / "shared"
 
