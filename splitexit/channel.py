@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 MAX_MESSAGE_BYTES = 64 << 20
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"  # the standard health service's unary method
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,13 @@ def open_channel(address: str, tls: TLS | bool = False, retries: int = 4) -> grp
 async def is_serving(address: str, timeout_s: float = 1.0, tls: TLS | bool = False) -> bool:
     """True once the server at ``address`` answers its health check with SERVING."""
     async with open_channel(address, tls, retries=0) as channel:
+        check = channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            reply = await check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
