@@ -40,9 +40,13 @@ OTHER_FORM = {  # InferRequest field -> what the gateway takes instead
     "policy": "threshold and policy: PolicyOverride.threshold and PolicyOverride.name",
 }
 NOT_OVER_HTTP = {"request_id": "the device assigns one", "tensor": "gRPC only: raw tensor bytes"}
-AS_IS = tuple(f.name for f in pb.InferRequest.DESCRIPTOR.fields if f.name not in OTHER_FORM.keys() | NOT_OVER_HTTP.keys())
+AS_IS = tuple(
+    f.name for f in pb.InferRequest.DESCRIPTOR.fields if f.name not in OTHER_FORM.keys() | NOT_OVER_HTTP.keys()
+)
 IN_QUERY = tuple(  # what a raw body's query string can carry: the scalar fields
-    name for name in AS_IS if (f := pb.InferRequest.DESCRIPTOR.fields_by_name[name]).message_type is None and not f.is_repeated
+    name
+    for name in AS_IS
+    if (f := pb.InferRequest.DESCRIPTOR.fields_by_name[name]).message_type is None and not f.is_repeated
 )
 
 

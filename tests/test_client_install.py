@@ -104,7 +104,11 @@ def test_the_client_install_pulls_no_serving_stack(client_venv: Path) -> None:
     probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))"
     present = run(client_venv / "bin" / "python", "-c", probe, *SERVING_ONLY)
     assert present.returncode == 0 and present.stdout.split() == [], f"installed with the client: {present.stdout}"
-    typed = run(client_venv / "bin" / "python", "-c", "import importlib.resources as r; print(r.files('splitexit') / 'py.typed')")
+    typed = run(
+        client_venv / "bin" / "python",
+        "-c",
+        "import importlib.resources as r; print(r.files('splitexit') / 'py.typed')",
+    )
     assert typed.returncode == 0 and Path(typed.stdout.strip()).is_file(), "the SDK ships py.typed (PEP 561)"
 
 
