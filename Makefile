@@ -58,7 +58,7 @@ train-text: setup  ## train only the text models' exit heads and export models/m
 samples: data  ## write samples/<label>.png (one Fashion-MNIST test image per class) and the loadgen's image pack
 	$(PY) -c "from lab import fashion_mnist as f; f.write_pack(); print(*f.write_samples(), sep='\n')"
 
-proto: setup  ## regenerate the gRPC stubs in shared/proto/ (installed as splitexit.shared.proto) from protos/
+proto: setup  ## regenerate the gRPC stubs and the SDK's typed results in shared/proto/ (splitexit.shared.proto) from protos/
 	$(PY) -m protos.generate
 
 # The serving image. Without PYTHON_IMAGE, the base is a local Debian bookworm built by
