@@ -215,7 +215,7 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
 
 
 def _message(fields: Any, **input_field: bytes) -> pb.InferRequest:
-    """The ``InferRequest`` for ``fields`` (:data:`InferJSON` or :data:`InferQuery`) with its input (``image=``, ``text=``)."""
+    """The ``InferRequest`` for ``fields`` (an ``InferJSON`` or ``InferQuery``) and its ``image=`` or ``text=``."""
     given = fields.model_dump(include=set(AS_IS), exclude_none=True)
     message = ParseDict(given, pb.InferRequest(**input_field))
     plan = override(fields.threshold, fields.policy)

@@ -48,7 +48,7 @@ def service_config(retries: int) -> str:
 
 
 def open_channel(address: str, tls: TLS | bool = False, retries: int = 4) -> grpc.aio.Channel:
-    """An asyncio channel to ``address``; retries (0 turns them off, gRPC allows at most 4) as :func:`service_config`."""
+    """An asyncio channel to ``address``; ``retries`` (0: none, gRPC allows 4 at most) as :func:`service_config`."""
     if not 0 <= retries <= 4:
         raise ValueError(f"retries must be 0..4 (gRPC makes at most 5 attempts), not {retries}")
     options: list[tuple[str, Any]] = [

@@ -78,7 +78,7 @@ class ModelInfo(views.ModelMetadataResponse):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        """The oneof ``preprocessing`` as a dict: channels, height, width, mean, std; or max_tokens, tokenizer_sha256."""
+        """``image`` or ``text`` as a dict: channels, height, width, mean, std; or max_tokens, tokenizer_sha256."""
         which = self.image or self.text
         return dataclasses.asdict(which) if which is not None else {}
 

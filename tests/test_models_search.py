@@ -1,4 +1,4 @@
-"""Where a tier finds its model packages: its ``models_dir`` setting, then ``$SPLITEXIT_MODELS_DIR``, then ``./models``."""
+"""Where a tier finds its models: its ``models_dir`` setting, then ``$SPLITEXIT_MODELS_DIR``, then ``./models``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run the project on stubs generated from another proto: ``python tests/with_stubs.py STUBS [--stale-http FIELD] -m ...``.
+"""Run the checkout on stubs of another proto: ``python tests/with_stubs.py STUBS [--stale-http FIELD] -m ...``.
 
 ``STUBS`` is a folder ``protos.generate.generate`` wrote (``splitexit_pb2.py``,
 ``splitexit_views.py``, ...); they replace ``splitexit.shared.proto``'s before
