@@ -21,8 +21,8 @@ from splitexit.policies.chain import Chain
 from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
 from splitexit.shared.integrity import load_public_key, verify_package
-from splitexit.shared.manifest import Manifest, verified_segment_path
-from splitexit.shared.settings import HostedRanges
+from splitexit.shared.manifest import Manifest, PackageError, verified_segment_path
+from splitexit.shared.settings import MODELS_DIR_ENV, HostedRanges
 from splitexit.shared.tiers import Tier
 
 
@@ -152,6 +152,11 @@ class ModelRegistry:
             manifest = verify_package(manifest_path.parent, key)
             chain = Chain.of(manifest, hosted.get(manifest.name))
             models[manifest.name] = HostedModel(manifest_path.parent, manifest, chain, tier, onnx_threads)
+        if not models:
+            raise PackageError(
+                f"no model packages (folders with a manifest.json) in {models_dir}; the {tier.value} looks in its "
+                f"models_dir setting, else ${MODELS_DIR_ENV}, else ./models in its working directory"
+            )
         unknown = set(hosted) - set(models)
         if unknown:
             raise ValueError(f"hosted ranges name models not in {models_dir}: {sorted(unknown)}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,14 @@ def test_a_tier_setting_comes_first(elsewhere: Path, monkeypatch: pytest.MonkeyP
     assert CloudSettings().models_dir == elsewhere / "from-yaml"
     assert DeviceSettings(models_dir=elsewhere / "given").models_dir == elsewhere / "given"
     assert DeviceSettings().models_dir == elsewhere / "shared"
+
+
+def test_a_tier_that_finds_no_models_says_where_it_looked_in_one_line(elsewhere: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SPLITEXIT_")}
+    env.update({"SPLITEXIT_CLOUD_PLAINTEXT": "true", "SPLITEXIT_CLOUD_PORT": "0", "SPLITEXIT_CLOUD_METRICS_PORT": "0"})
+    run = subprocess.run(
+        [sys.executable, "-m", "splitexit", "serve", "cloud"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert f"no model packages (folders with a manifest.json) in {elsewhere / 'models'}" in run.stderr
+    assert MODELS_DIR_ENV in run.stderr and "Traceback" not in run.stderr
