@@ -40,16 +40,21 @@ from splitexit.shared.tiers import Tier
 '''
 
 
+def _joined(*comments: str) -> str:
+    """Comments on one line: a field's own (trailing) comment first, then its block's, as sentences."""
+    found = [" ".join(line.strip() for line in comment.splitlines()).strip() for comment in comments]
+    found = [comment for comment in found if comment]
+    if len(found) < 2:
+        return "".join(found)
+    return ". ".join(comment.rstrip(".") for comment in found) + "."
+
+
 class Comments:
     """The comments of a ``.proto`` file, by descriptor (from its ``source_code_info``)."""
 
     def __init__(self, proto: FileDescriptorProto) -> None:
         self._by_path = {
-            tuple(location.path): " ".join(
-                line.strip()
-                for part in (location.leading_comments, location.trailing_comments)
-                for line in part.splitlines()
-            ).strip()
+            tuple(location.path): _joined(location.trailing_comments, location.leading_comments)
             for location in proto.source_code_info.location
         }
         self._messages = {m.name: i for i, m in enumerate(proto.message_type)}

@@ -19,7 +19,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.Tensor.raw': 'little-endian, C order, len == prod(shape) * itemsize',
     'splitexit.v1.Tensor.quantization': 'set iff dtype is INT8',
     'splitexit.v1.PolicyOverride': "How a sample may exit. In an InferRequest it is the client's override (all fields optional); in a ContinueRequest it is the plan the device decided for this sample, which every later tier follows.",
-    'splitexit.v1.PolicyOverride.threshold': "Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds. the same threshold at every exit",
+    'splitexit.v1.PolicyOverride.threshold': "the same threshold at every exit. Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds.",
     'splitexit.v1.PolicyOverride.exit_thresholds': 'one per exit, overrides `threshold`',
     'splitexit.v1.PolicyOverride.device_last_block': 'Where the device / the edge stop and pass the sample on even if they host more blocks (0: the end of their hosted range). A tier asked to stop before the block it resumes at relays the sample without running a block.',
     'splitexit.v1.PolicyOverride.name': "Device only: which of the device's policies decides (empty: the model's default).",
@@ -289,7 +289,7 @@ class ArmState:
 class PolicyOverride:
     """How a sample may exit. In an InferRequest it is the client's override (all fields optional); in a ContinueRequest it is the plan the device decided for this sample, which every later tier follows."""
 
-    threshold: float | None  # Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds. the same threshold at every exit
+    threshold: float | None  # the same threshold at every exit. Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds.
     exit_thresholds: tuple[float, ...]  # one per exit, overrides `threshold`
     device_last_block: int  # Where the device / the edge stop and pass the sample on even if they host more blocks (0: the end of their hosted range). A tier asked to stop before the block it resumes at relays the sample without running a block.
     edge_last_block: int
