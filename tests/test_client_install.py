@@ -161,6 +161,7 @@ def installed_device(dist: Path, testbed: Testbed, tmp_path_factory: pytest.Temp
             "SPLITEXIT_DEVICE_HTTP_PORT": "0",
             "SPLITEXIT_DEVICE_METRICS_PORT": "0",
             "SPLITEXIT_DEVICE_PLAINTEXT": "true",
+            "SPLITEXIT_DEVICE_DRAIN_GRACE_S": "0",
             "SPLITEXIT_DEVICE_NEXT_TIER": testbed.processes[Tier.EDGE].address,
         }
     )

@@ -114,6 +114,7 @@ def device_on(extended_stubs: Path, edge_address: str, tmp_path_factory: pytest.
                 "SPLITEXIT_DEVICE_HTTP_PORT": str(http_port),
                 "SPLITEXIT_DEVICE_METRICS_PORT": "0",
                 "SPLITEXIT_DEVICE_PLAINTEXT": "true",
+                "SPLITEXIT_DEVICE_DRAIN_GRACE_S": "0",
                 "SPLITEXIT_DEVICE_NEXT_TIER": edge_address,
                 "SPLITEXIT_DEVICE_STATE_DIR": str(folder / f"state-{port}"),
             }
