@@ -81,15 +81,11 @@ COPY --from=models /build/models/ /app/models/
 # The gRPC contract, for clients without reflection (grpcurl -proto).
 COPY protos/ /app/protos/
 
-# The package is installed into site-packages, so its default models_dir (next to
-# the sources) does not exist in the image: point every tier at /app/models.
+# Every tier finds /app/models as ./models in its working directory (the models search order).
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SPLITEXIT_DEVICE_MODELS_DIR=/app/models \
-    SPLITEXIT_EDGE_MODELS_DIR=/app/models \
-    SPLITEXIT_CLOUD_MODELS_DIR=/app/models \
     SPLITEXIT_DEVICE_STATE_DIR=/app/state
 
 USER 10001:10001

@@ -38,8 +38,9 @@ demo: data models  ## start device, edge and cloud locally, send real test image
 test: data models client-wheels interop-deps browser  ## run the test suite
 	$(PY) -m pytest
 
-client-wheels: setup  ## the client's pinned wheels in .cache/wheels (tests/tiers/test_client_install.py installs from them offline)
+client-wheels: setup  ## the client's and the tiers' wheels in .cache/wheels (tests/tiers/test_client_install.py installs from them offline)
 	$(PY) -m pip download --quiet --only-binary=:all: -d .cache/wheels -r requirements/client.txt
+	$(PY) -m pip download --quiet --only-binary=:all: -d .cache/wheels -r requirements/serve.txt
 
 browser:  ## Debian's chromium for the try-it page's test (playwright drives it; nothing is downloaded from a CDN)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
@@ -57,7 +58,7 @@ train-text: setup  ## train only the text models' exit heads and export models/m
 samples: data  ## write samples/<label>.png (one Fashion-MNIST test image per class) and the loadgen's image pack
 	$(PY) -c "from lab import fashion_mnist as f; f.write_pack(); print(*f.write_samples(), sep='\n')"
 
-proto: setup  ## regenerate the gRPC stubs in shared/proto/ (installed as splitexit.shared.proto) from protos/
+proto: setup  ## regenerate the gRPC stubs and the SDK's typed results in shared/proto/ (splitexit.shared.proto) from protos/
 	$(PY) -m protos.generate
 
 # The serving image. Without PYTHON_IMAGE, the base is a local Debian bookworm built by

@@ -65,20 +65,24 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from google.protobuf.json_format import ParseDict
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from splitexit.device.auth import Tokens
 from splitexit.device.discovery import list_models, model_metadata
 from splitexit.device.http_models import (
+    AS_IS,
     Answer,
     Health,
+    InferJSON,
+    InferQuery,
     ModelList,
     ModelMetadata,
     error_response,
@@ -105,7 +109,6 @@ HTTP_STATUS = {
     Code.DEADLINE_EXCEEDED: 504,
 }
 CODE_OF_HTTP = {400: Code.INVALID_ARGUMENT, 404: Code.NOT_FOUND, 405: Code.UNIMPLEMENTED, 413: Code.RESOURCE_EXHAUSTED}
-UINT32_MAX = 2**32 - 1
 
 
 class HttpError(ServingError):
@@ -115,24 +118,6 @@ class HttpError(ServingError):
         super().__init__(message)
         self.status = status
         self.code = code
-
-
-class InferJSON(BaseModel):
-    """The JSON form of ``POST /v1/infer``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image_base64: str = Field("", description="the encoded image (PNG, JPEG, ...), base64; a data: URL also works")
-    text: str | None = Field(None, description="text for a text model, instead of an image")
-    truncate: bool = Field(False, description="text only: cut text over the model's token limit instead of refusing it")
-    model: str = Field("", description="empty: the device's default model")
-    threshold: float | None = Field(None, description="exit threshold at every exit, in [0, 1]")
-    policy: str = Field("", description="a device policy by name (splitee, dimee, ...); empty: the model's default")
-    top_k: int = Field(0, ge=0, le=UINT32_MAX, description="classes in the answer; 0: the server default")
-    timeout_s: float | None = Field(None, description="seconds the request may take; none: the device's default")
-    forbid_degraded: bool = Field(
-        False, description="fail (503/504) rather than answer from an earlier exit when the next tier cannot be used"
-    )
 
 
 def _serving_error_response(error: ServingError) -> JSONResponse:
@@ -189,7 +174,7 @@ def _decode_base64(text: str) -> bytes:
         raise HttpError(400, Code.INVALID_ARGUMENT, f"image_base64 is not valid base64: {exc}") from None
 
 
-async def _infer_request(request: Request, settings: DeviceSettings, query: InferJSON) -> pb.InferRequest:
+async def _infer_request(request: Request, settings: DeviceSettings, query: BaseModel) -> pb.InferRequest:
     """Either form of ``POST /v1/infer`` as the ``InferRequest`` a gRPC client would send."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
@@ -229,12 +214,14 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Infe
     return _message(fields, image=image)
 
 
-def _message(fields: InferJSON, **input_field: bytes) -> pb.InferRequest:
-    """The ``InferRequest`` for ``fields`` with its input (``image=`` or ``text=``)."""
-    return pb.InferRequest(
-        model=fields.model, policy=override(fields.threshold, fields.policy), top_k=fields.top_k,
-        truncate=fields.truncate, timeout_s=fields.timeout_s, forbid_degraded=fields.forbid_degraded, **input_field,
-    )  # fmt: skip
+def _message(fields: Any, **input_field: bytes) -> pb.InferRequest:
+    """The ``InferRequest`` for ``fields`` (an ``InferJSON`` or ``InferQuery``) and its ``image=`` or ``text=``."""
+    given = fields.model_dump(include=set(AS_IS), exclude_none=True)
+    message = ParseDict(given, pb.InferRequest(**input_field))
+    plan = override(fields.threshold, fields.policy)
+    if plan is not None:
+        message.policy.CopyFrom(plan)
+    return message
 
 
 def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tokens) -> FastAPI:
@@ -258,6 +245,11 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Token
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> JSONResponse:
         return _serving_error_response(exc)
+
+    @app.exception_handler(ResponseValidationError)
+    async def bad_answer(_: Request, exc: ResponseValidationError) -> JSONResponse:
+        detail = f"the device's answer does not match its schema: {_validation_message(exc.errors())}"
+        return error_response(500, Code.INTERNAL, detail)
 
     guard = [Depends(_token_guard(tokens))]  # on every /v1 route
     _add_infer_route(app, servicer, settings, guard)
@@ -290,58 +282,60 @@ def _token_guard(tokens: Tokens) -> Callable[[Request], None]:
 
 def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:
     @app.post(
-        "/v1/infer", summary="Classify one image or one text", openapi_extra=INFER_BODY, response_model=Answer,
-        responses=problem_responses(400, 401, 404, 413, 415, 429, 500, 503, 504), dependencies=guard,
-    )  # fmt: skip
-    async def infer(
-        request: Request,
-        model: str = Query("", description="raw bytes only; empty: the default model"),
-        threshold: float | None = Query(None, description="raw bytes only; exit threshold in [0, 1]"),
-        policy: str = Query("", description="raw bytes only; a device policy by name"),
-        top_k: int = Query(0, ge=0, le=UINT32_MAX, description="raw bytes only; 0: the server default"),
-        truncate: bool = Query(False, description="raw text only: cut text over the token limit"),
-        timeout_s: float | None = Query(None, description="raw bytes only; seconds the request may take"),
-        forbid_degraded: bool = Query(False, description="raw bytes only; never answer from an earlier exit"),
-    ) -> JSONResponse:
+        "/v1/infer",
+        summary="Classify one image or one text",
+        openapi_extra=INFER_BODY,
+        response_model=Answer,
+        response_model_exclude_unset=True,  # a field with presence is left out when unset, as in the proto3 JSON
+        responses=problem_responses(400, 401, 404, 413, 415, 429, 500, 503, 504),
+        dependencies=guard,
+    )
+    async def infer(request: Request, query: Annotated[InferQuery, Query()]) -> Any:
         try:
-            query = InferJSON(
-                model=model, threshold=threshold, policy=policy, top_k=top_k, truncate=truncate, timeout_s=timeout_s,
-                forbid_degraded=forbid_degraded,
-            )  # fmt: skip
             message = await _infer_request(request, settings, query)
             with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
                 answer = await servicer.infer(message, None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status and one line
             return _serving_error_response(as_serving_error(exc, "device's HTTP gateway"))
-        return JSONResponse(message_json(answer))
+        return message_json(answer)
 
 
 def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:
     @app.get(
-        "/healthz", summary="200 while the device serves; next_tier says whether the edge is reachable",
-        response_model=Health, responses={503: {"model": Health, "description": "the device is draining"}},
-    )  # fmt: skip
-    async def healthz() -> JSONResponse:
+        "/healthz",
+        summary="200 while the device serves; next_tier says whether the edge is reachable",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "the device is draining"}},
+    )
+    async def healthz(response: Response) -> dict[str, str]:
         link = servicer.node.link
         reachable = None if link is None else link.reachable
-        next_tier = {True: "SERVING", False: "NOT_SERVING", None: "UNKNOWN"}[reachable]
         if not app.state.serving:
-            return JSONResponse({"status": "NOT_SERVING", "next_tier": next_tier}, status_code=503)
-        return JSONResponse({"status": "SERVING", "next_tier": next_tier})
+            response.status_code = 503
+        status = "SERVING" if app.state.serving else "NOT_SERVING"
+        return {"status": status, "next_tier": {True: "SERVING", False: "NOT_SERVING", None: "UNKNOWN"}[reachable]}
 
     @app.get(
-        "/v1/models", summary="The models this device serves (Device.ListModels)", response_model=ModelList,
-        responses=problem_responses(401), dependencies=guard,
-    )  # fmt: skip
-    async def models() -> JSONResponse:
-        return JSONResponse(message_json(list_models(list(servicer.node.registry), servicer.policies, settings.default_model)))
+        "/v1/models",
+        summary="The models this device serves (Device.ListModels)",
+        response_model=ModelList,
+        response_model_exclude_unset=True,
+        responses=problem_responses(401),
+        dependencies=guard,
+    )
+    async def models() -> Any:
+        return message_json(list_models(list(servicer.node.registry), servicer.policies, settings.default_model))
 
     @app.get(
-        "/v1/models/{name}", summary="One model's contract (Device.ModelMetadata)", response_model=ModelMetadata,
-        responses=problem_responses(401, 404), dependencies=guard,
-    )  # fmt: skip
-    async def model(name: str) -> JSONResponse:
+        "/v1/models/{name}",
+        summary="One model's contract (Device.ModelMetadata)",
+        response_model=ModelMetadata,
+        response_model_exclude_unset=True,
+        responses=problem_responses(401, 404),
+        dependencies=guard,
+    )
+    async def model(name: str) -> Any:
         try:
-            return JSONResponse(message_json(model_metadata(servicer.node.registry.get(name), servicer.policies)))
+            return message_json(model_metadata(servicer.node.registry.get(name), servicer.policies))
         except ServingError as exc:
             return _serving_error_response(exc)

@@ -32,7 +32,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -78,8 +78,25 @@ def link_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+class Link(Protocol):
+    """What a tier sends samples on: a :class:`TierLink`, or a :class:`~splitexit.shared.link_pool.LinkPool` of them."""
+
+    address: str  # where the next tier is: host:port, or a name:port whose replicas a pool balances over
+    reachable: bool | None  # the next tier's health: None until its first report
+    on_reachable: Callable[[bool], None]  # told every change of ``reachable``
+
+    def start(self) -> None:
+        """Start watching the next tier (needs the running event loop)."""
+
+    async def call(self, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
+        """The next tier's answer to ``request`` within ``timeout_s``; a ``LinkFailure`` when it cannot be had."""
+
+    async def close(self) -> None:
+        """Stop watching and close every channel."""
+
+
 class TierLink:
-    """A client of the next tier's ``Tier`` service, shared by every request of this tier."""
+    """A client of the next tier's ``Tier`` service, shared by every request of this tier (a :class:`Link`)."""
 
     def __init__(
         self,

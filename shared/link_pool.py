@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from splitexit.shared.errors import NextTierOverloaded, NextTierUnavailable
-from splitexit.shared.link import Dial, TierLink
+from splitexit.shared.link import Dial, Link, TierLink
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _join(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def open_link(address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel) -> TierLink | LinkPool:
+def open_link(address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel) -> Link:
     """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``."""
     host = address.rpartition(":")[0].strip("[]")
     try:
@@ -69,7 +69,7 @@ def open_link(address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecu
 
 
 class LinkPool:
-    """The next tier as a pool; used as a :class:`TierLink` is (``start``, ``call``, ``reachable``, ``close``)."""
+    """The next tier as a pool of :class:`TierLink`\\ s, one per replica; a :class:`Link` as each of them is."""
 
     def __init__(
         self,

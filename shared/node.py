@@ -31,8 +31,8 @@ from splitexit.shared.batcher import Batcher, Job
 from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
 from splitexit.shared.errors import LinkFailure, NextTierTooSlow
 from splitexit.shared.lifecycle import Drain
-from splitexit.shared.link import TierLink
-from splitexit.shared.link_pool import LinkPool, open_link
+from splitexit.shared.link import Link
+from splitexit.shared.link_pool import open_link
 from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
@@ -64,7 +64,7 @@ class Sample:
 class TierNode:
     """A tier's models, thresholds, admission limit and link to the next tier."""
 
-    def __init__(self, settings: TierSettings, registry: ModelRegistry, link: TierLink | LinkPool | None) -> None:
+    def __init__(self, settings: TierSettings, registry: ModelRegistry, link: Link | None) -> None:
         self.tier = settings.tier
         self.settings = settings
         self.registry = registry

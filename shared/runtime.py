@@ -23,7 +23,7 @@ from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
 from splitexit.shared.integrity import load_public_key, verify_package
 from splitexit.shared.manifest import MANIFEST_FILE, Manifest, PackageError, verified_segment_path
-from splitexit.shared.settings import HostedRanges
+from splitexit.shared.settings import MODELS_DIR_ENV, HostedRanges
 from splitexit.shared.tiers import Tier
 
 
@@ -197,6 +197,11 @@ class ModelRegistry:
         for package_dir in loader.package_dirs():
             model = loader.load(package_dir)
             models[model.name] = model
+        if not models:
+            raise PackageError(
+                f"no model packages (folders with a manifest.json) in {models_dir}; the {tier.value} looks in its "
+                f"models_dir setting, else ${MODELS_DIR_ENV}, else ./models in its working directory"
+            )
         unknown = set(hosted) - set(models)
         if unknown:
             raise ValueError(f"hosted ranges name models not in {models_dir}: {sorted(unknown)}")

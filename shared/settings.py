@@ -16,6 +16,12 @@ model or tier it leaves out keeps the manifest's default range::
       fmnist-cnn: {device: {first: 1, last: 2}, edge: {first: 3, last: 4}, cloud: {first: 5, last: 6}}
     edge:
       exit_threshold: 0.9
+
+A tier finds its model packages where a user puts them, in this order: its own
+``models_dir`` setting (``SPLITEXIT_<TIER>_MODELS_DIR`` or the YAML file), then
+``$SPLITEXIT_MODELS_DIR`` (one folder for every tier), then ``./models`` in the
+working directory. No path is computed from where the code is installed, so a
+pip-installed tier and one run from a checkout find models the same way.
 """
 
 from __future__ import annotations
@@ -37,11 +43,19 @@ from splitexit.shared.manifest import BlockRange
 from splitexit.shared.tensors import Codec
 from splitexit.shared.tiers import Tier
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR_ENV = "SPLITEXIT_MODELS_DIR"
 CONFIG_ENV = "SPLITEXIT_CONFIG"
 HOSTED_ENV = "SPLITEXIT_HOSTED"
 HostedRanges = dict[str, dict[Tier, BlockRange]]  # model -> tier -> its blocks
 MetricsPort = Annotated[int, Field(ge=0, le=65535, description="Prometheus /metrics port; 0: none")]
+
+
+def default_models_dir() -> Path:
+    """The models folder of a tier that sets no ``models_dir``: ``$SPLITEXIT_MODELS_DIR``, else ``./models``."""
+    return Path(os.environ.get(MODELS_DIR_ENV) or "models").absolute()
+
+
+DEFAULT_MODELS_DIR = default_models_dir()  # for tools and tests, which run from the repository root
 
 
 class TierSettings(BaseSettings):
@@ -53,7 +67,10 @@ class TierSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 in containers")
     port: int = Field(description="gRPC port")
     metrics_port: MetricsPort
-    models_dir: Path = Field(DEFAULT_MODELS_DIR, description="folder of model packages")
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        description=f"folder of model packages; unset: ${MODELS_DIR_ENV}, else ./models in the working directory",
+    )
     model_poll_s: float = Field(
         0.0, ge=0.0, description="seconds between looks for new or changed packages in models_dir; 0: only at start"
     )

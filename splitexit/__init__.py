@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SDK = ("AsyncClient", "Client", "ClientError", "ModelInfo", "Prediction", "TLS", "request")
+SDK = ("AsyncClient", "Client", "ClientError", "ModelInfo", "ModelList", "PolicyState", "Prediction", "TLS", "request")
 
 
 def __getattr__(name: str) -> Any:

@@ -62,10 +62,11 @@ def _models(args: argparse.Namespace) -> None:
 
     try:
         with Client(args.address, **client_options(args)) as client:
-            default, models = client.list_models()
+            listing = client.list_models()
     except ClientError as exc:
         sys.exit(f"splitexit models: {args.address}: {exc}")
-    for info in models:
+    default = listing.default_model
+    for info in listing.models:
         if args.json:
             print(json.dumps(message_json(info.message)))
             continue

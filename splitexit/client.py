@@ -26,91 +26,46 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf.message import Message
 
-from splitexit.results import ClientError, ModelInfo, Prediction
+from splitexit.channel import TLS, is_serving, open_channel
+from splitexit.results import ClientError, ModelInfo, ModelList, PolicyState, Prediction
 from splitexit.shared.proto import splitexit_pb2 as pb
-from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 
-MAX_MESSAGE_BYTES = 64 << 20
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = ["TLS", "AsyncClient", "Client", "ClientError", "is_serving", "open_channel", "request", "tensor_message"]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 30.0
 TENSOR_DTYPES = {"float32": pb.FP32, "float16": pb.FP16, "int64": pb.INT64, "uint8": pb.UINT8}
+DEVICE_SERVICE = pb.DESCRIPTOR.services_by_name["Device"]
 T = TypeVar("T")
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
 
 
-@dataclass(frozen=True)
-class TLS:
-    """A TLS channel: PEM bytes of the CA to trust (None: the system's), and a client certificate for mutual TLS."""
-
-    root_certificates: bytes | None = None
-    certificate_chain: bytes | None = None
-    private_key: bytes | None = None
-    server_name: str | None = None  # the name the server's certificate must carry, if not the address's host
-
-    @classmethod
-    def from_files(cls, root: Path | None = None, cert: Path | None = None, key: Path | None = None) -> TLS:
-        read = lambda path: None if path is None else Path(path).read_bytes()  # noqa: E731
-        return cls(read(root), read(cert), read(key))
-
-
-def service_config(retries: int) -> str:
-    """gRPC's service config: retry Device calls on UNAVAILABLE only, ``retries`` times at most, with backoff."""
-    policy = {
-        "maxAttempts": retries + 1,
-        "initialBackoff": "0.1s",
-        "maxBackoff": "2s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
-    }
-    return json.dumps({"methodConfig": [{"name": [{"service": "splitexit.v1.Device"}], "retryPolicy": policy}]})
-
-
-def open_channel(address: str, tls: TLS | bool = False, retries: int = 4) -> grpc.aio.Channel:
-    """An asyncio channel to ``address``; retries (0 turns them off, gRPC allows at most 4) as :func:`service_config`."""
-    if not 0 <= retries <= 4:
-        raise ValueError(f"retries must be 0..4 (gRPC makes at most 5 attempts), not {retries}")
-    options: list[tuple[str, Any]] = [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.enable_retries", int(retries > 0)),
-        ("grpc.initial_reconnect_backoff_ms", 100),  # a restarted device is found again within the retries
-        ("grpc.max_reconnect_backoff_ms", 1000),
-    ]
-    if retries:
-        options.append(("grpc.service_config", service_config(retries)))
-    if tls is False:
-        return grpc.aio.insecure_channel(address, options=options)
-    settings = TLS() if tls is True else tls
-    if settings.server_name:
-        options.append(("grpc.ssl_target_name_override", settings.server_name))
-    credentials = grpc.ssl_channel_credentials(settings.root_certificates, settings.private_key, settings.certificate_chain)
-    return grpc.aio.secure_channel(address, credentials, options=options)
-
-
-def tensor_message(array: Any) -> pb.Tensor:
+def tensor_message(array: ArrayLike) -> pb.Tensor:
     """A numpy array (block 1's input, batch 1, preprocessed as ``ModelMetadata`` says) as a ``Tensor``."""
     import numpy as np
 
-    array = np.ascontiguousarray(array)
-    if array.dtype.name not in TENSOR_DTYPES:
-        raise ValueError(f"tensors are {', '.join(TENSOR_DTYPES)}, not {array.dtype.name}")
-    return pb.Tensor(dtype=TENSOR_DTYPES[array.dtype.name], shape=array.shape, raw=array.astype(array.dtype.newbyteorder("<")).tobytes())
+    values = np.ascontiguousarray(array)
+    if values.dtype.name not in TENSOR_DTYPES:
+        raise ValueError(f"tensors are {', '.join(TENSOR_DTYPES)}, not {values.dtype.name}")
+    raw = values.astype(values.dtype.newbyteorder("<")).tobytes()
+    return pb.Tensor(dtype=TENSOR_DTYPES[values.dtype.name], shape=values.shape, raw=raw)
 
 
 def request(
     image: bytes | None = None,
     *,
     text: str | None = None,
-    tensor: Any = None,
+    tensor: ArrayLike | None = None,
     model: str = "",
     threshold: float | None = None,
     policy: str = "",
@@ -128,18 +83,38 @@ def request(
     given = [name for name, value in (("image", image), ("text", text), ("tensor", tensor)) if value is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of image, text and tensor, not {' and '.join(given) or 'none'}")
-    inputs: dict[str, Any] = {}
-    if image is not None:
-        inputs["image"] = bytes(image)
-    elif text is not None:
-        inputs["text"] = text.encode("utf-8", errors="strict")
-    else:
-        inputs["tensor"] = tensor_message(tensor)
     plan = None if threshold is None and not policy else pb.PolicyOverride(threshold=threshold, name=policy)
-    return pb.InferRequest(
-        model=model, request_id=request_id, policy=plan, top_k=top_k, truncate=truncate, timeout_s=timeout_s,
-        forbid_degraded=forbid_degraded, **inputs,
-    )  # fmt: skip
+    message = pb.InferRequest(
+        model=model,
+        request_id=request_id,
+        policy=plan,
+        top_k=top_k,
+        truncate=truncate,
+        timeout_s=timeout_s,
+        forbid_degraded=forbid_degraded,
+    )
+    if image is not None:
+        message.image = bytes(image)
+    elif text is not None:
+        message.text = text.encode("utf-8", errors="strict")
+    elif tensor is not None:
+        message.tensor.CopyFrom(tensor_message(tensor))
+    return message
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _unary(
+    channel: grpc.aio.Channel, name: str, response: type[Response]
+) -> grpc.aio.UnaryUnaryMultiCallable[Message, Response]:
+    """The unary ``Device`` method ``name``, answering ``response`` messages."""
+    return channel.unary_unary(
+        f"/{DEVICE_SERVICE.full_name}/{name}",
+        request_serializer=_serialize,
+        response_deserializer=response.FromString,
+    )
 
 
 class AsyncClient:
@@ -157,8 +132,16 @@ class AsyncClient:
         self.address = address
         self.timeout_s = timeout_s
         self._channel = open_channel(address, tls, retries)
-        self._stub = pb_grpc.DeviceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._infer = _unary(self._channel, "Infer", pb.InferResponse)
+        self._list_models = _unary(self._channel, "ListModels", pb.ListModelsResponse)
+        self._model_metadata = _unary(self._channel, "ModelMetadata", pb.ModelMetadataResponse)
+        self._policy_state = _unary(self._channel, "GetPolicyState", pb.PolicyState)
+        self._infer_stream = self._channel.stream_stream(
+            f"/{DEVICE_SERVICE.full_name}/InferStream",
+            request_serializer=pb.InferRequest.SerializeToString,
+            response_deserializer=pb.StreamResponse.FromString,
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -169,25 +152,54 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: Any, message: Any, timeout_s: float | None) -> Any:
+    async def _call(
+        self, method: grpc.aio.UnaryUnaryMultiCallable[Message, Response], message: Message, timeout_s: float | None
+    ) -> Response:
         try:
             return await method(message, timeout=timeout_s, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise ClientError.from_rpc_error(exc) from None
 
     async def infer(
-        self, image: bytes | None = None, *, timeout_s: float | None = None, **options: Any
+        self,
+        image: bytes | None = None,
+        *,
+        text: str | None = None,
+        tensor: ArrayLike | None = None,
+        model: str = "",
+        threshold: float | None = None,
+        policy: str = "",
+        top_k: int = 0,
+        truncate: bool = False,
+        timeout_s: float | None = None,
+        forbid_degraded: bool = False,
+        request_id: str = "",
     ) -> Prediction:
-        """Classify one input; ``options`` as :func:`request` (``text=``, ``model=``, ``top_k=``, ...)."""
-        return await self.infer_request(request(image, **options), timeout_s)
+        """Classify one input: exactly one of ``image``, ``text`` or ``tensor``; the rest as :func:`request`.
+
+        ``timeout_s`` is this call's deadline (None: the client's).
+        """
+        message = request(
+            image,
+            text=text,
+            tensor=tensor,
+            model=model,
+            threshold=threshold,
+            policy=policy,
+            top_k=top_k,
+            truncate=truncate,
+            forbid_degraded=forbid_degraded,
+            request_id=request_id,
+        )
+        return await self.infer_request(message, timeout_s)
 
     async def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
         """Send a ready-made ``InferRequest`` (see :func:`request`)."""
-        return Prediction.from_message(await self._call(self._stub.Infer, message, timeout_s or self.timeout_s))
+        return Prediction.from_message(await self._call(self._infer, message, timeout_s or self.timeout_s))
 
     async def infer_many(
         self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64
-    ) -> AsyncIterator[Prediction | ClientError]:
+    ) -> AsyncGenerator[Prediction | ClientError, None]:
         """Send ``messages`` on one ``InferStream``, at most ``max_in_flight`` unanswered at a time.
 
         Yields each sample's answer, or its :class:`ClientError`, as it arrives (not
@@ -206,7 +218,7 @@ class AsyncClient:
                     return
                 yield self._completed(message, position)
 
-        call = self._stub.InferStream(outgoing(), metadata=self._metadata)
+        call = self._infer_stream(outgoing(), metadata=self._metadata)
         try:
             async for answer in call:
                 slots.release()
@@ -230,18 +242,19 @@ class AsyncClient:
             completed.timeout_s = self.timeout_s
         return completed
 
-    async def list_models(self) -> tuple[str, list[ModelInfo]]:
+    async def list_models(self) -> ModelList:
         """The device's default model and every model it serves."""
-        reply = await self._call(self._stub.ListModels, pb.ListModelsRequest(), self.timeout_s)
-        return reply.default_model, [ModelInfo.from_message(m) for m in reply.models]
+        return ModelList.from_message(await self._call(self._list_models, pb.ListModelsRequest(), self.timeout_s))
 
     async def model(self, name: str = "") -> ModelInfo:
         """One model's contract (the default model's if ``name`` is empty); NOT_FOUND if unknown."""
-        return ModelInfo.from_message(await self._call(self._stub.ModelMetadata, pb.ModelMetadataRequest(model=name), self.timeout_s))
+        reply = await self._call(self._model_metadata, pb.ModelMetadataRequest(model=name), self.timeout_s)
+        return ModelInfo.from_message(reply)
 
-    async def policy_state(self, model: str = "", policy: str = "") -> pb.PolicyState:
+    async def policy_state(self, model: str = "", policy: str = "") -> PolicyState:
         """What a device policy has learned (``splitexit policy show``)."""
-        return await self._call(self._stub.GetPolicyState, pb.PolicyStateRequest(model=model, policy=policy), self.timeout_s)
+        reply = await self._call(self._policy_state, pb.PolicyStateRequest(model=model, policy=policy), self.timeout_s)
+        return PolicyState.from_message(reply)
 
 
 class Client:
@@ -250,12 +263,21 @@ class Client:
     ``with Client("127.0.0.1:50051") as client: answer = client.infer(png)``
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, **options: Any) -> None:
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        retries: int = 4,
+        tls: TLS | bool = False,
+        token: str | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="splitexit-client", daemon=True)
         self._thread.start()
-        self._client: AsyncClient = self._run(_open(address, options))
+        self._client = self._run(_open(address, timeout_s=timeout_s, retries=retries, tls=tls, token=token))
         self.address = address
+        self.timeout_s = timeout_s
 
     def __enter__(self) -> Client:
         return self
@@ -275,45 +297,69 @@ class Client:
         self._thread.join()
         self._loop.close()
 
-    def infer(self, image: bytes | None = None, **options: Any) -> Prediction:
+    def infer(
+        self,
+        image: bytes | None = None,
+        *,
+        text: str | None = None,
+        tensor: ArrayLike | None = None,
+        model: str = "",
+        threshold: float | None = None,
+        policy: str = "",
+        top_k: int = 0,
+        truncate: bool = False,
+        timeout_s: float | None = None,
+        forbid_degraded: bool = False,
+        request_id: str = "",
+    ) -> Prediction:
         """As :meth:`AsyncClient.infer`."""
-        return self._run(self._client.infer(image, **options))
+        message = request(
+            image,
+            text=text,
+            tensor=tensor,
+            model=model,
+            threshold=threshold,
+            policy=policy,
+            top_k=top_k,
+            truncate=truncate,
+            forbid_degraded=forbid_degraded,
+            request_id=request_id,
+        )
+        return self.infer_request(message, timeout_s)
 
     def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
         """As :meth:`AsyncClient.infer_request`."""
         return self._run(self._client.infer_request(message, timeout_s))
 
-    def infer_many(self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64) -> Iterator[Prediction | ClientError]:
+    def infer_many(
+        self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64
+    ) -> Iterator[Prediction | ClientError]:
         """As :meth:`AsyncClient.infer_many`."""
         answers = self._client.infer_many(messages, max_in_flight=max_in_flight)
         try:
             while True:
                 try:
-                    yield self._run(anext(answers))
+                    yield self._run(answers.__anext__())
                 except StopAsyncIteration:
                     return
         finally:
             self._run(answers.aclose())
 
-    def list_models(self) -> tuple[str, list[ModelInfo]]:
+    def list_models(self) -> ModelList:
+        """As :meth:`AsyncClient.list_models`."""
         return self._run(self._client.list_models())
 
     def model(self, name: str = "") -> ModelInfo:
+        """As :meth:`AsyncClient.model`."""
         return self._run(self._client.model(name))
 
-    def policy_state(self, model: str = "", policy: str = "") -> pb.PolicyState:
+    def policy_state(self, model: str = "", policy: str = "") -> PolicyState:
+        """As :meth:`AsyncClient.policy_state`."""
         return self._run(self._client.policy_state(model, policy))
 
 
-async def _open(address: str, options: dict[str, Any]) -> AsyncClient:
-    return AsyncClient(address, **options)  # inside the client's loop: the channel belongs to it
-
-
-async def is_serving(address: str, timeout_s: float = 1.0, tls: TLS | bool = False) -> bool:
-    """True once the server at ``address`` answers its health check with SERVING."""
-    async with open_channel(address, tls, retries=0) as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.aio.AioRpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+async def _open(
+    address: str, *, timeout_s: float | None, retries: int, tls: TLS | bool, token: str | None
+) -> AsyncClient:
+    """An :class:`AsyncClient` made inside the client's loop: the channel belongs to it."""
+    return AsyncClient(address, timeout_s=timeout_s, retries=retries, tls=tls, token=token)

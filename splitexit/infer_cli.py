@@ -126,7 +126,7 @@ class Tally:
 def line(item: Input, answer: Prediction, as_json: bool, truth: str | None) -> str:
     if as_json:
         return json.dumps({"input": item.name, **({"true_label": truth} if truth else {}), **answer.to_dict()})
-    degraded = f"  DEGRADED: {answer.degradation}" if answer.degraded else ""
+    degraded = f"  DEGRADED: {answer.degradation.message}" if answer.degradation is not None else ""
     top = "  top: " + ", ".join(f"{c.label_name} {c.probability:.3f}" for c in answer.top_k[1:]) if len(answer.top_k) > 1 else ""
     return (
         f"{item.name}: {answer.label_name} ({answer.confidence:.3f}) exit {answer.exit_tier.value} block {answer.exit_block} "

@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 
 from splitexit.client import AsyncClient
-from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.results import PolicyState
+from splitexit.shared.proto.splitexit_views import PolicyOverride
 
 
-async def fetch(address: str, model: str = "", policy: str = "", timeout_s: float = 5.0) -> pb.PolicyState:
+async def fetch(address: str, model: str = "", policy: str = "", timeout_s: float = 5.0) -> PolicyState:
     """``Device.GetPolicyState`` of the device at ``address``."""
     async with AsyncClient(address, timeout_s=timeout_s) as client:
         return await client.policy_state(model, policy)
 
 
-def describe_plan(plan: pb.PolicyOverride) -> str:
+def describe_plan(plan: PolicyOverride | None) -> str:
     """``exit if C > α at 2 (0.9); device stops after 2``, say."""
+    if plan is None:
+        return "no plan"
     early = [f"{k} ({a:g})" for k, a in enumerate(plan.exit_thresholds, start=1) if a < 1.0]
     parts = [f"exit if C > α at {', '.join(early)}" if early else "no early exit"]
     if plan.device_last_block:
@@ -25,7 +28,7 @@ def describe_plan(plan: pb.PolicyOverride) -> str:
     return "; ".join(parts)
 
 
-def format_state(state: pb.PolicyState) -> str:
+def format_state(state: PolicyState) -> str:
     default = " (default)" if state.is_default else ""
     lines = [f"{state.model} / {state.policy}{default}: {state.samples} samples observed"]
     if state.costs:

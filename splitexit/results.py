@@ -1,129 +1,99 @@
-"""What the client returns: typed, immutable views of the device's answers, with the wire message kept.
+"""What the client returns: typed, immutable views of the device's answers, derived from the proto.
 
-:class:`Prediction` is one ``InferResponse``; :class:`ModelInfo` one model's
-``ModelMetadataResponse``; :class:`ClientError` a failed call (raised by
-``infer``, yielded by the streaming helper for one sample). Each keeps its
-protobuf message as ``.message``; :meth:`Prediction.to_dict` is the answer as
-the HTTP gateway and ``splitexit infer --json`` print it (the proto3 JSON
-mapping with proto field names), so every surface spells it the same way.
+Every answer type is generated from ``protos/splitexit.proto`` by ``make proto``
+(:mod:`splitexit.shared.proto.splitexit_views`): a field added to the proto is
+a field here, with the proto's comment. :class:`Prediction` is one
+``InferResponse``, :class:`ModelInfo` one ``ModelMetadataResponse``,
+:class:`ModelList` the ``ListModelsResponse`` and :class:`PolicyState` what a
+policy has learned; nested messages (``Hop``, ``StageTimings``, ...) are views
+too, tiers are :class:`~splitexit.shared.tiers.Tier` and a field the proto gives
+presence (``degradation``, a oneof member) is None when unset. Prediction and
+ModelInfo keep their protobuf message as ``.message``; :meth:`Prediction.to_dict`
+is the answer as the HTTP gateway and ``splitexit infer --json`` print it (the
+proto3 JSON mapping with proto field names), so every surface spells it the same
+way. :class:`ClientError` is a failed call (raised by ``infer``, yielded by the
+streaming helper for one sample).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from splitexit.shared.proto import splitexit_pb2 as pb
-from splitexit.shared.tiers import Tier
+from splitexit.shared.proto import splitexit_views as views
+
+ClassProbability = views.ClassProbability
+Degradation = views.Degradation
+Hop = views.Hop
+StageTimings = views.StageTimings
+HostedRange = views.HostedRange
+PolicyState = views.PolicyState
 
 
 def message_json(message: Message) -> dict[str, Any]:
     """A message as the JSON every surface uses: proto field names, every field present, enums by name."""
     return MessageToDict(
-        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True, unquote_int64_if_possible=True
+        message,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=True,
+        unquote_int64_if_possible=True,
     )
 
 
 @dataclass(frozen=True)
-class ClassScore:
-    label: int
-    label_name: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One tier's part in a sample's journey; times in seconds."""
-
-    tier: Tier
-    first_block: int
-    last_block: int
-    bytes_sent: int
-    exit_confidences: tuple[float, ...]
-    queue_s: float
-    decode_s: float
-    compute_s: float
-    codec_s: float
-    network_s: float
-    total_s: float
-
-    @classmethod
-    def from_message(cls, hop: pb.Hop) -> Hop:
-        t = hop.timings
-        return cls(
-            Tier.from_proto(hop.tier), hop.first_block, hop.last_block, hop.bytes_sent, tuple(hop.exit_confidences),
-            t.queue_s, t.decode_s, t.compute_s, t.codec_s, t.network_s, t.total_s,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(views.InferResponse):
     """One answer: the class, where the sample exited, what every hop cost."""
 
-    request_id: str
-    model: str
-    label: int
-    label_name: str
-    confidence: float
-    top_k: tuple[ClassScore, ...]
-    exit_tier: Tier
-    exit_block: int
-    hops: tuple[Hop, ...]
-    policy: str
-    cost: float
-    cost_final_layer: float
-    logits: tuple[float, ...]
-    degraded: bool
-    degradation: str  # why, for people ("" unless degraded)
-    message: pb.InferResponse = field(repr=False, compare=False)
+    message: pb.InferResponse = field(default_factory=pb.InferResponse, repr=False, compare=False)
 
     @classmethod
-    def from_message(cls, answer: pb.InferResponse) -> Prediction:
-        return cls(
-            answer.request_id, answer.model, answer.label, answer.label_name, answer.confidence,
-            tuple(ClassScore(c.label, c.label_name, c.probability) for c in answer.top_k),
-            Tier.from_proto(answer.exit_tier), answer.exit_block, tuple(Hop.from_message(h) for h in answer.hops),
-            answer.policy, answer.cost, answer.cost_final_layer, tuple(answer.logits), answer.degraded, answer.degradation.message if answer.degraded else "", answer,
-        )  # fmt: skip
+    def from_message(cls, message: pb.InferResponse) -> Self:
+        return dataclasses.replace(super().from_message(message), message=message)
 
     @property
     def latency_s(self) -> float:
         """The device's time from receipt to answer (the whole journey as the device saw it)."""
-        return self.hops[0].total_s if self.hops else 0.0
+        timings = self.hops[0].timings if self.hops else None
+        return timings.total_s if timings is not None else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return message_json(self.message)
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(views.ModelMetadataResponse):
     """What a client must know to call a model (``Device.ModelMetadata``)."""
 
-    name: str
-    version: str
-    task: str
-    input_kind: str  # "image" or "text"
-    labels: tuple[str, ...]
-    num_blocks: int
-    hosted: dict[Tier, tuple[int, int]]
-    policies: tuple[str, ...]
-    default_policy: str
-    preprocessing: dict[str, Any]  # image: channels, height, width, mean, std; text: max_tokens, tokenizer_sha256
-    message: pb.ModelMetadataResponse = field(repr=False, compare=False)
+    message: pb.ModelMetadataResponse = field(default_factory=pb.ModelMetadataResponse, repr=False, compare=False)
 
     @classmethod
-    def from_message(cls, info: pb.ModelMetadataResponse) -> ModelInfo:
-        which = info.WhichOneof("preprocessing")
-        return cls(
-            info.name, info.version, info.task, info.input_kind, tuple(info.labels), info.num_blocks,
-            {Tier.from_proto(h.tier): (h.first_block, h.last_block) for h in info.hosted},
-            tuple(info.policies), info.default_policy,
-            message_json(getattr(info, which)) if which else {}, info,
-        )  # fmt: skip
+    def from_message(cls, message: pb.ModelMetadataResponse) -> Self:
+        return dataclasses.replace(super().from_message(message), message=message)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """``image`` or ``text`` as a dict: channels, height, width, mean, std; or max_tokens, tokenizer_sha256."""
+        which = self.image or self.text
+        return dataclasses.asdict(which) if which is not None else {}
+
+
+@dataclass(frozen=True)
+class ModelList(views.ListModelsResponse):
+    """The device's default model and every model it serves (``Device.ListModels``)."""
+
+    models: tuple[ModelInfo, ...]
+
+    @classmethod
+    def from_message(cls, message: pb.ListModelsResponse) -> Self:
+        return dataclasses.replace(
+            super().from_message(message), models=tuple(map(ModelInfo.from_message, message.models))
+        )
 
 
 class ClientError(Exception):

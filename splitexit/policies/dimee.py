@@ -58,12 +58,15 @@ def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
         row_starts, row_sizes = _split(image.shape[1], cells)
         col_starts, col_sizes = _split(image.shape[2], cells)
         sums = np.add.reduceat(np.add.reduceat(image, row_starts, axis=1), col_starts, axis=2)
-        return (sums / np.outer(row_sizes, col_sizes)).reshape(-1)
+        cell_means: np.ndarray = (sums / np.outer(row_sizes, col_sizes)).reshape(-1)
+        return cell_means
     flat = x.reshape(-1)
     if np.issubdtype(flat.dtype, np.integer):
         counts = np.bincount(flat.astype(np.int64) % cells**2, minlength=cells**2).astype(np.float64)
-        return counts / max(counts.sum(), 1.0)
-    return np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
+        shares: np.ndarray = counts / max(counts.sum(), 1.0)
+        return shares
+    means: np.ndarray = np.array([chunk.mean() for chunk in np.array_split(flat.astype(np.float64), cells**2)])
+    return means
 
 
 def _split(length: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +78,8 @@ def _split(length: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
 def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the closest centroid (squared Euclidean distance) for every row of ``points``."""
     distances = ((points[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
-    return distances.argmin(axis=1)
+    closest: np.ndarray = distances.argmin(axis=1)
+    return closest
 
 
 def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.ndarray:

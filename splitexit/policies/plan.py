@@ -132,13 +132,15 @@ def exits_at(block: int, confidence: float, thresholds: Sequence[float], num_blo
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of one exit's logits, computed stably in float64."""
-    return softmax_rows(logits[np.newaxis])[0]
+    probabilities: np.ndarray = softmax_rows(logits[np.newaxis])[0]
+    return probabilities
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
     """:func:`softmax` of every row of a batch of exit logits at once."""
     shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def top_probability(logits: np.ndarray) -> float:

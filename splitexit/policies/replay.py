@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitexit.policies.chain import TIERS, Chain, Route, walk
+from splitexit.policies.chain import Chain, Route, walk
 from splitexit.policies.costs import CostModel
 from splitexit.policies.plan import Plan, Policy
+from splitexit.shared.tiers import TIERS
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class ExitStream:
 
     @property
     def num_blocks(self) -> int:
-        return self.confidences.shape[1]
+        blocks: int = self.confidences.shape[1]
+        return blocks
 
     def take(self, indices: np.ndarray) -> ExitStream:
         """The samples at ``indices`` (in that order), e.g. a smaller stream for a quick run."""
@@ -87,7 +89,8 @@ def ran(route: Route, reported: Sequence[float]) -> dict[int, float]:
 
 def as_reported(confidences: np.ndarray) -> list[list[float]]:
     """Confidences rounded to float32, as answers carry them."""
-    return confidences.astype(np.float32).astype(np.float64).tolist()
+    reported: list[list[float]] = confidences.astype(np.float32).astype(np.float64).tolist()
+    return reported
 
 
 def replay(

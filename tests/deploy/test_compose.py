@@ -74,22 +74,28 @@ def test_env_names_settings_of_the_tier_and_validates(
 
 
 def test_image_points_every_tier_at_the_shipped_models(
-    dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+    dockerfile: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Installed into site-packages, the default models_dir (next to the sources) is not in the image."""
+    """The image ships models/ as ./models of the tiers' working directory and sets no models folder by hand:
+    every tier finds it by the documented search order, as a pip-installed tier does."""
     copied = {}
     exporters = model_stages(dockerfile)
-    for keyword, args in stages(dockerfile)[-1][1]:
+    final = stages(dockerfile)[-1][1]
+    for keyword, args in final:
         words = [w for w in args.split() if not w.startswith("--")]
         origin = next((w.removeprefix("--from=") for w in args.split() if w.startswith("--from=")), None)
         if keyword == "COPY" and (origin is None or origin in exporters):
             for source in words[:-1]:
                 copied[Path(source.strip("/")).name] = words[-1].rstrip("/")
     assert "models" in copied, "the image must ship models/"
+    [workdir, *_] = [args for keyword, args in reversed(final) if keyword == "WORKDIR"]
+    assert copied["models"] == f"{workdir.rstrip('/')}/models", "models/ must be ./models of the WORKDIR"
     image_env = dockerfile_env(dockerfile)
+    assert not [key for key in image_env if key.endswith("MODELS_DIR")], "the models search order needs no ENV"
+    monkeypatch.chdir(tmp_path)  # stands in for the WORKDIR
     for tier in TIERS:
         settings = tier_settings(tier, image_env, monkeypatch)
-        assert str(settings.models_dir) == copied["models"], f"{tier}: models_dir {settings.models_dir}"
+        assert settings.models_dir == tmp_path / "models", f"{tier}: models_dir {settings.models_dir}"
 
 
 @pytest.mark.parametrize("tier", NEXT)

@@ -54,7 +54,8 @@ def test_discovery_describes_the_contract_and_a_tensor_built_from_it_gets_the_im
     from PIL import Image
 
     with Client(testbed.device_address) as client:
-        default, models = client.list_models()
+        listing = client.list_models()
+        default, models = listing.default_model, listing.models
         info = client.model("fmnist-cnn")
         with pytest.raises(ClientError) as unknown:
             client.model("nope")
@@ -67,7 +68,8 @@ def test_discovery_describes_the_contract_and_a_tensor_built_from_it_gets_the_im
     assert default == "fmnist-cnn" and {m.name for m in models} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
     assert info.input_kind == "image" and prep["mean"] == pytest.approx(0.286) and prep["std"] == pytest.approx(0.353)
     assert list(info.message.tensor.shape) == [1, 1, 28, 28] and info.message.tensor.dtype == pb.FP32
-    assert info.labels[0] == "T-shirt/top" and info.num_blocks == 6 and info.hosted[Tier.DEVICE][0] == 1
+    assert info.labels[0] == "T-shirt/top" and info.num_blocks == 6 and info.hosted[0].tier is Tier.DEVICE
+    assert info.hosted[0].first_block == 1 and info.image is not None and info.image.channels == 1 and info.text is None
     assert "splitee" in info.policies and info.default_policy in info.policies
     assert unknown.value.code == grpc.StatusCode.NOT_FOUND
     np.testing.assert_allclose(from_tensor.logits, from_image.logits, atol=1e-4)
