@@ -94,7 +94,7 @@ def test_new_package_served_broken_replacement_refused_good_one_takes_over(bed: 
     png = fashion_mnist.test_images(1, seed=3)[0].png
     v1 = package(staging / "v1", "1", seed=1)
     with Client(bed.device_address, timeout_s=10) as client:
-        assert [info.name for info in client.list_models()[1]] == [IMAGE_MODEL_DIR.name]
+        assert [info.name for info in client.list_models().models] == [IMAGE_MODEL_DIR.name]
         shutil.copytree(staging / "v1", models / NAME)
         wait_for("the new package answers from the cloud", lambda: served_by_every_tier(client, png))
         assert client.model(NAME).version == "1" and client.model(NAME).num_blocks == 3

@@ -109,7 +109,7 @@ def wait_listed(testbed: subprocess.Popen[bytes], address: str, output: Path) ->
         assert testbed.poll() is None, f"the testbed exited:\n{output.read_text()[-3000:]}"
         try:
             with Client(address, timeout_s=2) as client:
-                if "tiny-fmnist" in [info.name for info in client.list_models()[1]]:
+                if "tiny-fmnist" in [info.name for info in client.list_models().models]:
                     return
         except ClientError:
             pass
