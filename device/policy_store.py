@@ -106,7 +106,8 @@ class PolicyStore(Mapping[str, Policy]):
         canonical = f"{prefix}{value:g}"
         if canonical not in policies:
             if sum(name.startswith(prefix) for name in policies) >= MAX_BUDGETS:
-                raise Overloaded(f"{model} already keeps {MAX_BUDGETS} stated {prefix} budgets; state one of those")
+                form = STATED_FORMS[STATED.index(prefix)]
+                raise Overloaded(f"{model} already keeps {MAX_BUDGETS} stated budgets ({form}); state one of those")
             chain, costs, p = self._chains[model], self.costs[model], self.params
             build: Callable[[], Policy] = (
                 partial(CostBudget, canonical, chain, costs, share=value, step=p.budget_step, alpha=p.budget_alpha)

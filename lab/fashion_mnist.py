@@ -108,7 +108,7 @@ def load(split: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndar
 HALVES = {"validation": slice(0, 5_000), "test": slice(5_000, 10_000)}
 
 
-def test_half(half: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def held_out_half(half: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``"validation"`` (test images 0..4999) or ``"test"`` half (5000..9999) of the test set, in index order."""
     if half not in HALVES:
         raise ValueError(f"no half {half!r} of the Fashion-MNIST test set; choose from {', '.join(HALVES)}")

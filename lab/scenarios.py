@@ -148,9 +148,9 @@ def corrupt(pixels: np.ndarray, phase: Phase, rng: np.random.Generator) -> np.nd
 
 
 def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
-    """One half of the test set (:func:`lab.fashion_mnist.test_half`), split (seeded) into equal parts, one per phase."""
+    """One half of the test set (:func:`lab.fashion_mnist.held_out_half`), split (seeded) into equal parts, one per phase."""
     assert isinstance(manifest.input, ImageInput)
-    pixels, labels = fashion_mnist.test_half(scenario.options["half"])
+    pixels, labels = fashion_mnist.held_out_half(scenario.options["half"])
     rng = np.random.default_rng(0)
     parts = np.array_split(rng.permutation(len(labels)), len(scenario.phases))
     samples: list[np.ndarray] = []
