@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from splitexit.policies.budget import stated_number
 from splitexit.policies.chain import Chain
 from splitexit.policies.drift import PageHinkley
 from splitexit.policies.plan import Plan
@@ -48,17 +49,10 @@ ACCURACY_PREFIX = "accuracy@"
 
 def accuracy_points(name: str) -> float:
     """The points an ``accuracy@<points>`` policy name states; ValueError with a readable message if it is none."""
-    text = name.removeprefix(ACCURACY_PREFIX)
-    try:
-        points = float(text)
-    except ValueError:
-        points = float("nan")
-    if not 0.0 < points <= 100.0:  # also false for NaN
-        raise ValueError(
-            f"{name!r} states no accuracy budget: write accuracy@<points>, the accuracy points below the final "
-            "layer's an answer may lose on average, in (0, 100], e.g. accuracy@0.5"
-        )
-    return points
+    return stated_number(
+        name, ACCURACY_PREFIX, 100.0, "states no accuracy budget: write accuracy@<points>, the accuracy points "
+        "below the final layer's an answer may lose on average, in (0, 100], e.g. accuracy@0.5",
+    )  # fmt: skip
 
 
 def disagreements(alphas: np.ndarray, confidences: Sequence[float], labels: Sequence[int]) -> np.ndarray:
