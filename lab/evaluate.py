@@ -33,6 +33,7 @@ from splitexit.shared.manifest import load_manifest
 ROOT = Path(__file__).resolve().parents[1]
 JSON_PATH = ROOT / "bench" / "results" / "policies.json"
 VALIDATION_DISTORTED = DISTORTED[1]
+SWEPT = ("fmnist-clean", "fmnist-drift", "sentiment-imdb", "bbc-topic")  # the sweeps over o and λ run on these
 
 
 def subset(stream: ExitStream, limit: int) -> ExitStream:
@@ -76,7 +77,8 @@ def run(
             print(f"skipping {scenario.name}: {exc}")
             continue
         chain = Chain.of(load_manifest(models_dir / scenario.model), settings.hosted.get(scenario.model))
-        result = evaluate_scenario(scenario, stream, (validation.name, tuning), chain, setup, seeds, sweeps)
+        swept = sweeps and scenario.name in SWEPT
+        result = evaluate_scenario(scenario, stream, (validation.name, tuning), chain, setup, seeds, swept)
         print(policy_tables.scenario_section(result), flush=True)
         results.append(result)
     distortions = i_splitee(setup, models_dir, seeds, limit) if distorted else []
