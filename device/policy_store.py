@@ -111,8 +111,9 @@ class PolicyStore(Mapping[str, Policy]):
             chain, costs, p = self._chains[model], self.costs[model], self.params
             build: Callable[[], Policy] = (
                 partial(CostBudget, canonical, chain, costs, share=value, step=p.budget_step, alpha=p.budget_alpha)
-                if prefix == BUDGET_PREFIX else partial(accuracy_budget, canonical, p, chain, value)
-            )  # fmt: skip
+                if prefix == BUDGET_PREFIX
+                else partial(accuracy_budget, canonical, p, chain, value)
+            )
             policies[canonical] = self._restored(model, build)
         return policies[canonical]
 
@@ -220,7 +221,12 @@ def _fingerprint(model: HostedModel, params: PolicyParams, settings: DeviceSetti
     """Changes when the model's segments, its chain, the policies' hyperparameters or the costs change."""
     chain = {tier.value: str(hosted) for tier, hosted in model.chain.hosted.items()}
     document = json.dumps(
-        [[b.sha256 for b in model.manifest.blocks], chain, params.model_dump(mode="json"), settings.costs.model_dump(mode="json")],
+        [
+            [b.sha256 for b in model.manifest.blocks],
+            chain,
+            params.model_dump(mode="json"),
+            settings.costs.model_dump(mode="json"),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

@@ -116,9 +116,13 @@ def i_splitee(setup: Setup, models_dir: Path, seeds: int, limit: int) -> list[po
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lab.evaluate", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--scenario", action="append", metavar="NAME",
-                        help="fmnist-clean, fmnist-drift, fmnist-gradual, fmnist-shift-back, fmnist-distortions, "
-                        "sentiment-imdb, bbc-topic; repeat for several (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="fmnist-clean, fmnist-drift, fmnist-gradual, fmnist-shift-back, fmnist-distortions, "
+        "sentiment-imdb, bbc-topic; repeat for several (default: all)",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="random stream orders per policy")
     parser.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")
     parser.add_argument("--no-sweeps", action="store_true", help="skip the sweeps over o and λ")

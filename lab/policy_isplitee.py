@@ -59,16 +59,22 @@ def evaluate_distortion(
     final_cost, final_accuracy = costs.final_layer(chain), float((test.predictions[:, -1] == test.labels).mean())
     fixed = tune_one("fixed-thresholds", [{"thresholds": [a]} for a in FIXED_ALPHAS], setup, validation, chain, 1)
     rows, routes = [], {}
-    candidates = {"device only": None, "fixed-thresholds": fixed, **{
-        policy: tune_one(policy, [{"alpha": a} for a in SPLIT_ALPHAS], setup, validation, chain, 2) for policy in POLICIES
-    }}  # fmt: skip
+    candidates = {
+        "device only": None,
+        "fixed-thresholds": fixed,
+        **{
+            policy: tune_one(policy, [{"alpha": a} for a in SPLIT_ALPHAS], setup, validation, chain, 2)
+            for policy in POLICIES
+        },
+    }
     for policy, tuned in candidates.items():
         plan = final_layer_plan(chain) if policy == "device only" else None
         chosen = setup.with_params(**tuned.choice) if tuned else setup
         traces, _ = replays(builder(policy, chain, plan), chosen, test, chain, seeds)
         routes[policy] = traces[0].routes
-        result = summarize(policy, "learned" if policy in POLICIES else "baseline", traces, [""], final_accuracy,
-                           costs, final_cost)  # fmt: skip
+        result = summarize(
+            policy, "learned" if policy in POLICIES else "baseline", traces, [""], final_accuracy, costs, final_cost
+        )
         rows.append(result if tuned is None else _with_tuned(result, tuned.describe()))
     same = np.mean([a == b for a, b in zip(routes["i-splitee"], routes["splitee-s"], strict=True)])
     return DistortionResult(name, len(test), rows, float(same))
@@ -78,7 +84,9 @@ def _with_tuned(result: PolicyResult, tuned: str) -> PolicyResult:
     return replace(result, tuned=tuned)
 
 
-def evaluate(test: ExitStream, validation: ExitStream, phases: tuple[Phase, ...], setup: Setup, seeds: int) -> list[DistortionResult]:
+def evaluate(
+    test: ExitStream, validation: ExitStream, phases: tuple[Phase, ...], setup: Setup, seeds: int
+) -> list[DistortionResult]:
     """Every distortion of ``phases`` (the phases of both streams), one after the other."""
     return [
         evaluate_distortion(phase.name, one_phase(test, p), one_phase(validation, p), setup, seeds)
@@ -105,7 +113,9 @@ def table(results: list[DistortionResult]) -> str:
     ]
     for result in results:
         for r in result.rows:
-            rows.append(f"| {result.distortion} | {r.policy} | {100 * r.accuracy:.2f} % | {r.drop_points:+.2f} | "
-                        f"{100 * r.cost_reduction:.1f} % | {100 * r.tier_share['cloud']:.0f} % | {r.tuned} |")  # fmt: skip
+            rows.append(
+                f"| {result.distortion} | {r.policy} | {100 * r.accuracy:.2f} % | {r.drop_points:+.2f} | "
+                f"{100 * r.cost_reduction:.1f} % | {100 * r.tier_share['cloud']:.0f} % | {r.tuned} |"
+            )
     same = ", ".join(f"{r.distortion} {100 * r.same_routes:.0f} %" for r in results)
     return "\n".join(rows) + f"\n\nSamples `i-splitee` and `splitee-s` sent the same way (first order): {same}."

@@ -133,8 +133,12 @@ def scenario_section(result: ScenarioResult) -> str:
     ]
     for convention in CONVENTIONS:
         policies = result.policies[convention]
-        parts += [policy_table(policies, convention), frontier_table(result, convention), target_line(policies),
-                  accuracy_line(policies, result.accuracy_points)]  # fmt: skip
+        parts += [
+            policy_table(policies, convention),
+            frontier_table(result, convention),
+            target_line(policies),
+            accuracy_line(policies, result.accuracy_points),
+        ]
         if len(result.phases) > 1 and convention == CONVENTIONS[0]:
             parts += [f"Per phase, {convention}:", phase_table(policies), phase_line(policies), drift_line(policies)]
     if result.sweeps:

@@ -50,7 +50,11 @@ def accuracy_line(policies: Sequence[PolicyResult], points: float) -> str:
         worst, phase = _worst(r)
         gap = r.frontier_gap
         ok = worst <= ACCURACY_PHASE_DROP and gap is not None and gap <= FRONTIER_POINTS
-        shown_gap = "no fixed α is as accurate" if gap is None else f"the cheapest fixed α as accurate saves {gap:+.1f} pts more"
+        shown_gap = (
+            "no fixed α is as accurate"
+            if gap is None
+            else f"the cheapest fixed α as accurate saves {gap:+.1f} pts more"
+        )
         lines.append(
             f"Accuracy budget {points:g} pt (`{r.policy}`): true drop {r.drop_points:+.2f} pt, worst phase {worst:+.2f} "
             f"({phase}); shadow runs {100 * (r.shadow_share or 0.0):.1f} % of the samples, charged; cost reduction "

@@ -76,8 +76,9 @@ def fmnist(name: str, title: str, phases: tuple[Phase, ...] = (Phase(),)) -> tup
     """A Fashion-MNIST stream on the test half of the test set, and its twin on the validation half
     (:data:`lab.fashion_mnist.HALVES`): the same phases and corruptions, other images."""
     test = Scenario(name, title, "fmnist-cnn", "fashion-mnist", phases, {"half": "test"})
-    return test, Scenario(f"{name}-val", f"{title} (validation half)", "fmnist-cnn", "fashion-mnist", phases,
-                          {"half": "validation"})  # fmt: skip
+    return test, Scenario(
+        f"{name}-val", f"{title} (validation half)", "fmnist-cnn", "fashion-mnist", phases, {"half": "validation"}
+    )
 
 
 FMNIST = (
@@ -86,8 +87,9 @@ FMNIST = (
     fmnist("fmnist-gradual", "Fashion-MNIST, noise growing step by step (a gradual drift)", GRADUAL),
     fmnist("fmnist-shift-back", "Fashion-MNIST, the stream turns blurred, then clean again", SHIFT_BACK),
 )
-DISTORTED = fmnist("fmnist-distortions", "Fashion-MNIST under Gaussian noise and blur, three strengths each",
-                   DISTORTIONS)  # fmt: skip
+DISTORTED = fmnist(
+    "fmnist-distortions", "Fashion-MNIST under Gaussian noise and blur, three strengths each", DISTORTIONS
+)
 SCENARIOS = (
     *(test for test, _ in FMNIST),
     Scenario(
@@ -226,7 +228,9 @@ def exit_outcomes(
     compute it. ``batch`` stacks same-shaped samples (1: exactly the tiers' batch-1 runs).
     """
     whole = BlockRange(first=1, last=manifest.num_blocks)
-    model = HostedModel(package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads)
+    model = HostedModel(
+        package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads
+    )
     confidences = np.empty((len(samples), manifest.num_blocks))
     predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
     start = 0

@@ -41,8 +41,20 @@ DIMEE_GRIDS = ([0.6, 0.7, 0.8, 0.9, 1.0], [0.7, 0.8, 0.9, 0.95, 0.99, 1.0], [0.8
 CASCADE_GRIDS = ([0.6, 0.7, 0.8, 0.9, 0.95, 1.0], [0.8, 0.9, 0.95, 0.99, 1.0], [0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
 WINDOWS = (200, 500, 1000)
 SHADOW_SHARES = (0.03, 0.05)
-SYMBOLS = {"alpha": "α", "mu": "μ", "ucb_c": "c", "discount": "γ", "window": "W", "drift_threshold": "h", "grid": "grid",
-           "cascade_grid": "grid", "thresholds": "α", "budget_step": "η", "budget_alpha": "α₀", "shadow_share": "s"}  # fmt: skip
+SYMBOLS = {
+    "alpha": "α",
+    "mu": "μ",
+    "ucb_c": "c",
+    "discount": "γ",
+    "window": "W",
+    "drift_threshold": "h",
+    "grid": "grid",
+    "cascade_grid": "grid",
+    "thresholds": "α",
+    "budget_step": "η",
+    "budget_alpha": "α₀",
+    "shadow_share": "s",
+}
 
 Choice = dict[str, Any]
 
@@ -140,9 +152,7 @@ def worst_phase_drop(traces: Sequence[Trace], stream: ExitStream) -> float:
     return float(max(drops))
 
 
-def tune(
-    setup: Setup, validation: ExitStream, chain: Chain, seeds: int, budgets: Sequence[float]
-) -> dict[str, Tuned]:
+def tune(setup: Setup, validation: ExitStream, chain: Chain, seeds: int, budgets: Sequence[float]) -> dict[str, Tuned]:
     """Every policy of :data:`CANDIDATES` tuned on ``validation``; a budget once per share in ``budgets``,
     keyed ``budget ≤ 40 %``."""
     chosen: dict[str, Choice] = {}
@@ -150,7 +160,9 @@ def tune(
     for name, candidates in CANDIDATES.items():
         if name == "budget":
             continue
-        tuned[name] = tune_one(name, candidates(chosen), setup, validation, chain, 1 if name == "fixed-thresholds" else seeds)
+        tuned[name] = tune_one(
+            name, candidates(chosen), setup, validation, chain, 1 if name == "fixed-thresholds" else seeds
+        )
         chosen[name] = tuned[name].choice
     for share in budgets:
         options = [{"budget_share": share, **choice} for choice in CANDIDATES["budget"](chosen)]

@@ -99,7 +99,9 @@ def test_drift_stream_is_reported_per_phase(tmp_path: Path, capsys: pytest.Captu
         assert float(weights @ [p.cost_reduction for p in r.phases]) == pytest.approx(r.cost_reduction)
         assert (r.phases[0].regret is not None) == (r.policy in result.regret)
     assert "Against the fixed α tuned on validation (α=" in printed and "accuracy-budget " in printed
-    assert "Picked on validation: " in printed and "Target (every phase ≤ 1 pt and no dearer than the fixed α)" in printed
+    assert (
+        "Picked on validation: " in printed and "Target (every phase ≤ 1 pt and no dearer than the fixed α)" in printed
+    )
     assert "| final-layer | blur σ=1.5 |" in printed and "| all-device | clean again |" in printed
 
 
@@ -115,7 +117,13 @@ def test_i_splitee_is_replayed_per_distortion_on_a_device_hosting_the_whole_chai
     report = json.loads((tmp_path / "p.json").read_text())
     distortions = report["i_splitee"]
     assert [d["distortion"] for d in distortions] == [
-        "noise σ=0.1", "noise σ=0.2", "noise σ=0.3", "blur σ=0.5", "blur σ=1", "blur σ=1.5"]  # fmt: skip
+        "noise σ=0.1",
+        "noise σ=0.2",
+        "noise σ=0.3",
+        "blur σ=0.5",
+        "blur σ=1",
+        "blur σ=1.5",
+    ]
     for d in distortions:
         rows = {r["policy"]: r for r in d["rows"]}
         assert set(rows) == {"device only", "fixed-thresholds", "i-splitee", "splitee-s"}

@@ -16,8 +16,18 @@ from tests.test_policies import CHAIN
 
 
 def budget(points: float = 5.0, share: float = 0.25, burst: int = 0, threshold: float = 100.0) -> AccuracyBudget:
-    return AccuracyBudget("accuracy@5", CHAIN, points=points, alphas=[0.5, 0.9], share=share, burst_share=0.5,
-                          burst=burst, memory=1e9, prior=1.0, detector=PageHinkley(0.0, threshold))  # fmt: skip
+    return AccuracyBudget(
+        "accuracy@5",
+        CHAIN,
+        points=points,
+        alphas=[0.5, 0.9],
+        share=share,
+        burst_share=0.5,
+        burst=burst,
+        memory=1e9,
+        prior=1.0,
+        detector=PageHinkley(0.0, threshold),
+    )
 
 
 def test_a_stated_accuracy_budget_is_read_or_refused_in_words() -> None:

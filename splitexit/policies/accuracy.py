@@ -50,9 +50,12 @@ ACCURACY_PREFIX = "accuracy@"
 def accuracy_points(name: str) -> float:
     """The points an ``accuracy@<points>`` policy name states; ValueError with a readable message if it is none."""
     return stated_number(
-        name, ACCURACY_PREFIX, 100.0, "states no accuracy budget: write accuracy@<points>, the accuracy points "
+        name,
+        ACCURACY_PREFIX,
+        100.0,
+        "states no accuracy budget: write accuracy@<points>, the accuracy points "
         "below the final layer's an answer may lose on average, in (0, 100], e.g. accuracy@0.5",
-    )  # fmt: skip
+    )
 
 
 def disagreements(alphas: np.ndarray, confidences: Sequence[float], labels: Sequence[int]) -> np.ndarray:
@@ -69,9 +72,19 @@ class AccuracyBudget:
     FIELDS = ("samples", "shadows", "credit", "burst_left", "choice")
 
     def __init__(
-        self, name: str, chain: Chain, *, points: float, alphas: Sequence[float], share: float, burst_share: float,
-        burst: int, memory: float, prior: float, detector: PageHinkley,
-    ) -> None:  # fmt: skip
+        self,
+        name: str,
+        chain: Chain,
+        *,
+        points: float,
+        alphas: Sequence[float],
+        share: float,
+        burst_share: float,
+        burst: int,
+        memory: float,
+        prior: float,
+        detector: PageHinkley,
+    ) -> None:
         if not 0.0 < points <= 100.0:
             raise ValueError(f"the accuracy budget is in points in (0, 100], got {points}")
         if not 0.0 <= share <= burst_share <= 1.0:
@@ -133,16 +146,28 @@ class AccuracyBudget:
         self.choice = self._choose()
 
     def state(self) -> dict[str, Any]:
-        return {"policy": self.name, "samples": self.samples, "thresholds": list(self.plans[self.choice].thresholds or ()),
-                "budget_points": self.points, "shadow_runs": self.shadows,
-                "shadow_share": self.shadows / self.samples if self.samples else 0.0,
-                "estimated_disagreement": dict(zip(self.alphas.tolist(), self.estimates().tolist(), strict=True)),
-                "changes": self.detector.changes}  # fmt: skip
+        return {
+            "policy": self.name,
+            "samples": self.samples,
+            "thresholds": list(self.plans[self.choice].thresholds or ()),
+            "budget_points": self.points,
+            "shadow_runs": self.shadows,
+            "shadow_share": self.shadows / self.samples if self.samples else 0.0,
+            "estimated_disagreement": {
+                f"{a:g}": e for a, e in zip(self.alphas, self.estimates().tolist(), strict=True)
+            },
+            "changes": self.detector.changes,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.name, "alphas": self.alphas.tolist(), "runs": self.runs.tolist(),
-                "disagreed": self.disagreed.tolist(), **{name: getattr(self, name) for name in self.FIELDS},
-                "detector": self.detector.to_dict()}  # fmt: skip
+        return {
+            "policy": self.name,
+            "alphas": self.alphas.tolist(),
+            "runs": self.runs.tolist(),
+            "disagreed": self.disagreed.tolist(),
+            **{name: getattr(self, name) for name in self.FIELDS},
+            "detector": self.detector.to_dict(),
+        }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         if state["policy"] != self.name or state["alphas"] != self.alphas.tolist():

@@ -53,9 +53,12 @@ def stated_number(name: str, prefix: str, upper: float, usage: str) -> float:
 def budget_share(name: str) -> float:
     """The share a ``budget@<share>`` policy name states; ValueError with a readable message if it is none."""
     return stated_number(
-        name, BUDGET_PREFIX, 1.0, "states no budget: write budget@<share>, the share of the final layer's cost a "
+        name,
+        BUDGET_PREFIX,
+        1.0,
+        "states no budget: write budget@<share>, the share of the final layer's cost a "
         "sample may cost on average, in (0, 1], e.g. budget@0.4",
-    )  # fmt: skip
+    )
 
 
 class CostBudget:

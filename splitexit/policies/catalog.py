@@ -126,10 +126,17 @@ def _fixed(baseline: str) -> Builder:
 def accuracy_budget(name: str, p: PolicyParams, chain: Chain, points: float | None = None) -> AccuracyBudget:
     """The accuracy budget ``points`` (None: ``p.accuracy_points``) with ``p``'s shadow settings."""
     return AccuracyBudget(
-        name, chain, points=p.accuracy_points if points is None else points, alphas=p.accuracy_alphas,
-        share=p.shadow_share, burst_share=p.shadow_burst_share, burst=p.shadow_burst, memory=p.shadow_memory,
-        prior=p.shadow_prior, detector=_detector(p),
-    )  # fmt: skip
+        name,
+        chain,
+        points=p.accuracy_points if points is None else points,
+        alphas=p.accuracy_alphas,
+        share=p.shadow_share,
+        burst_share=p.shadow_burst_share,
+        burst=p.shadow_burst,
+        memory=p.shadow_memory,
+        prior=p.shadow_prior,
+        detector=_detector(p),
+    )
 
 
 BUILDERS: dict[str, Builder] = {
@@ -139,7 +146,12 @@ BUILDERS: dict[str, Builder] = {
     "splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs),
     "splitee-s": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
     "i-splitee": lambda name, p, chain, costs: BanditPolicy(
-        name, i_splitee_arms(chain, p.alpha), chain, DeviceSideCosts.of(costs), mu=p.mu, c=p.ucb_c,
+        name,
+        i_splitee_arms(chain, p.alpha),
+        chain,
+        DeviceSideCosts.of(costs),
+        mu=p.mu,
+        c=p.ucb_c,
         side_observations=True,
     ),
     "splitee-d": lambda name, p, chain, costs: _bandit(name, p, chain, costs, discount=p.discount),
