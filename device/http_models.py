@@ -49,6 +49,7 @@ class Hop(Strict):
     timings: StageTimings
     bytes_sent: int
     exit_confidences: list[float]
+    exit_labels: list[int]  # the label each exit it ran predicts
 
 
 class Degradation(Strict):
