@@ -7,8 +7,9 @@ hyperparameters, over the model's chain, sharing the model's one
 refreshed from answers when ``costs.measured`` is on. The same cost model
 prices every answer (:meth:`PolicyStore.settle`). A request picks a policy by
 ``PolicyOverride.name``, or gets its model's default (``policies``); naming
-``budget@<share>`` states its own budget, and the device keeps one budget
-policy per share stated (at most :data:`MAX_BUDGETS` per model).
+``budget@<share>`` states its own cost budget, ``accuracy@<points>`` its own
+accuracy budget, and the device keeps one such policy per budget stated (at
+most :data:`MAX_BUDGETS` of each kind per model).
 
 Learned state survives a restart: every ``state_save_every`` samples and at
 shutdown, each learning policy is written to ``<state_dir>/<model>/<policy>.json``
@@ -33,18 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from splitexit.device.settings import DeviceSettings
+from splitexit.policies.accuracy import ACCURACY_PREFIX, accuracy_points
 from splitexit.policies.budget import BUDGET_PREFIX, CostBudget, budget_share
-from splitexit.policies.catalog import POLICY_NAMES, LearningPolicy, PolicyParams, make_policy
-from splitexit.policies.chain import Chain, answer_route, observed_confidences
+from splitexit.policies.catalog import POLICY_NAMES, LearningPolicy, PolicyParams, accuracy_budget, make_policy
+from splitexit.policies.chain import Chain, answer_route, observed_confidences, observed_labels
 from splitexit.policies.costs import CostModel, MeasuredCosts
-from splitexit.policies.plan import Plan, Policy, TierThresholds
+from splitexit.policies.plan import Plan, Policy, TierThresholds, show
 from splitexit.shared.errors import InvalidInput, Overloaded
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.tiers import Tier
 
 log = logging.getLogger(__name__)
-MAX_BUDGETS = 16  # budget@<share> policies per model
+MAX_BUDGETS = 16  # budget@<share> policies per model, and as many accuracy@<points>
+STATED = (BUDGET_PREFIX, ACCURACY_PREFIX)  # the policies a request states a budget of its own with
+STATED_FORMS = ("budget@<share>", "accuracy@<points>")
 
 
 class PolicyStore(Mapping[str, Policy]):
@@ -89,26 +93,34 @@ class PolicyStore(Mapping[str, Policy]):
         """``name`` of ``model``'s policies, or its default; raises :class:`InvalidInput`."""
         policies = self._policies[model]
         name = name or self.defaults[model]
-        if name not in policies and name.startswith(BUDGET_PREFIX):
-            return self._budget(model, name)
+        if name not in policies and name.startswith(STATED):
+            return self._stated(model, name)
         if name not in policies:
-            raise InvalidInput(f"no policy named {name!r}; this device offers {', '.join(policies)}, budget@<share>")
+            raise InvalidInput(
+                f"no policy named {name!r}; this device offers {', '.join(policies)}, {', '.join(STATED_FORMS)}"
+            )
         return policies[name]
 
-    def _budget(self, model: str, name: str) -> Policy:
-        """The ``budget@<share>`` policy of ``model``, made (or restored) the first time a request states it."""
+    def _stated(self, model: str, name: str) -> Policy:
+        """The ``budget@<share>`` or ``accuracy@<points>`` policy of ``model``, made (or restored) when first stated."""
+        prefix = next(prefix for prefix in STATED if name.startswith(prefix))
         try:
-            share = budget_share(name)
+            value = budget_share(name) if prefix == BUDGET_PREFIX else accuracy_points(name)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         policies = self._policies[model]
-        canonical = f"{BUDGET_PREFIX}{share:g}"
+        canonical = f"{prefix}{value:g}"
         if canonical not in policies:
-            if sum(name.startswith(BUDGET_PREFIX) for name in policies) >= MAX_BUDGETS:
-                raise Overloaded(f"{model} already keeps {MAX_BUDGETS} stated budgets; state one of those")
-            chain, costs = self._chains[model], self.costs[model]
-            policies[canonical] = self._restored(model, lambda: CostBudget(
-                canonical, chain, costs, share=share, step=self.params.budget_step, alpha=self.params.budget_alpha))  # fmt: skip
+            if sum(name.startswith(prefix) for name in policies) >= MAX_BUDGETS:
+                form = STATED_FORMS[STATED.index(prefix)]
+                raise Overloaded(f"{model} already keeps {MAX_BUDGETS} stated budgets ({form}); state one of those")
+            chain, costs, p = self._chains[model], self.costs[model], self.params
+            build: Callable[[], Policy] = (
+                partial(CostBudget, canonical, chain, costs, share=value, step=p.budget_step, alpha=p.budget_alpha)
+                if prefix == BUDGET_PREFIX
+                else partial(accuracy_budget, canonical, p, chain, value)
+            )
+            policies[canonical] = self._restored(model, build)
         return policies[canonical]
 
     def settle(self, model: HostedModel, policy: Policy | None, plan: Plan, answer: pb.InferResponse) -> None:
@@ -118,7 +130,7 @@ class PolicyStore(Mapping[str, Policy]):
         answer.cost = costs.cost(answer_route(answer))
         answer.cost_final_layer = costs.final_layer(model.chain)
         if policy is not None and not answer.degraded:  # a degraded route is not what the plan chose
-            policy.observe(plan, observed_confidences(answer))
+            show(policy, plan, observed_confidences(answer), partial(observed_labels, answer))
         measured = self._measured.get(model.name)
         if measured is not None:
             measured.update(answer)
@@ -204,7 +216,7 @@ class PolicyStore(Mapping[str, Policy]):
         return self._policies[model][name]
 
     def __iter__(self) -> Iterator[str]:
-        # a snapshot: a request may add a budget@<share> policy while the metrics collector iterates
+        # a snapshot: a request may add a budget@<share> or accuracy@<points> policy while the metrics collector iterates
         return iter([f"{model}/{name}" for model, policies in list(self._policies.items()) for name in list(policies)])
 
     def __len__(self) -> int:
@@ -215,7 +227,12 @@ def _fingerprint(model: HostedModel, params: PolicyParams, settings: DeviceSetti
     """Changes when the model's segments, its chain, the policies' hyperparameters or the costs change."""
     chain = {tier.value: str(hosted) for tier, hosted in model.chain.hosted.items()}
     document = json.dumps(
-        [[b.sha256 for b in model.manifest.blocks], chain, params.model_dump(mode="json"), settings.costs.model_dump(mode="json")],
+        [
+            [b.sha256 for b in model.manifest.blocks],
+            chain,
+            params.model_dump(mode="json"),
+            settings.costs.model_dump(mode="json"),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

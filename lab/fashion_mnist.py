@@ -103,6 +103,19 @@ def load(split: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndar
     return _read_idx(folder / images_file), _read_idx(folder / labels_file)
 
 
+# The split every choice and every calibration is made on (keep it): the test set's first 5,000 images are the
+# validation stream, the other 5,000 the reported test stream. The CNN trained on neither.
+HALVES = {"validation": slice(0, 5_000), "test": slice(5_000, 10_000)}
+
+
+def held_out_half(half: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``"validation"`` (test images 0..4999) or ``"test"`` half (5000..9999) of the test set, in index order."""
+    if half not in HALVES:
+        raise ValueError(f"no half {half!r} of the Fashion-MNIST test set; choose from {', '.join(HALVES)}")
+    images, labels = load("test", cache_dir)
+    return images[HALVES[half]], labels[HALVES[half]]
+
+
 def test_images(count: int, seed: int = 0) -> list[LabelledImage]:
     """``count`` distinct test images in a seeded random order, as PNG bytes."""
     images, labels = load("test")

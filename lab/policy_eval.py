@@ -32,12 +32,13 @@ import numpy as np
 from lab.policy_runs import PolicyResult, Setup, builder, describe_fixed, learned_arm, phase_results, replays, summarize
 from lab.scenarios import Scenario
 from lab.tuning import FIXED_ALPHAS, Tuned, tune
+from splitexit.policies.accuracy import AccuracyBudget
 from splitexit.policies.baselines import baseline_plans, fixed_thresholds_plan
 from splitexit.policies.budget import CostBudget
 from splitexit.policies.catalog import POLICY_NAMES
 from splitexit.policies.chain import Chain
 from splitexit.policies.dimee import cascade_arms
-from splitexit.policies.plan import Plan, TierThresholds
+from splitexit.policies.plan import Plan, Policy, TierThresholds
 from splitexit.policies.replay import ExitStream, Trace, arm_rewards, best_arm, regret
 from splitexit.policies.splitee import BanditPolicy, split_arms, split_plan
 from splitexit.shared.tiers import Tier
@@ -75,6 +76,7 @@ class ScenarioResult:
     regret_at: list[int]  # samples seen
     regret: dict[str, list[float]]  # policy -> mean cumulative regret at regret_at (cloud charged)
     sweeps: list[SweepPoint]
+    accuracy_points: float  # the accuracy budget's, in points
 
 
 def conventions(setup: Setup) -> dict[str, Setup]:
@@ -130,6 +132,21 @@ def oracle_plans(
     return oracles
 
 
+def kind_of(policy: Policy, oracle: bool) -> str:
+    """A row's kind: oracle, budget (of cost), accuracy (budget), learned (a bandit) or baseline."""
+    if oracle:
+        return "oracle"
+    if isinstance(policy, CostBudget | AccuracyBudget):
+        return "budget" if isinstance(policy, CostBudget) else "accuracy"
+    return "learned" if isinstance(policy, BanditPolicy) else "baseline"
+
+
+def shadow_share(policies: Sequence[Policy]) -> float | None:
+    """An accuracy budget's share of samples run in the shadow, over its replays (None for other policies)."""
+    budgets = [p for p in policies if isinstance(p, AccuracyBudget)]
+    return float(np.mean([p.shadows / p.samples for p in budgets])) if budgets else None
+
+
 class ArmRewards:
     """Every arm's reward on every sample of a stream, computed once per set of arms and μ."""
 
@@ -162,16 +179,18 @@ def evaluate_policies(
         choice = tuned[name].choice if name in tuned else {}
         build = builder(name, chain, plan, "budget" if name in budgets else "")
         traces, policies = replays(build, setup.with_params(**choice), stream, chain, seeds)
-        kind = "oracle" if name in oracles else "budget" if isinstance(policies[0], CostBudget) else (
-            "learned" if isinstance(policies[0], BanditPolicy) else "baseline")  # fmt: skip
+        kind = kind_of(policies[0], name in oracles)
         learned = [label] * seeds if plan is not None else [learned_arm(p) for p in policies]
         result = summarize(name, kind, traces, learned, final_accuracy, costs, final_cost)
         regrets = rewards.regrets(policies[0], traces) if isinstance(policies[0], BanditPolicy) else None
         if regrets is not None:
             curves[name] = np.mean(regrets, axis=0)
+        on_validation = tuned[name].validation if name in tuned else None
         results.append(replace(
             result, tuned=tuned[name].describe() if name in tuned else "", frontier_gap=frontier_gap(result, frontier),
             phases=phase_results(traces, stream, phases, costs, final_cost, regrets) if len(phases) > 1 else [],
+            shadow_share=shadow_share(policies), validation=on_validation and (
+                on_validation.drop_points, on_validation.cost_reduction),
         ))  # fmt: skip
     return results, curves
 
@@ -219,5 +238,6 @@ def evaluate_scenario(
         regret_at=at.tolist(),
         regret={name: curve[at - 1].tolist() for name, curve in curves[CONVENTIONS[0]].items()},
         sweeps=sweep(charged, tunings[CONVENTIONS[0]], stream, chain, seeds) if sweeps else [],
+        accuracy_points=setup.params.accuracy_points,
     )
 

@@ -70,7 +70,7 @@ def plot_frontier(results: Sequence[ScenarioResult], path: Path) -> Path:
             if r.policy.startswith("relay"):  # as dear as the final layer with the cloud charged
                 continue
             below = 100 * r.accuracy < floor
-            marker = "v" if below else {"learned": "o", "budget": "D", "baseline": "s", "oracle": "*"}[r.kind]
+            marker = "v" if below else {"learned": "o", "budget": "D", "accuracy": "P", "baseline": "s", "oracle": "*"}[r.kind]
             ax.scatter(100 * r.cost_reduction, max(100 * r.accuracy, floor), marker=marker, s=45, zorder=3,
                        color=colours[r.policy], edgecolors="black", linewidths=0.5, label=r.policy)  # fmt: skip
         ax.set_ylim(floor - 0.1, max(final, *(100 * r.accuracy for r in result.policies[CONVENTIONS[0]])) + 0.3)

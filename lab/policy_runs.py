@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from splitexit.policies.accuracy import AccuracyBudget
 from splitexit.policies.baselines import FixedPlan, RandomSplit
 from splitexit.policies.budget import CostBudget
 from splitexit.policies.catalog import PolicyParams, make_policy
@@ -62,7 +63,7 @@ class PolicyResult:
     """One policy on one stream, averaged over the stream orders."""
 
     policy: str
-    kind: str  # "learned" (a bandit), "budget", "baseline" or "oracle"
+    kind: str  # "learned" (a bandit), "budget" (of cost), "accuracy" (budget), "baseline" or "oracle"
     accuracy: float
     accuracy_std: float  # over the orders
     drop_points: float  # final-layer accuracy − accuracy, in points
@@ -72,13 +73,15 @@ class PolicyResult:
     tuned: str = ""  # the hyperparameters chosen on the validation stream
     frontier_gap: float | None = None  # points of cost a fixed α at ≤ this drop saves beyond it (None: none does)
     phases: list[PhaseResult] = field(default_factory=list)
+    shadow_share: float | None = None  # an accuracy budget: the share of samples it ran in the shadow
+    validation: tuple[float, float] | None = None  # (drop, cost reduction) of the tuned setting on validation
 
 
 def learned_arm(policy: Policy) -> str:
     """The arm a bandit pulled most (per cluster for the router), a budget's last α; empty for other policies."""
     if isinstance(policy, RandomSplit):
         return f"uniform over {len(policy.labels)} splits"
-    if isinstance(policy, CostBudget):
+    if isinstance(policy, CostBudget | AccuracyBudget):
         return f"α = {policy.alpha:.3f} at the end"
     if not isinstance(policy, BanditPolicy):
         return ""

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from lab.policy_eval import BUDGETS, CONVENTIONS, SWEEPS, ScenarioResult
 from lab.policy_runs import PolicyResult, Setup
+from lab.policy_targets import ONLINE, accuracy_line, best_on_validation, drift_line
 from lab.tuning import BUDGET_SLACK, DROP_LIMIT
 
 TARGET = (60.0, 0.5)  # the issue's target: ≥ 60 % cost reduction at ≤ 0.5 point accuracy drop (clean streams)
 FRONTIER_SLACK = 1.0  # points of cost: "on the fixed-threshold frontier"
 PHASE_DROP = 1.0  # points: every phase's drop on the drift stream
-ONLINE = ("learned", "budget")
 
 
 def _gap(r: PolicyResult) -> str:
@@ -48,13 +48,14 @@ def frontier_table(result: ScenarioResult, convention: str) -> str:
 
 
 def phase_table(policies: Sequence[PolicyResult]) -> str:
-    """Per phase: accuracy, drop and cost reduction; for bandits the regret in the phase and how it grew."""
+    """Per phase, for every policy but the relays: accuracy, drop and cost reduction; for bandits the regret in the
+    phase and how it grew."""
     rows = [
         "| policy | phase | accuracy | drop (pts) | cost reduction | regret in phase | 2nd half ÷ 1st half |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in policies:
-        if r.kind not in ONLINE and not r.policy.startswith(("fixed", "oracle-fixed")):
+        if r.policy.startswith("relay"):  # the final layer's answers
             continue
         for p in r.phases:
             regret = "" if p.regret is None else f"{p.regret:.1f}"
@@ -88,14 +89,14 @@ def sweep_tables(result: ScenarioResult) -> str:
 def target_line(policies: Sequence[PolicyResult]) -> str:
     """Whether an online policy reached the target, whether it lies on the frontier, and the budgets kept."""
     reduction, drop = TARGET
-    within = [r for r in policies if r.kind in ONLINE and r.drop_points <= drop]
-    best = max(within, key=lambda r: r.cost_reduction, default=None)
-    met = best is not None and 100 * best.cost_reduction >= reduction
+    best = best_on_validation(policies)  # picked on validation, reported on the test stream
+    met = best is not None and 100 * best.cost_reduction >= reduction and best.drop_points <= drop
     found = f"{best.policy}, {100 * best.cost_reduction:.1f} % at {best.drop_points:+.2f}" if best else "none"
     learned = [r for r in policies if r.kind == "learned" and r.frontier_gap is not None]
     on_frontier = [r.policy for r in learned if r.frontier_gap <= FRONTIER_SLACK]
     lines = [
-        f"Best online policy at ≤ {drop:g} pt: {found}: ≥ {reduction:.0f} % {'**met**' if met else 'not met'}"
+        f"Best online policy picked on validation (cheapest at ≤ {drop:g} pt validation drop), on the test stream: "
+        f"{found}: ≥ {reduction:.0f} % at ≤ {drop:g} pt {'**met**' if met else '**missed**'}"
         + (f"; fixed α cheaper by {_gap(best)} pts" if best else "") + ".",
         f"Bandits on or beyond the fixed-α frontier (no fixed α at the same or a lower drop cheaper by more than "
         f"{FRONTIER_SLACK:g} pt): {', '.join(on_frontier) or 'none'}.",
@@ -132,9 +133,14 @@ def scenario_section(result: ScenarioResult) -> str:
     ]
     for convention in CONVENTIONS:
         policies = result.policies[convention]
-        parts += [policy_table(policies, convention), frontier_table(result, convention), target_line(policies)]
+        parts += [
+            policy_table(policies, convention),
+            frontier_table(result, convention),
+            target_line(policies),
+            accuracy_line(policies, result.accuracy_points),
+        ]
         if len(result.phases) > 1 and convention == CONVENTIONS[0]:
-            parts += [f"Per phase, {convention}:", phase_table(policies), phase_line(policies)]
+            parts += [f"Per phase, {convention}:", phase_table(policies), phase_line(policies), drift_line(policies)]
     if result.sweeps:
         parts.append(f"Sweeps, {CONVENTIONS[0]} (cost reduction / accuracy drop in points):\n\n" + sweep_tables(result))
     return "\n\n".join(parts)
@@ -157,7 +163,10 @@ def page_body(
         "and **cloud free** (SplitEE's convention). **Tuning**: every hyperparameter (α, μ, grids, γ, windows, "
         "change-detection thresholds, the budget's step) was chosen on the scenario's validation stream, disjoint "
         f"from the test stream (column *tuned on validation*): the largest cost reduction at ≤ {DROP_LIMIT:g} pt "
-        "validation drop; for a budget the most accurate setting that kept it. Only the rows named `oracle-*` are "
+        "validation drop; for a budget the most accurate setting that kept it; for the accuracy budget the cheapest "
+        "that kept its points in every validation phase. The line *best online policy* is picked on validation too. "
+        "Fashion-MNIST's validation streams are the test set's images 0..4999, its test streams images 5000..9999. "
+        "Only the rows named `oracle-*` are "
         "chosen on the test stream (hindsight). *fixed α cheaper by*: how many points of cost the cheapest fixed α "
         "at every exit with the same or a lower drop on the test stream saves beyond the row (negative: the row is "
         "beyond that frontier; —: no fixed α is as accurate). Online policies in bold; relays send every sample on "

@@ -9,9 +9,9 @@ cached as ``$SPLITEXIT_CACHE_DIR/exits/<scenario>-<key>.npz``.
 The list :data:`SCENARIOS` is data: a scenario whose model package or data set
 is not there is skipped with a message saying what is missing. Each has a
 **validation** stream (:data:`VALIDATION`), disjoint from its test stream,
-on which every hyperparameter is chosen: for Fashion-MNIST 10,000 images of
-the training split with the same phases and corruptions (disjoint from the
-test set, though the shipped CNN was trained on them); for sentiment the
+on which every hyperparameter is chosen: for Fashion-MNIST the test set's
+images 0..4999 with the same phases and corruptions (the reported stream is
+images 5000..9999; the CNN trained on neither); for sentiment the
 held-out 20 % of the training domains (amazon + yelp, never trained on); for
 BBC the first half of the held-out 20 % (the second half is the test stream).
 """
@@ -62,18 +62,36 @@ class Scenario:
 
 
 DRIFT = (Phase("clean"), Phase("noise σ=0.2", noise_std=0.2), Phase("blur σ=1", blur_sigma=1.0))
+GRADUAL = (Phase("clean"), *(Phase(f"noise σ={std:g}", noise_std=std) for std in (0.075, 0.15, 0.225, 0.3)))
+SHIFT_BACK = (Phase("clean"), Phase("blur σ=1.5", blur_sigma=1.5), Phase("clean again"))
+# I-SplitEE's distortions, each at three strengths: one phase each, replayed as a stream of its own.
+DISTORTIONS = (
+    *(Phase(f"noise σ={std:g}", noise_std=std) for std in (0.1, 0.2, 0.3)),
+    *(Phase(f"blur σ={sigma:g}", blur_sigma=sigma) for sigma in (0.5, 1.0, 1.5)),
+)
 BBC_SPLIT = {"test_fraction": 0.2, "seed": 0}  # the training's held-out 20 %
-FMNIST_VALIDATION = {"split": "train", "count": 10_000}
 
+
+def fmnist(name: str, title: str, phases: tuple[Phase, ...] = (Phase(),)) -> tuple[Scenario, Scenario]:
+    """A Fashion-MNIST stream on the test half of the test set, and its twin on the validation half
+    (:data:`lab.fashion_mnist.HALVES`): the same phases and corruptions, other images."""
+    test = Scenario(name, title, "fmnist-cnn", "fashion-mnist", phases, {"half": "test"})
+    return test, Scenario(
+        f"{name}-val", f"{title} (validation half)", "fmnist-cnn", "fashion-mnist", phases, {"half": "validation"}
+    )
+
+
+FMNIST = (
+    fmnist("fmnist-clean", "Fashion-MNIST, clean test images 5000..9999"),
+    fmnist("fmnist-drift", "Fashion-MNIST, the stream turns noisy, then blurred (I-SplitEE's setting)", DRIFT),
+    fmnist("fmnist-gradual", "Fashion-MNIST, noise growing step by step (a gradual drift)", GRADUAL),
+    fmnist("fmnist-shift-back", "Fashion-MNIST, the stream turns blurred, then clean again", SHIFT_BACK),
+)
+DISTORTED = fmnist(
+    "fmnist-distortions", "Fashion-MNIST under Gaussian noise and blur, three strengths each", DISTORTIONS
+)
 SCENARIOS = (
-    Scenario("fmnist-clean", "Fashion-MNIST, clean test set", "fmnist-cnn", "fashion-mnist"),
-    Scenario(
-        "fmnist-drift",
-        "Fashion-MNIST, the stream turns noisy, then blurred (I-SplitEE's setting)",
-        "fmnist-cnn",
-        "fashion-mnist",
-        phases=DRIFT,
-    ),
+    *(test for test, _ in FMNIST),
     Scenario(
         "sentiment-imdb",
         "Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
@@ -90,10 +108,7 @@ SCENARIOS = (
     ),
 )
 VALIDATION = {
-    "fmnist-clean": Scenario("fmnist-clean-val", "Fashion-MNIST, 10,000 training images", "fmnist-cnn",
-                             "fashion-mnist", options=FMNIST_VALIDATION),
-    "fmnist-drift": Scenario("fmnist-drift-val", "Fashion-MNIST training images, turning noisy, then blurred",
-                             "fmnist-cnn", "fashion-mnist", phases=DRIFT, options=FMNIST_VALIDATION),
+    **{test.name: validation for test, validation in FMNIST},
     "sentiment-imdb": Scenario("sentiment-val", "Sentiment, the held-out 20 % of amazon + yelp",
                                "minilm-sentiment", "sentiment-heldout",
                                options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0}),
@@ -135,12 +150,9 @@ def corrupt(pixels: np.ndarray, phase: Phase, rng: np.random.Generator) -> np.nd
 
 
 def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
-    """The 10,000 test images (or ``count`` seeded training images), split (seeded) into equal parts, one per phase."""
+    """One half of the test set (:func:`lab.fashion_mnist.held_out_half`), split (seeded) into equal parts, one per phase."""
     assert isinstance(manifest.input, ImageInput)
-    pixels, labels = fashion_mnist.load(scenario.options.get("split", "test"))
-    if "count" in scenario.options:
-        chosen = np.random.default_rng(1).permutation(len(labels))[: scenario.options["count"]]
-        pixels, labels = pixels[chosen], labels[chosen]
+    pixels, labels = fashion_mnist.held_out_half(scenario.options["half"])
     rng = np.random.default_rng(0)
     parts = np.array_split(rng.permutation(len(labels)), len(scenario.phases))
     samples: list[np.ndarray] = []
@@ -216,7 +228,9 @@ def exit_outcomes(
     compute it. ``batch`` stacks same-shaped samples (1: exactly the tiers' batch-1 runs).
     """
     whole = BlockRange(first=1, last=manifest.num_blocks)
-    model = HostedModel(package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads)
+    model = HostedModel(
+        package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads
+    )
     confidences = np.empty((len(samples), manifest.num_blocks))
     predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
     start = 0

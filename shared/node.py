@@ -177,6 +177,7 @@ class TierNode:
             timings=timings,
             bytes_sent=bytes_sent,
             exit_confidences=run.exit_confidences,
+            exit_labels=run.exit_labels,
         )
         self.metrics.observe_hop(model.name, hop, thresholds, answer if answer.exit_tier == self.tier.proto else None)
         downstream = list(answer.hops)

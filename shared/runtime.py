@@ -38,6 +38,7 @@ class LocalRun:
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # softmax of ``logits``, float64
     activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     exit_confidences: list[float] = field(default_factory=list)
+    exit_labels: list[int] = field(default_factory=list)
     compute_s: float = 0.0
 
     @property
@@ -109,12 +110,13 @@ class HostedModel:
                     break
             logits, x = self.run_block(block, x)
             probabilities = softmax_rows(logits)
-            confidences = probabilities.max(axis=1)
+            confidences, labels = probabilities.max(axis=1), logits.argmax(axis=1)
             keep = []
             for row, i in enumerate(going):
                 run = runs[i]
                 run.last_block = block
                 run.exit_confidences.append(float(confidences[row]))
+                run.exit_labels.append(int(labels[row]))
                 run.logits, run.probabilities = logits[row], probabilities[row]
                 if exits_at(block, run.exit_confidences[-1], thresholds[i], self.manifest.num_blocks):
                     run.exited = True

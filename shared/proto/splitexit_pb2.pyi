@@ -161,20 +161,22 @@ class StageTimings(_message.Message):
     def __init__(self, queue_s: _Optional[float] = ..., decode_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., codec_s: _Optional[float] = ..., network_s: _Optional[float] = ..., total_s: _Optional[float] = ...) -> None: ...
 
 class Hop(_message.Message):
-    __slots__ = ("tier", "first_block", "last_block", "timings", "bytes_sent", "exit_confidences")
+    __slots__ = ("tier", "first_block", "last_block", "timings", "bytes_sent", "exit_confidences", "exit_labels")
     TIER_FIELD_NUMBER: _ClassVar[int]
     FIRST_BLOCK_FIELD_NUMBER: _ClassVar[int]
     LAST_BLOCK_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
     EXIT_CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    EXIT_LABELS_FIELD_NUMBER: _ClassVar[int]
     tier: TierName
     first_block: int
     last_block: int
     timings: StageTimings
     bytes_sent: int
     exit_confidences: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, tier: _Optional[_Union[TierName, str]] = ..., first_block: _Optional[int] = ..., last_block: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., bytes_sent: _Optional[int] = ..., exit_confidences: _Optional[_Iterable[float]] = ...) -> None: ...
+    exit_labels: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tier: _Optional[_Union[TierName, str]] = ..., first_block: _Optional[int] = ..., last_block: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., bytes_sent: _Optional[int] = ..., exit_confidences: _Optional[_Iterable[float]] = ..., exit_labels: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("request_id", "model", "label", "label_name", "confidence", "top_k", "logits", "exit_tier", "exit_block", "hops", "policy", "cost", "cost_final_layer", "degraded", "degradation")

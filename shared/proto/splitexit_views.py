@@ -48,6 +48,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.Hop.first_block': 'the blocks this tier ran',
     'splitexit.v1.Hop.bytes_sent': 'activation bytes sent on to the next tier (0 if it exited here)',
     'splitexit.v1.Hop.exit_confidences': 'top probability at each exit it ran',
+    'splitexit.v1.Hop.exit_labels': 'the label each exit it ran predicts (the argmax of its logits)',
     'splitexit.v1.InferResponse.logits': "the exit head's logits",
     'splitexit.v1.InferResponse.exit_block': 'the exit taken (1-based; == number of blocks at the final exit)',
     'splitexit.v1.InferResponse.hops': 'device first',
@@ -163,6 +164,7 @@ class Hop:
     timings: StageTimings | None
     bytes_sent: int  # activation bytes sent on to the next tier (0 if it exited here)
     exit_confidences: tuple[float, ...]  # top probability at each exit it ran
+    exit_labels: tuple[int, ...]  # the label each exit it ran predicts (the argmax of its logits)
 
     @classmethod
     def from_message(cls, message: pb.Hop) -> Self:
@@ -173,6 +175,7 @@ class Hop:
             timings=StageTimings.from_message(message.timings) if message.HasField("timings") else None,
             bytes_sent=message.bytes_sent,
             exit_confidences=tuple(message.exit_confidences),
+            exit_labels=tuple(message.exit_labels),
         )
 
 

@@ -39,19 +39,26 @@ from splitexit.policies.plan import Plan
 BUDGET_PREFIX = "budget@"
 
 
+def stated_number(name: str, prefix: str, upper: float, usage: str) -> float:
+    """The number in (0, ``upper``] a ``<prefix><number>`` policy name states; else ValueError saying ``usage``."""
+    try:
+        value = float(name.removeprefix(prefix))
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= upper:  # also false for NaN
+        raise ValueError(f"{name!r} {usage}")
+    return value
+
+
 def budget_share(name: str) -> float:
     """The share a ``budget@<share>`` policy name states; ValueError with a readable message if it is none."""
-    text = name.removeprefix(BUDGET_PREFIX)
-    try:
-        share = float(text)
-    except ValueError:
-        share = float("nan")
-    if not 0.0 < share <= 1.0:  # also false for NaN
-        raise ValueError(
-            f"{name!r} states no budget: write budget@<share>, the share of the final layer's cost a sample may "
-            "cost on average, in (0, 1], e.g. budget@0.4"
-        )
-    return share
+    return stated_number(
+        name,
+        BUDGET_PREFIX,
+        1.0,
+        "states no budget: write budget@<share>, the share of the final layer's cost a "
+        "sample may cost on average, in (0, 1], e.g. budget@0.4",
+    )
 
 
 class CostBudget:

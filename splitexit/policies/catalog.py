@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from splitexit.policies.accuracy import AccuracyBudget
 from splitexit.policies.baselines import FixedPlan, RandomSplit, baseline_plans
 from splitexit.policies.budget import CostBudget
 from splitexit.policies.cascade import eager_credits, tier_threshold_arms
@@ -23,7 +24,7 @@ from splitexit.policies.costs import CostModel
 from splitexit.policies.dimee import ClusterRouter, cascade_arms
 from splitexit.policies.drift import PageHinkley
 from splitexit.policies.plan import Policy, TierThresholds
-from splitexit.policies.splitee import BanditPolicy, split_arms
+from splitexit.policies.splitee import BanditPolicy, DeviceSideCosts, i_splitee_arms, split_arms
 
 
 class PolicyParams(BaseModel):
@@ -51,6 +52,22 @@ class PolicyParams(BaseModel):
     )
     budget_step: float = Field(0.05, gt=0.0, description="budget: step η of α per sample, per final-layer cost over")
     budget_alpha: float = Field(0.9, ge=0.0, le=1.0, description="budget: the α it starts from")
+    accuracy_points: float = Field(
+        0.5, gt=0.0, le=100.0, description="accuracy-budget: at most this many accuracy points below the final layer"
+    )
+    accuracy_alphas: list[float] = Field(
+        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999],
+        description="accuracy-budget: the α it may play at every exit (1, no early exit, is always one)",
+    )
+    shadow_share: float = Field(0.03, ge=0.0, le=1.0, description="accuracy-budget: share of samples run in the shadow")
+    shadow_burst_share: float = Field(
+        0.2, ge=0.0, le=1.0, description="accuracy-budget: the shadow share at the start and after a change"
+    )
+    shadow_burst: int = Field(300, ge=0, description="accuracy-budget: samples at the burst share after a change")
+    shadow_memory: float = Field(400.0, ge=1.0, description="accuracy-budget: shadow runs its estimates remember")
+    shadow_prior: float = Field(
+        5.0, gt=0.0, description="accuracy-budget: weight n₀, in shadow runs, of the prior D(α) ≤ 1 − α"
+    )
     grid: list[float] = Field(
         default_factory=lambda: [0.7, 0.8, 0.9, 1.0],
         description="DIMEE's candidate α_d and α_e (1: never exit there); every pair is an arm, so the grid is kept "
@@ -106,13 +123,37 @@ def _fixed(baseline: str) -> Builder:
     return lambda name, p, chain, costs: FixedPlan(name, baseline_plans(chain, p.thresholds)[baseline])
 
 
+def accuracy_budget(name: str, p: PolicyParams, chain: Chain, points: float | None = None) -> AccuracyBudget:
+    """The accuracy budget ``points`` (None: ``p.accuracy_points``) with ``p``'s shadow settings."""
+    return AccuracyBudget(
+        name,
+        chain,
+        points=p.accuracy_points if points is None else points,
+        alphas=p.accuracy_alphas,
+        share=p.shadow_share,
+        burst_share=p.shadow_burst_share,
+        burst=p.shadow_burst,
+        memory=p.shadow_memory,
+        prior=p.shadow_prior,
+        detector=_detector(p),
+    )
+
+
 BUILDERS: dict[str, Builder] = {
     TierThresholds.name: lambda name, p, chain, costs: TierThresholds(),
     **{baseline: _fixed(baseline) for baseline in ("final-layer", "all-device", "all-edge", "fixed-thresholds")},
     "random-split": lambda name, p, chain, costs: RandomSplit(name, split_arms(chain, p.alpha), p.seed),
     "splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs),
     "splitee-s": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
-    "i-splitee": lambda name, p, chain, costs: _bandit(name, p, chain, costs, side_observations=True),
+    "i-splitee": lambda name, p, chain, costs: BanditPolicy(
+        name,
+        i_splitee_arms(chain, p.alpha),
+        chain,
+        DeviceSideCosts.of(costs),
+        mu=p.mu,
+        c=p.ucb_c,
+        side_observations=True,
+    ),
     "splitee-d": lambda name, p, chain, costs: _bandit(name, p, chain, costs, discount=p.discount),
     "splitee-sw": lambda name, p, chain, costs: _bandit(name, p, chain, costs, window=p.window),
     "splitee-cd": lambda name, p, chain, costs: _bandit(name, p, chain, costs, detector=_detector(p)),
@@ -127,6 +168,7 @@ BUILDERS: dict[str, Builder] = {
     "budget": lambda name, p, chain, costs: CostBudget(
         name, chain, costs, share=p.budget_share, step=p.budget_step, alpha=p.budget_alpha
     ),
+    "accuracy-budget": lambda name, p, chain, costs: accuracy_budget(name, p, chain),
 }
 POLICY_NAMES = tuple(BUILDERS)
 

@@ -157,6 +157,11 @@ def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:
     }
 
 
+def observed_labels(answer: pb.InferResponse) -> dict[int, int]:
+    """The label every exit a sample ran predicted, across all tiers, from its answer: block -> label."""
+    return {hop.first_block + i: label for hop in answer.hops for i, label in enumerate(hop.exit_labels)}
+
+
 def answer_route(answer: pb.InferResponse) -> Route:
     """The route an answer's hops record (each hop: a tier and the blocks it ran)."""
     runs = tuple(TierRun(Tier.from_proto(hop.tier), hop.first_block, hop.last_block) for hop in answer.hops)

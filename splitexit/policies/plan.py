@@ -13,9 +13,9 @@ was observed (:meth:`Policy.observe`), so online policies learn without labels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class Plan:
     # Which of its choices the deciding policy made, as (group, arm), handed back to
     # Policy.observe(); never on the wire. None: the plan is no arm of a bandit.
     arm: tuple[int, int] | None = None
+    # A shadow run: no early exit, so every exit's label comes back and the deciding policy learns how its
+    # early answers would have agreed with the final one (:class:`Shadowing`); on the wire it is the final layer.
+    shadow: bool = False
 
     def stop_block(self, tier: Tier, hosted: BlockRange) -> int:
         """The last block ``tier`` runs for this sample before passing it on."""
@@ -110,6 +113,21 @@ class Policy(Protocol):
 
     def observe(self, plan: Plan, confidences: Mapping[int, float]) -> None:
         """``confidences`` maps every exit the sample ran (1-based block) to C_k."""
+
+
+class Shadowing(Policy, Protocol):
+    """A policy that makes shadow plans (:attr:`Plan.shadow`) and learns from every exit's label on them."""
+
+    def observe_shadow(self, plan: Plan, confidences: Mapping[int, float], labels: Mapping[int, int]) -> None:
+        """Instead of :meth:`observe` for a shadow plan: ``labels`` maps every exit (1-based block) to its label."""
+
+
+def show(policy: Policy, plan: Plan, confidences: Mapping[int, float], labels: Callable[[], Mapping[int, int]]) -> None:
+    """Show ``policy`` what a sample revealed; the labels (read only for a shadow plan) when the plan was a shadow run."""
+    if plan.shadow:
+        cast(Shadowing, policy).observe_shadow(plan, confidences, labels())
+    else:
+        policy.observe(plan, confidences)
 
 
 class TierThresholds:

@@ -6,7 +6,8 @@ given order, :func:`replay` asks the policy for a plan, sends the plan through
 the same encoding the wire uses (``PolicyOverride``: thresholds become float32),
 follows it with :func:`splitexit.policies.chain.walk` as the tiers would, and shows the
 policy the confidences of the exits the sample ran, rounded to float32 as
-answers carry them. So a replay and the live tiers make the same decisions.
+answers carry them (and, after a shadow run, every exit's label, as the hops
+carry them). So a replay and the live tiers make the same decisions.
 
 Regret is measured against the best fixed arm in hindsight, per stationary
 phase of the stream: ``Σ_t (max_a r̄_a − r̄_{a_t})`` with r̄ the mean reward of
@@ -24,7 +25,7 @@ import numpy as np
 
 from splitexit.policies.chain import Chain, Route, walk
 from splitexit.policies.costs import CostModel
-from splitexit.policies.plan import Plan, Policy
+from splitexit.policies.plan import Plan, Policy, show
 from splitexit.shared.tiers import TIERS
 
 
@@ -110,7 +111,8 @@ def replay(
         if cached is None or cached[0] is not plan:
             cached = received[id(plan)] = (plan, wire(plan, chain.num_blocks))
         route = follow(cached[1], chain, confidences[index], default_thresholds)
-        policy.observe(plan, ran(route, reported[index]))
+        seen = ran(route, reported[index])
+        show(policy, plan, seen, lambda: {block: int(stream.predictions[index, block - 1]) for block in seen})
         routes.append(route)
         arm.append(-1 if plan.arm is None else plan.arm[1])
     blocks = np.array([route.exit_block for route in routes], dtype=np.int64)

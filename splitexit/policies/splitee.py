@@ -16,10 +16,14 @@ C_L − λ·i − o if it was offloaded (the cloud's compute free), as in the pa
 **SplitEE-S** also credits the same sample's reward to every shallower split
 j < i, but only where that reward was really observed: C_j is (block j ran),
 and if the sample did not exit at j, C_L is known only if it was offloaded.
-**I-SplitEE** (Bajpai, Jaiswal & Hanawal 2024) learns the split layer with the
-same reward and UCB1 on an image stream under distortions, using what the
-chosen split reveals about the shallower ones (the SplitEE-S update); it is
-stationary: it does not forget. The drift-adaptive variants are separately
+**I-SplitEE** (Bajpai, Jaiswal & Hanawal 2024) learns the split layer for an
+image stream under distortions with UCB1 and the SplitEE-S update, on a device
+that hosts the whole network: its arms are a split after each exit plus one
+that runs every block on the device and never offloads (on such a chain that is
+split L), and its reward prices only what the device spends,
+C_k − μ·λ_d·k if it exits at k, C_L − μ·(o + λ_d·k) if offloaded after k,
+C_L − μ·λ_d·L on the device-only arm (:class:`DeviceSideCosts`: what the edge
+and the cloud compute is free). It is stationary: it does not forget. The drift-adaptive variants are separately
 named: **splitee-d** (discounted UCB, Garivier & Moulines), **splitee-sw**
 (sliding-window UCB) and **splitee-cd** (UCB restarted when a label-free
 change detector, :mod:`~splitexit.policies.drift`, sees the stream shift).
@@ -253,6 +257,29 @@ class BanditPolicy:
         if self.detector is not None:
             self.detector.load_dict(state["detector"])
         self.samples = int(state["samples"])
+
+
+class DeviceSideCosts(CostModel):
+    """I-SplitEE's price of a route: the device's blocks and every link crossed; the edge's and cloud's compute free.
+
+    It shares the block and link costs of the model it is made from (:meth:`of`), so measured costs reach it.
+    """
+
+    @classmethod
+    def of(cls, costs: CostModel) -> DeviceSideCosts:
+        return cls(costs.block, costs.link)
+
+    def cost(self, route: Route) -> float:
+        device = sum(self.block[Tier.DEVICE] * run.blocks for run in route.runs if run.tier is Tier.DEVICE)
+        return device + sum(self.link[tier] for tier in route.offloaded_from)
+
+
+def i_splitee_arms(chain: Chain, alpha: float) -> list[Arm]:
+    """The split arms; on a device hosting the final block, the last one runs everything there ("device only")."""
+    arms = split_arms(chain, alpha)
+    if chain.last_exit(Tier.DEVICE) == chain.num_blocks:
+        arms[-1] = Arm("device only", arms[-1].plan)
+    return arms
 
 
 def split_plan(chain: Chain, split: int, alpha: float) -> Plan:

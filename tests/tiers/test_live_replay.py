@@ -22,7 +22,7 @@ import pytest
 from lab.scenarios import exit_outcomes
 from splitexit.client import AsyncClient, ClientError
 from splitexit.device.settings import DeviceSettings
-from splitexit.policies.catalog import make_policy
+from splitexit.policies.catalog import accuracy_budget, make_policy
 from splitexit.policies.chain import Chain
 from splitexit.policies.dimee import embed
 from splitexit.policies.replay import ExitStream, replay
@@ -127,3 +127,37 @@ def test_a_request_states_its_budget_and_a_bad_one_is_refused(bed: Testbed, imag
         send_one_at_a_time(bed.device_address, images, np.arange(1), "budget@7")
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "states no budget: write budget@<share>" in refused.value.message
+
+
+def test_the_accuracy_budget_decides_live_as_its_replay_does(
+    bed: Testbed, images: list[LabelledImage], stream: ExitStream, manifest: Manifest
+) -> None:
+    """Shadow runs included: the same samples run in the shadow, the same estimates after them, the same α."""
+    policy = "accuracy@0.3"
+    order = stream.order(seed=3)
+    answers = send_one_at_a_time(bed.device_address, images, order, policy)
+
+    settings = DeviceSettings()
+    chain = Chain.of(manifest)
+    replayed = accuracy_budget(policy, settings.policy, chain, 0.3)
+    trace = replay(replayed, stream, order, chain)
+    live_routes = [[(Tier.from_proto(h.tier), h.first_block, h.last_block) for h in a.hops] for a in answers]
+    assert live_routes == [[(run.tier, run.first, run.last) for run in route.runs] for route in trace.routes]
+    assert all(a.policy == policy for a in answers)
+    shadows = trace.arm == len(replayed.alphas)  # the shadow plan's arm
+    assert 0 < shadows.sum() < len(order) and (trace.exit_block[shadows] == manifest.num_blocks).all()
+    assert (trace.exit_block[~shadows] < manifest.num_blocks).any(), "some sample should exit early"
+    for answer in answers:  # every exit's label travels back with its confidence
+        assert all(len(h.exit_labels) == len(h.exit_confidences) for h in answer.hops)
+        assert answer.hops[-1].exit_labels[-1] == answer.label
+
+    learned = json.loads(asyncio.run(fetch(bed.device_address, manifest.name, policy)).state_json)
+    expected = replayed.to_dict()
+    assert learned["shadows"] == expected["shadows"] == shadows.sum() and learned["samples"] == SAMPLES
+    np.testing.assert_allclose(learned["runs"], expected["runs"], rtol=1e-12)
+    np.testing.assert_allclose(learned["disagreed"], expected["disagreed"], rtol=1e-12)
+    assert learned["choice"] == expected["choice"] and learned["detector"] == expected["detector"]
+    with pytest.raises(ClientError) as refused:
+        send_one_at_a_time(bed.device_address, images, np.arange(1), "accuracy@-1")
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "write accuracy@<points>" in refused.value.message

@@ -11,7 +11,7 @@ import pytest
 from lab import evaluate, policy_tables
 from lab.fashion_mnist import default_cache_dir
 from lab.policy_eval import BUDGETS, CONVENTIONS
-from lab.policy_runs import Setup
+from lab.policy_runs import PolicyResult, Setup
 from lab.scenarios import SCENARIOS, load_stream
 from lab.tuning import budget_name
 from splitexit.device.settings import DeviceSettings
@@ -32,6 +32,7 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     for convention in CONVENTIONS:
         assert f"| {convention}: policy | accuracy | drop (pts) | cost reduction |" in printed
     assert "| **splitee** |" in printed and "| oracle-split |" in printed and "| relay after 1 |" in printed
+    assert "Accuracy budget 0.5 pt (`accuracy-budget`): true drop" in printed and "Best online policy picked on" in printed
 
     (result,) = results
     assert result.samples == 300 and not result.sweeps and result.validation == "fmnist-clean-val, 300 samples"
@@ -39,6 +40,9 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     for convention, policies in result.policies.items():
         names = [r.policy for r in policies]
         oracles = {name for name in names if name.startswith("oracle-fixed")}
+        accuracy = by_name_of(policies)["accuracy-budget"]
+        assert accuracy.kind == "accuracy" and accuracy.shadow_share is not None and 0.0 < accuracy.shadow_share < 0.5
+        assert accuracy.tuned.startswith("s=") and accuracy.validation is not None
         assert set(names) == set(POLICY_NAMES) - {"thresholds", "budget"} | {"oracle-split", "oracle-cascade"} | (
             relays | oracles | {budget_name(share) for share in BUDGETS})  # fmt: skip
         assert oracles, "some fixed α is within 0.5 pt of the final layer"
@@ -79,19 +83,54 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
 
 
 def test_drift_stream_is_reported_per_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Per phase: accuracy, drop and cost add up to the whole stream's; bandits get a regret per phase."""
+    """Per phase, every policy: accuracy, drop and cost add up to the whole stream's; bandits get a regret per phase;
+    each online policy's margin over the fixed α tuned on validation."""
     (result,) = evaluate.run(
-        scenarios=["fmnist-drift"], seeds=1, limit=300, sweeps=False, plots_dir=None, json_path=tmp_path / "p.json"
+        scenarios=["fmnist-shift-back"], seeds=1, limit=300, sweeps=False, plots_dir=None, json_path=tmp_path / "p.json"
     )
-    assert "| policy | phase | accuracy | drop (pts) | cost reduction | regret in phase |" in capsys.readouterr().out
-    assert result.phases == ["clean", "noise σ=0.2", "blur σ=1"]
-    stream = evaluate.subset(load_stream(SCENARIOS[1], DeviceSettings().models_dir, default_cache_dir()), 300)
+    printed = capsys.readouterr().out
+    assert "| policy | phase | accuracy | drop (pts) | cost reduction | regret in phase |" in printed
+    assert result.phases == ["clean", "blur σ=1.5", "clean again"]
+    stream = evaluate.subset(load_stream(SCENARIOS[3], DeviceSettings().models_dir, default_cache_dir()), 300)
     weights = np.bincount(stream.phases) / len(stream)
     for r in result.policies["cloud charged"]:
         assert [p.phase for p in r.phases] == result.phases
         assert float(weights @ [p.accuracy for p in r.phases]) == pytest.approx(r.accuracy)
         assert float(weights @ [p.cost_reduction for p in r.phases]) == pytest.approx(r.cost_reduction)
         assert (r.phases[0].regret is not None) == (r.policy in result.regret)
+    assert "Against the fixed α tuned on validation (α=" in printed and "accuracy-budget " in printed
+    assert (
+        "Picked on validation: " in printed and "Target (every phase ≤ 1 pt and no dearer than the fixed α)" in printed
+    )
+    assert "| final-layer | blur σ=1.5 |" in printed and "| all-device | clean again |" in printed
+
+
+def by_name_of(policies: list[PolicyResult]) -> dict[str, PolicyResult]:
+    return {r.policy: r for r in policies}
+
+
+def test_i_splitee_is_replayed_per_distortion_on_a_device_hosting_the_whole_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evaluate.run(scenarios=["fmnist-distortions"], seeds=1, limit=600, plots_dir=None, json_path=tmp_path / "p.json")
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "p.json").read_text())
+    distortions = report["i_splitee"]
+    assert [d["distortion"] for d in distortions] == [
+        "noise σ=0.1",
+        "noise σ=0.2",
+        "noise σ=0.3",
+        "blur σ=0.5",
+        "blur σ=1",
+        "blur σ=1.5",
+    ]
+    for d in distortions:
+        rows = {r["policy"]: r for r in d["rows"]}
+        assert set(rows) == {"device only", "fixed-thresholds", "i-splitee", "splitee-s"}
+        assert rows["device only"]["tier_share"]["device"] == 1.0 and rows["device only"]["cost_reduction"] == 0.0
+        assert 0.0 <= d["same_routes"] <= 1.0
+    assert any(d["same_routes"] < 0.9 for d in distortions), "I-SplitEE should decide unlike SplitEE-S somewhere"
+    assert "| blur σ=1.5 | i-splitee |" in printed
 
 
 def test_evaluate_refuses_an_unknown_scenario(tmp_path: Path) -> None:

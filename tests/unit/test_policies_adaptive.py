@@ -16,12 +16,14 @@ from splitexit.device.settings import DeviceSettings
 from splitexit.policies.budget import CostBudget
 from splitexit.policies.cascade import eager_credits, tier_threshold_arms, tier_thresholds_plan
 from splitexit.policies.catalog import PolicyParams, make_policy
+from splitexit.policies.chain import Chain, walk
 from splitexit.policies.costs import CostSettings
 from splitexit.policies.drift import PageHinkley
 from splitexit.policies.replay import ExitStream, replay
-from splitexit.policies.splitee import Arm
+from splitexit.policies.splitee import Arm, BanditPolicy
+from splitexit.shared.manifest import BlockRange
 from splitexit.shared.tiers import Tier
-from tests.unit.test_policies import CHAIN, CLOUD_FREE, policy, ran
+from tests.unit.test_policies import CHAIN, policy, ran
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +50,31 @@ def test_page_hinkley_flags_a_rise_and_tolerates_drift_within_delta() -> None:
     assert [rising.update(x) for x in (0.2, 0.2, 0.8)] == [False, False, True]  # U: 0.4 − 0 > 0.3
 
 
-def test_i_splitee_is_the_papers_ucb1_with_side_observations_and_never_forgets() -> None:
-    i_splitee = policy("i-splitee", CLOUD_FREE)
+def test_i_splitee_is_the_papers_ucb1_with_side_observations_priced_on_the_device_and_never_forgets() -> None:
+    i_splitee = policy("i-splitee")  # every tier charged, yet its reward prices only the device and the links
     bandit = i_splitee.bandits[0]
     assert i_splitee.side_observations and bandit.discount == 1.0 and bandit.window == 0
-    assert i_splitee.detector is None
+    assert i_splitee.detector is None and i_splitee.labels[-1] == "split 6"  # this device cannot run block 6
     third = i_splitee.plans[0][2]
     i_splitee.observe(third, ran(third, [0.95, 0.5, 0.95, 0.99, 0.99, 0.99]))  # as SplitEE-S: splits 1 and 3
-    np.testing.assert_allclose(bandit.sums, [0.95 - 0.1, 0, 0.95 - 0.3 - 0.1, 0, 0, 0])
+    # split 3 exits on the edge: C_3 − (2λ on the device + o_de), the edge's block free; split 1: C_1 − λ
+    np.testing.assert_allclose(bandit.sums, [0.95 - 0.1, 0, 0.95 - 0.2 - 0.1, 0, 0, 0])
+
+
+def test_i_splitee_on_a_device_hosting_the_whole_chain_has_a_device_only_arm() -> None:
+    whole = Chain(6, {tier: BlockRange(first=1, last=6) for tier in Tier})
+    i_splitee = make_policy("i-splitee", PolicyParams(), whole, CostSettings().model())
+    assert isinstance(i_splitee, BanditPolicy) and i_splitee.labels == [*(f"split {k}" for k in range(1, 6)), "device only"]
+    device_only = i_splitee.plans[0][5]
+    confidences = [0.5, 0.95, 0.5, 0.5, 0.5, 0.9]
+    route = walk(device_only, whole, lambda block: confidences[block - 1])
+    assert [run.tier for run in route.runs] == [Tier.DEVICE] and route.exit_block == 6
+    i_splitee.observe(device_only, {k: c for k, c in enumerate(confidences, start=1)})
+    # device only: C_L − μλL; split 2 exits: C_2 − 2λ; splits 1, 3, 4, 5 offload: C_L − (o + λk), o = o_de + o_ec
+    expected = [0.9 - 0.3, 0.95 - 0.2, 0.9 - 0.5, 0.9 - 0.6, 0.9 - 0.7, 0.9 - 0.6]
+    np.testing.assert_allclose(i_splitee.bandits[0].sums, expected)
+    split = walk(i_splitee.plans[0][0], whole, lambda block: confidences[block - 1])  # offloaded: the edge relays
+    assert [(run.tier, run.blocks) for run in split.runs] == [(Tier.DEVICE, 1), (Tier.EDGE, 0), (Tier.CLOUD, 5)]
 
 
 def test_splitee_cd_restarts_its_bandit_when_c1_shifts() -> None:

@@ -45,7 +45,8 @@ def answer(chain: Chain, plan: Plan, confidences: np.ndarray) -> pb.InferRespons
     route = walk(plan, chain, lambda block: float(confidences[block - 1]))
     hops = [
         pb.Hop(tier=run.tier.proto, first_block=run.first, last_block=run.last,
-               exit_confidences=confidences[run.first - 1 : run.last].tolist())
+               exit_confidences=confidences[run.first - 1 : run.last].tolist(),
+               exit_labels=[block % 3 for block in range(run.first, run.last + 1)])
         for run in route.runs
     ]  # fmt: skip
     return pb.InferResponse(exit_block=route.exit_block, hops=hops)
@@ -62,7 +63,7 @@ def learn(policies: PolicyStore, model: HostedModel, name: str, samples: int, se
 
 
 @pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "dimee-sw", "random-split", "splitee-cd", "cascade",
-                                  "budget", "budget@0.3"])  # fmt: skip
+                                  "budget", "budget@0.3", "accuracy-budget", "accuracy@0.3"])  # fmt: skip
 def test_a_restarted_device_restores_the_same_state(tmp_path: Path, model: HostedModel, name: str) -> None:
     before = device_policies(tmp_path, model)
     learn(before, model, name, 13)
@@ -72,6 +73,10 @@ def test_a_restarted_device_restores_the_same_state(tmp_path: Path, model: Hoste
     after = device_policies(tmp_path, model)
     restored = after.get("fmnist-cnn", name)
     assert restored.to_dict() == saved and restored.samples == 13
+    if name.startswith("accuracy"):  # its first samples include shadow runs, whose labels it learned from
+        assert restored.shadows > 0 and restored.runs.sum() > 0
+        (best,) = after.message("fmnist-cnn", name).best  # the α it plays now, at every exit
+        assert list(best.plan.exit_thresholds) == pytest.approx([restored.alpha] * 6)
     # and it carries on exactly as the first one would have
     rng = np.random.default_rng(1)
     for _ in range(5):

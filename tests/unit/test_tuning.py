@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab.fashion_mnist import default_cache_dir
+from lab.fashion_mnist import default_cache_dir, held_out_half
 from lab.policy_runs import Setup, builder, replays, summarize
 from lab.scenarios import SCENARIOS, VALIDATION, half_of, load_stream
 from lab.text_data import split_indices
@@ -23,7 +23,10 @@ def test_every_test_stream_has_a_validation_stream_drawn_elsewhere() -> None:
         validation = VALIDATION[scenario.name]
         assert validation.model == scenario.model and validation.phases == scenario.phases
         assert validation.options != scenario.options
-    assert VALIDATION["fmnist-clean"].options["split"] == "train"  # the test stream is the test split
+    for scenario in SCENARIOS[:4]:  # Fashion-MNIST: test images 0..4999 for choices, 5000..9999 reported
+        assert (scenario.options, VALIDATION[scenario.name].options) == ({"half": "test"}, {"half": "validation"})
+    validation, test = (held_out_half(half)[1] for half in ("validation", "test"))
+    assert len(validation) == len(test) == 5000
     assert "imdb" not in VALIDATION["sentiment-imdb"].options["domains"]
     _, held = split_indices(2225, 0.2, 0)
     validation, test = half_of(held, "validation"), half_of(held, "test")
