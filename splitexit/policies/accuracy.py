@@ -62,7 +62,8 @@ def disagreements(alphas: np.ndarray, confidences: Sequence[float], labels: Sequ
     """Per α: whether the early answer one α at every exit gives differs from the final exit's (C_1..C_L, labels)."""
     early = np.asarray(confidences[:-1])[None, :] > alphas[:, None]  # [α, exits before L]
     exit_index = np.where(early.any(axis=1), early.argmax(axis=1), len(confidences) - 1)
-    return np.asarray(labels)[exit_index] != labels[-1]
+    differs: np.ndarray = np.asarray(labels)[exit_index] != labels[-1]
+    return differs
 
 
 class AccuracyBudget:
