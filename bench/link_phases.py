@@ -30,8 +30,7 @@ from splitexit.shared.tiers import Tier
 
 LINK = "device-edge"
 FIXED_PREFIX = "fixed@"
-# The accuracy-budget policy joins as "accuracy@0.5" once the device offers it.
-POLICIES = ("fixed@0.7", "fixed@0.8", "fixed@0.9", "fixed@0.95", "fixed@0.99", "splitee-sw")
+POLICIES = ("fixed@0.7", "fixed@0.8", "fixed@0.9", "fixed@0.95", "fixed@0.99", "splitee-sw", "accuracy@0.5")
 REQUEST_TIMEOUT_S = 30.0
 MODEL = "fmnist-cnn"
 COSTS_SHOWN_BY = "splitee"  # any learning policy's state shows the model's one cost model (measured, shared)

@@ -142,7 +142,6 @@ def page_body(run: LinkPhasesRun, verdicts: Sequence[Verdict], runtime_s: float)
     )
     parts.append("\n".join([target, "", *(f"- {v.line()}" for v in verdicts)]))
     parts.append(offload_line(run))
-    parts.append("Not yet in the list: `accuracy@0.5`, the accuracy-budget policy, once the device offers it.")
     return "\n\n".join(parts)
 
 
