@@ -11,7 +11,7 @@ A text becomes ``[CLS] wordpieces... [SEP]``. One longer than the manifest's
 ``max_tokens`` ids is refused with :class:`InvalidInput`, unless the request
 asks to truncate it: then it keeps its first ``max_tokens - 2`` wordpieces,
 exactly what ``transformers``' ``truncation=True, max_length=max_tokens`` gives
-(the ids training used; ``tests/unit/test_text_tokenizer.py`` checks it).
+(the ids training used; ``tests/models/test_text_tokenizer.py`` checks it).
 """
 
 from __future__ import annotations

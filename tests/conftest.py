@@ -1,8 +1,9 @@
 """Shared fixtures: a real three-process testbed on free loopback ports, real test images.
 
 Tests live in folders by what they need, and each folder is a marker (``-m unit``, ``pytest tests/unit``):
-``unit`` (one process), ``tiers`` (tier processes on loopback), ``deploy`` (Docker, namespaces, Prometheus,
-manifests), ``static`` (code shape, docs).
+``unit`` (one process, seconds), ``models`` (torch training and export, parity, the offline evaluation),
+``tiers`` (tier processes on loopback), ``deploy`` (Docker, namespaces, Prometheus, manifests), ``static``
+(code shape, types, docs).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from splitexit.testbed import Testbed, free_port, start_tier
 from tests.deploy_files import COMPOSE_FILE, ROOT, TIERS, dockerfile_instructions
 
 IMAGE_MODEL_DIR = DEFAULT_MODELS_DIR / "fmnist-cnn"
-FOLDERS = ("unit", "tiers", "deploy", "static")
+FOLDERS = ("unit", "models", "tiers", "deploy", "static")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
