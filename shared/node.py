@@ -34,6 +34,7 @@ from splitexit.shared.lifecycle import Drain
 from splitexit.shared.link import Link
 from splitexit.shared.link_pool import open_link
 from splitexit.shared.metrics import TierMetrics
+from splitexit.shared.pipeline import Pipeline
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
 from splitexit.shared.security import link_dialer
@@ -81,6 +82,7 @@ class TierNode:
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )
         self.drain = Drain()
+        self.pipeline = Pipeline(self.metrics, self.admission, self.tier.value, settings.default_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
