@@ -6,7 +6,7 @@ hyperparameters, over the model's chain, sharing the model's one
 :class:`~splitexit.policies.costs.CostModel` (the device's ``costs``), which is
 refreshed from answers when ``costs.measured`` is on. The same cost model
 prices every answer (:meth:`PolicyStore.settle`). A request picks a policy by
-``PolicyOverride.name``, or gets its model's default (``policies``); naming
+``Plan.name``, or gets its model's default (``policies``); naming
 ``budget@<share>`` states its own budget, and the device keeps one budget
 policy per share stated (at most :data:`MAX_BUDGETS` per model).
 
