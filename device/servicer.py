@@ -35,11 +35,12 @@ from splitexit.policies.plan import OVERRIDE, Plan, Policy, is_explicit
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
 from splitexit.shared.errors import InputTooLarge, InvalidInput
 from splitexit.shared.manifest import TextInput
-from splitexit.shared.node import Sample, TierNode
+from splitexit.shared.node import TierNode
 from splitexit.shared.preprocess import open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.runtime import HostedModel
+from splitexit.shared.sample import Sample
 from splitexit.shared.streams import StreamRoute, serve_stream
 from splitexit.shared.tensors import decode
 from splitexit.shared.tokenizer import TextTokenizer

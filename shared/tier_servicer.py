@@ -17,10 +17,11 @@ import grpc
 
 from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
-from splitexit.shared.node import Sample, TierNode
+from splitexit.shared.node import TierNode
 from splitexit.shared.pipeline import Request, Undecodable
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.sample import Sample
 from splitexit.shared.settings import tier_env_prefix
 from splitexit.shared.streams import StreamRoute, serve_stream
 from splitexit.shared.tensors import decode
