@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
+from google.protobuf.message import Message
 
 F = FieldDescriptor
 SCALARS: dict[int, type] = {
@@ -116,8 +117,12 @@ def _value_prefix(enum_name: str) -> str:
     return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(enum_name)).upper() + "_"
 
 
-def shorten_enums(descriptor: Descriptor, data: dict[str, Any]) -> None:
-    """Respell, in place, every enum value of ``data`` (a message of ``descriptor`` as proto3 JSON) by :func:`json_name`."""
+def shorten_enums(message: Message, data: dict[str, Any]) -> None:
+    """Respell, in place, every enum value of ``data`` (``message`` as proto3 JSON) by :func:`json_name`."""
+    _shorten(message.DESCRIPTOR, data)
+
+
+def _shorten(descriptor: Descriptor, data: dict[str, Any]) -> None:
     for field, enum in _enum_paths(descriptor):
         value = data.get(field.name)
         if value is None:
@@ -127,10 +132,10 @@ def shorten_enums(descriptor: Descriptor, data: dict[str, Any]) -> None:
             data[field.name] = [names.get(v, v) for v in value] if field.is_repeated else names.get(value, value)
         elif is_map(field):
             for item in value.values():
-                shorten_enums(map_types(field)[1].message_type, item)
+                _shorten(map_types(field)[1].message_type, item)
         else:
             for item in value if field.is_repeated else (value,):
-                shorten_enums(field.message_type, item)
+                _shorten(field.message_type, item)
 
 
 @functools.cache

@@ -45,7 +45,7 @@ def message_json(message: Message) -> dict[str, Any]:
         preserving_proto_field_name=True,
         unquote_int64_if_possible=True,
     )
-    shorten_enums(message.DESCRIPTOR, data)
+    shorten_enums(message, data)
     return data
 
 
