@@ -9,10 +9,10 @@ request never ends the stream; clients match answers to requests by ``request_id
 
 Every request goes through the tier's :class:`~splitexit.shared.pipeline.Pipeline`
 (metrics, validation, admission, deadline, error mapping), which returns its answer
-or its error. Bounded: at most ``limit`` requests of one stream are being answered
-(the pipeline's admission); one more is answered RESOURCE_EXHAUSTED at once. If the client does not read its
-answers (``2 x limit`` messages wait unsent), reading stops until it does, so
-memory stays bounded whatever the client does.
+or its error. Bounded: at most ``limit`` requests of one stream are being
+answered (the pipeline's admission); one more is answered RESOURCE_EXHAUSTED at
+once. If the client does not read its answers (``2 x limit`` messages wait
+unsent), reading stops until it does, so memory stays bounded whatever the client does.
 
 Draining: once the tier's ``drain.closing`` is set, the stream reads no more
 requests, answers every request it read, then ends with UNAVAILABLE, so the
@@ -47,7 +47,7 @@ class StreamRoute:
 async def serve_stream(
     requests: AsyncIterator[Request], route: StreamRoute, drain: Drain
 ) -> AsyncIterator[list[pb.StreamResponse]]:
-    """Answer every request of ``requests`` through ``route``, at most ``route.limit`` at a time; yields what is ready."""
+    """Answer every request of ``requests`` through ``route``, ``route.limit`` at a time; yields what is ready."""
     where = route.pipeline.where
     session = _StreamSession(requests, route, InFlightLimit(route.limit, "this stream", route.setting))
     drain.open_streams += 1
