@@ -6,8 +6,9 @@ tier-to-tier requests) -- and, if it asked for nothing, the tier's
 ``default_timeout_s``. The request pipeline (:mod:`splitexit.shared.pipeline`)
 merges them with :func:`deadline_for` and enforces a unary call's gRPC deadline;
 the serving interceptor hands the result to a unary handler in
-:data:`CALL_DEADLINE`. A tier passes the next one what is left of the budget, minus :data:`ANSWER_RESERVE_S`, so that a tier that cannot get an
-answer downstream in time still has time to answer from its own exit.
+:data:`CALL_DEADLINE`. A tier passes the next one what is left of the budget,
+minus :data:`ANSWER_RESERVE_S`, so that a tier that cannot get an answer
+downstream in time still has time to answer from its own exit.
 """
 
 from __future__ import annotations
