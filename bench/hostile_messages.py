@@ -52,16 +52,16 @@ def tensors(expected: list[int]) -> st.SearchStrategy[pb.Tensor]:
     """Tensors of any dtype number and shape; raw bytes that fit the shape, or not."""
 
     def build(dtype: int, shape: list[int], raw: bytes, fitting: bool, scale: float) -> pb.Tensor:
-        itemsize = {pb.FP32: 4, pb.FP16: 2, pb.INT8: 1, pb.INT64: 8, pb.UINT8: 1}.get(dtype, 4)
+        itemsize = {pb.DATA_TYPE_FP32: 4, pb.DATA_TYPE_FP16: 2, pb.DATA_TYPE_INT8: 1, pb.DATA_TYPE_INT64: 8, pb.DATA_TYPE_UINT8: 1}.get(dtype, 4)
         count = 1
         for dim in shape:
             count *= dim
         if fitting and 0 <= count * itemsize <= 1 << 20:
             raw = (raw * (count * itemsize // max(len(raw), 1) + 1))[: count * itemsize] if raw else bytes(count * itemsize)
-        quantization = pb.Quantization(scale=scale, zero_point=3) if dtype == pb.INT8 else None
+        quantization = pb.Quantization(scale=scale, zero_point=3) if dtype == pb.DATA_TYPE_INT8 else None
         return pb.Tensor(dtype=dtype, shape=shape, raw=raw, quantization=quantization)
 
-    dtypes = st.one_of(st.sampled_from([pb.FP32, pb.FP16, pb.INT8, pb.INT64, pb.UINT8]), st.integers(0, 2**31 - 1))
+    dtypes = st.one_of(st.sampled_from([pb.DATA_TYPE_FP32, pb.DATA_TYPE_FP16, pb.DATA_TYPE_INT8, pb.DATA_TYPE_INT64, pb.DATA_TYPE_UINT8]), st.integers(0, 2**31 - 1))
     return st.builds(build, dtypes, shapes(expected), st.binary(max_size=512), st.booleans(), floats())
 
 
@@ -75,9 +75,9 @@ def images(sample_png: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=2048), cut, flipped, bombs, st.just(sample_png))
 
 
-def overrides() -> st.SearchStrategy[pb.PolicyOverride]:
-    def build(threshold: float | None, thresholds: list[float], device: int, edge: int, name: str) -> pb.PolicyOverride:
-        return pb.PolicyOverride(
+def overrides() -> st.SearchStrategy[pb.Plan]:
+    def build(threshold: float | None, thresholds: list[float], device: int, edge: int, name: str) -> pb.Plan:
+        return pb.Plan(
             threshold=threshold, exit_thresholds=thresholds, device_last_block=device, edge_last_block=edge, name=name
         )
 
@@ -98,7 +98,7 @@ def timeouts() -> st.SearchStrategy[float | None]:
 def infer_requests(sample_png: bytes) -> st.SearchStrategy[pb.InferRequest]:
     """``Device.Infer`` requests: an image, a text, a tensor or no input, with hostile fields around it."""
 
-    def build(model: str, request_id: str, source: tuple[str, object], override: pb.PolicyOverride | None,
+    def build(model: str, request_id: str, source: tuple[str, object], override: pb.Plan | None,
               top_k: int, truncate: bool, timeout_s: float | None, forbid: bool) -> pb.InferRequest:  # fmt: skip
         message = pb.InferRequest(model=model, request_id=request_id, policy=override, top_k=top_k, truncate=truncate,
                                   timeout_s=timeout_s, forbid_degraded=forbid)  # fmt: skip
@@ -123,7 +123,7 @@ def infer_requests(sample_png: bytes) -> st.SearchStrategy[pb.InferRequest]:
 def continue_requests(activations: dict[str, list[int]]) -> st.SearchStrategy[pb.ContinueRequest]:
     """``Tier.Continue`` requests; ``activations`` maps a resume block (as text) to the activation shape it takes."""
 
-    def build(model: str, request_id: str, block: int, tensor: pb.Tensor, override: pb.PolicyOverride,
+    def build(model: str, request_id: str, block: int, tensor: pb.Tensor, override: pb.Plan,
               top_k: int, timeout_s: float | None, forbid: bool) -> pb.ContinueRequest:  # fmt: skip
         return pb.ContinueRequest(model=model, request_id=request_id, next_block=block, activation=tensor,
                                   policy=override, top_k=top_k, timeout_s=timeout_s, forbid_degraded=forbid)  # fmt: skip

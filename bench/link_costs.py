@@ -66,7 +66,7 @@ async def _phase(address: str, images: list[LabelledImage], count: int, run: Lin
             async with slots:
                 request = pb.InferRequest(image=images[k % len(images)].png, timeout_s=30)
                 answer = await stub.Infer(request, timeout=35)
-                run.on_device[first + k] = answer.exit_tier == pb.DEVICE
+                run.on_device[first + k] = answer.exit_tier == pb.TIER_NAME_DEVICE
                 if k % COST_EVERY == 0:
                     state = await fetch(address, "fmnist-cnn", POLICY)
                     run.link_cost.append((first + k, state.costs["device.link"]))

@@ -35,20 +35,20 @@ class PathInputs:
     prepare: Callable[[object], np.ndarray]
 
 
-def exit_plans(tiers: Chain) -> dict[str, pb.PolicyOverride]:
+def exit_plans(tiers: Chain) -> dict[str, pb.Plan]:
     """A plan that makes each tier answer: the device, the edge (its first exit), the cloud."""
     edge_first = tiers.hosted[Tier.DEVICE].last + 1
     at_edge = [1.0] * tiers.num_blocks
     at_edge[edge_first - 1] = 0.0
     return {
-        "device": pb.PolicyOverride(threshold=0.0),
-        "edge": pb.PolicyOverride(exit_thresholds=at_edge),
-        "cloud": pb.PolicyOverride(threshold=1.0),
+        "device": pb.Plan(threshold=0.0),
+        "edge": pb.Plan(exit_thresholds=at_edge),
+        "cloud": pb.Plan(threshold=1.0),
     }
 
 
 async def measure_path(
-    device: str, echo: str, inputs: PathInputs, plan: pb.PolicyOverride
+    device: str, echo: str, inputs: PathInputs, plan: pb.Plan
 ) -> dict[str, float]:
     """p50 served and bare latency of one path, their ratio, the floor and the overhead per hop."""
     requests = [_with_plan(request, plan) for request in inputs.requests]
@@ -75,7 +75,7 @@ async def measure_path(
     }
 
 
-def _with_plan(request: pb.InferRequest, plan: pb.PolicyOverride) -> pb.InferRequest:
+def _with_plan(request: pb.InferRequest, plan: pb.Plan) -> pb.InferRequest:
     copy = pb.InferRequest()
     copy.CopyFrom(request)
     copy.policy.CopyFrom(plan)

@@ -22,6 +22,7 @@ from splitexit.samples import LabelledImage
 from splitexit.shared.link import link_options
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.schema import json_name
 from splitexit.shared.tiers import Tier
 
 CLIENT_SLACK_S = 1.0  # the client's own deadline is the request's plus this, so the server's status comes first
@@ -86,7 +87,7 @@ async def steady_load(
 async def _one(
     stub: pb_grpc.DeviceStub, image: LabelledImage, threshold: float, deadline_s: float, outcomes: list[Outcome]
 ) -> None:
-    request = pb.InferRequest(image=image.png, policy=pb.PolicyOverride(threshold=threshold), timeout_s=deadline_s)
+    request = pb.InferRequest(image=image.png, policy=pb.Plan(threshold=threshold), timeout_s=deadline_s)
     sent_at = time.monotonic()
     try:
         answer = await stub.Infer(request, timeout=deadline_s + CLIENT_SLACK_S)
@@ -96,7 +97,7 @@ async def _one(
     outcomes.append(
         Outcome(
             sent_at, time.monotonic(), deadline_s, threshold == 1.0, "OK", answer.degraded,
-            pb.DegradedReason.Name(answer.degradation.reason).lower() if answer.degraded else "",
+            json_name(pb.DegradedReason.DESCRIPTOR, answer.degradation.reason).lower() if answer.degraded else "",
             tuple(Tier.from_proto(hop.tier).value for hop in answer.hops), answer.label == image.label,
         )
     )  # fmt: skip

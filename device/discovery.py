@@ -15,7 +15,7 @@ from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.tiers import TIERS
 
-DTYPES = {"float32": pb.FP32, "int64": pb.INT64}
+DTYPES = {"float32": pb.DATA_TYPE_FP32, "int64": pb.DATA_TYPE_INT64}
 
 
 def tensor_contract(spec: TensorSpec) -> pb.TensorContract:

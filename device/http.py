@@ -3,9 +3,9 @@
 Served by uvicorn inside the device process, in the gRPC server's event loop
 (:mod:`splitexit.device.http_server`), on
 ``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns it off). It starts and stops with the gRPC server. A request becomes the same
-``InferRequest`` a gRPC client would send and goes through the same
-:meth:`DeviceServicer.infer` as gRPC does, so the checks,
-the answers and the error messages are those of gRPC.
+``InferRequest`` a gRPC client would send and goes through the same request
+pipeline (:mod:`splitexit.shared.pipeline`) to the same :meth:`DeviceServicer.infer`
+as gRPC does, so the checks, the answers and the error messages are those of gRPC.
 
 ``POST /v1/infer`` takes either the raw image bytes::
 
@@ -293,11 +293,12 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
     async def infer(request: Request, query: Annotated[InferQuery, Query()]) -> Any:
         try:
             message = await _infer_request(request, settings, query)
-            with servicer.node.metrics.request("HTTP", message.model or settings.default_model):
-                answer = await servicer.infer(message, None)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status and one line
-            return _serving_error_response(as_serving_error(exc, "device's HTTP gateway"))
-        return message_json(answer)
+        except Exception as exc:  # noqa: BLE001 - a request HTTP cannot read is a status and one line
+            raise as_serving_error(exc, "device's HTTP gateway") from None
+        outcome = await servicer.node.pipeline.run("HTTP", message, servicer.infer)
+        if isinstance(outcome, ServingError):
+            raise outcome
+        return message_json(outcome)
 
 
 def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:
@@ -335,7 +336,4 @@ def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
         dependencies=guard,
     )
     async def model(name: str) -> Any:
-        try:
-            return message_json(model_metadata(servicer.node.registry.get(name), servicer.policies))
-        except ServingError as exc:
-            return _serving_error_response(exc)
+        return message_json(model_metadata(servicer.node.registry.get(name), servicer.policies))

@@ -29,7 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto.splitexit_views import DOCS
-from splitexit.shared.schema import INT_RANGES, absent_when_unset, answer_messages, is_map, map_types, scalar_type
+from splitexit.shared.schema import (
+    INT_RANGES,
+    absent_when_unset,
+    answer_messages,
+    is_map,
+    json_names,
+    map_types,
+    scalar_type,
+)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 HTTP_NAMES = {"InferResponse": "Answer", "ListModelsResponse": "ModelList", "ModelMetadataResponse": "ModelMetadata"}
@@ -37,7 +45,7 @@ STRICT = ConfigDict(extra="forbid")
 OTHER_FORM = {  # InferRequest field -> what the gateway takes instead
     "image": "image_base64 (JSON) or the raw body (image/*, application/octet-stream)",
     "text": "text as a JSON string, or the raw body (text/plain)",
-    "policy": "threshold and policy: PolicyOverride.threshold and PolicyOverride.name",
+    "policy": "threshold and policy: Plan.threshold and Plan.name",
 }
 NOT_OVER_HTTP = {"request_id": "the device assigns one", "tensor": "gRPC only: raw tensor bytes"}
 AS_IS = tuple(
@@ -53,7 +61,7 @@ IN_QUERY = tuple(  # what a raw body's query string can carry: the scalar fields
 def _item_type(field: FieldDescriptor, models: dict[str, type[BaseModel]]) -> Any:
     """The JSON type of one value of ``field``: a name of its enum, its message's model, or a bounded scalar."""
     if field.enum_type is not None:
-        return Literal[tuple(value.name for value in field.enum_type.values)]
+        return Literal[tuple(json_names(field.enum_type).values())]
     if field.message_type is not None:
         return models[field.message_type.full_name]
     if field.cpp_type in INT_RANGES:
@@ -115,7 +123,7 @@ def _zero(field: FieldDescriptor) -> Any:
         return []
     if absent_when_unset(field):
         return None
-    return field.enum_type.values[0].name if field.enum_type is not None else field.default_value
+    return json_names(field.enum_type)[0] if field.enum_type is not None else field.default_value
 
 
 def _request_fields(names: tuple[str, ...]) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def _request_fields(names: tuple[str, ...]) -> dict[str, Any]:
 
 
 PLAN_FIELDS: dict[str, Any] = {
-    "threshold": (float | None, Field(None, description=DOCS.get("splitexit.v1.PolicyOverride.threshold"))),
+    "threshold": (float | None, Field(None, description=DOCS.get("splitexit.v1.Plan.threshold"))),
     "policy": (str, Field("", description="a device policy by name (splitee, dimee, ...); empty: the model's default")),
 }
 InferQuery = create_model("InferQuery", **_request_fields(IN_QUERY), **PLAN_FIELDS)

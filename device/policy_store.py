@@ -6,7 +6,7 @@ hyperparameters, over the model's chain, sharing the model's one
 :class:`~splitexit.policies.costs.CostModel` (the device's ``costs``), which is
 refreshed from answers when ``costs.measured`` is on. The same cost model
 prices every answer (:meth:`PolicyStore.settle`). A request picks a policy by
-``PolicyOverride.name``, or gets its model's default (``policies``); naming
+``Plan.name``, or gets its model's default (``policies``); naming
 ``budget@<share>`` states its own cost budget, ``accuracy@<points>`` its own
 accuracy budget, and the device keeps one such policy per budget stated (at
 most :data:`MAX_BUDGETS` of each kind per model).

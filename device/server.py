@@ -26,7 +26,7 @@ async def serve(settings: DeviceSettings | None = None) -> None:
         return pb.DESCRIPTOR.services_by_name["Device"].full_name
 
     try:
-        await run_tier(settings, node, [add_device_service], helpers, settings.default_model, [TokenCheck(tokens)])
+        await run_tier(settings, node, [add_device_service], helpers, [TokenCheck(tokens)])
     finally:
         servicer.close()
         servicer.policies.save_all()  # what the policies learned survives a restart

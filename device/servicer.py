@@ -7,7 +7,8 @@ hands it to its :class:`TierNode`, which runs the first blocks and passes the
 sample on if the plan does not let it exit here. When the answer is back, the
 device prices its route with the one cost model and shows the policy the
 confidences the sample showed, so online policies learn without labels.
-Metrics and status mapping are the serving interceptor's.
+Metrics, validation, admission, deadlines and status mapping are the tier's
+request pipeline's (:mod:`splitexit.shared.pipeline`); the methods here only adapt gRPC to it.
 
 Nothing proportional to a request's size runs on the event loop before the
 request is validated: sizes and shapes are checked first, and images are
@@ -31,16 +32,16 @@ from splitexit.device.policy_store import PolicyStore
 from splitexit.device.settings import DeviceSettings
 from splitexit.policies.dimee import embed
 from splitexit.policies.plan import OVERRIDE, Plan, Policy, is_explicit
-from splitexit.shared.deadlines import CALL_DEADLINE, Deadline, deadline_for
+from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
 from splitexit.shared.errors import InputTooLarge, InvalidInput
-from splitexit.shared.interceptors import check_request
 from splitexit.shared.manifest import TextInput
-from splitexit.shared.node import Sample, TierNode
+from splitexit.shared.node import TierNode
 from splitexit.shared.preprocess import open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.runtime import HostedModel
-from splitexit.shared.streams import serve_stream
+from splitexit.shared.sample import Sample
+from splitexit.shared.streams import StreamRoute, serve_stream
 from splitexit.shared.tensors import decode
 from splitexit.shared.tokenizer import TextTokenizer
 
@@ -58,6 +59,10 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         node.model_hooks.append(self._serve_model)
         node.metrics.watch_policies(lambda: self.policies)
         self._decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="device-decode")
+        node.pipeline.default_model = settings.default_model
+        self._stream = StreamRoute(
+            node.pipeline, "InferStream", self.infer, settings.stream_concurrency, "SPLITEXIT_DEVICE_STREAM_CONCURRENCY"
+        )
 
     def _add_tokenizer(self, model: HostedModel) -> None:
         if isinstance(model.manifest.input, TextInput):
@@ -101,22 +106,18 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             return decode(request.tensor, model.manifest.block(1).input, "the input tensor")
         raise InvalidInput("the request carries no input: set `image` (encoded bytes), `text` (UTF-8) or `tensor`")
 
-    async def infer(self, request: pb.InferRequest, inherited: Deadline | None) -> pb.InferResponse:
-        """Plan, run, price and learn from one request (what both gRPC and HTTP call)."""
-        check_request(request)
-        with self.node.admission.admit():
-            received_at = time.perf_counter()
-            timeout_s = request.timeout_s if request.HasField("timeout_s") else None
-            deadline = deadline_for(timeout_s, inherited, self.settings.default_timeout_s)
-            model = self.model_for(request)
-            x = await self.block_input(request, model)
-            decode_s = time.perf_counter() - received_at
-            plan, policy = self.plan_for(request, model, x)
-            sample = Sample(
-                model, request.request_id, 1, x, plan, request.top_k, received_at, deadline,
-                allow_degraded=not request.forbid_degraded, decode_s=decode_s,
-            )  # fmt: skip
-            answer = await self.node.process(sample)
+    async def infer(self, request: pb.InferRequest, deadline: Deadline) -> pb.InferResponse:
+        """Plan, run, price and learn from one request the pipeline let in (the handler of gRPC and HTTP)."""
+        received_at = time.perf_counter()
+        model = self.model_for(request)
+        x = await self.block_input(request, model)
+        decode_s = time.perf_counter() - received_at
+        plan, policy = self.plan_for(request, model, x)
+        sample = Sample(
+            model, request.request_id, 1, x, plan, request.top_k, received_at, deadline,
+            allow_degraded=not request.forbid_degraded, decode_s=decode_s,
+        )  # fmt: skip
+        answer = await self.node.process(sample)
         self.policies.settle(model, policy, plan, answer)
         self.node.metrics.observe_answer(model.name, policy.name if policy is not None else OVERRIDE, plan, answer)
         return answer
@@ -138,15 +139,14 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         return model_metadata(self.model_for(request), self.policies)
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
-        return await self.infer(request, CALL_DEADLINE.get())
+        deadline = CALL_DEADLINE.get()
+        assert deadline is not None, "the pipeline sets every InferRequest's deadline"
+        return await self.infer(request, deadline)
 
     async def InferStream(
         self, request_iterator: AsyncIterator[pb.InferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
-        async for ready in serve_stream(
-            request_iterator, lambda request: self.infer(request, None), self.settings.stream_concurrency, "device",
-            self.node.drain,
-        ):  # fmt: skip
+        async for ready in serve_stream(request_iterator, self._stream, self.node.drain):
             for answer in ready:
                 yield answer
 

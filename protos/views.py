@@ -19,6 +19,7 @@ from splitexit.shared.schema import (
     answer_messages,
     enums_of,
     is_map,
+    json_name,
     map_types,
     scalar_type,
 )
@@ -118,7 +119,7 @@ def field_value(field: FieldDescriptor) -> str:
 
 def _enum_source(enum: EnumDescriptor, comments: Comments) -> list[str]:
     lines = ["", "", f"class {enum.name}(enum.Enum):", f'    """{comments.enum(enum) or enum.full_name}"""', ""]
-    lines += [f"    {value.name} = {value.number}" for value in enum.values]
+    lines += [f"    {json_name(enum, value.number)} = {value.number}" for value in enum.values]
     return lines
 
 

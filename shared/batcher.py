@@ -1,6 +1,6 @@
 """Dynamic batching: samples that resume at the same block run as one batch.
 
-A tier hands every sample to :meth:`Batcher.run`. Samples wait in a queue per
+A tier hands every :class:`~splitexit.shared.sample.Sample` to :meth:`Batcher.run`. Samples wait in a queue per
 *batch key* (model, first block, per-sample input shape: texts of different
 lengths never share a batch, so a batched answer equals the unbatched one; nor
 do samples of a package and of the one replacing it)
@@ -31,35 +31,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from splitexit.shared.deadlines import Deadline
 from splitexit.shared.errors import ServingError
-from splitexit.shared.runtime import HostedModel, LocalRun
-
-BatchKey = tuple[str, int, int, tuple[int, ...]]  # model, id of its loaded package, first block, one sample's shape
-
-
-@dataclass
-class Job:
-    """One sample waiting to run: where it starts, its exit rule and how far it may go."""
-
-    model: HostedModel
-    start_block: int
-    x: np.ndarray  # one sample, batch axis of size 1
-    thresholds: Sequence[float]
-    stop_block: int
-    deadline: Deadline
-    queued_at: float = field(default_factory=time.perf_counter)
-    answer: asyncio.Future[tuple[float, LocalRun]] = field(init=False)
-
-    @property
-    def key(self) -> BatchKey:
-        return self.model.name, id(self.model), self.start_block, self.x.shape[1:]
+from splitexit.shared.runtime import LocalRun
+from splitexit.shared.sample import BatchKey, Sample
 
 
 class Batcher:
@@ -80,20 +59,21 @@ class Batcher:
         self.on_batch = on_batch  # told the model and size of every batch started
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=thread_name)
         self._workers = self._idle_workers = workers
-        self._queues: dict[BatchKey, deque[Job]] = {}
+        self._queues: dict[BatchKey, deque[Sample]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_due = False
         self._per_sample_s: dict[BatchKey, float] = {}  # moving average of compute seconds per sample
 
-    async def run(self, job: Job) -> tuple[float, LocalRun]:
-        """Run ``job`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
+    async def run(self, sample: Sample) -> tuple[float, LocalRun]:
+        """Run ``sample`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
         loop = asyncio.get_running_loop()
-        job.answer = loop.create_future()
-        self._queues.setdefault(job.key, deque()).append(job)
+        sample.queued_at = time.perf_counter()
+        sample.outcome = loop.create_future()
+        self._queues.setdefault(sample.key, deque()).append(sample)
         if not self._dispatch_due:  # after the samples that arrived with this one (one link message) have queued
             self._dispatch_due = True
             loop.call_soon(self._dispatch)
-        return await job.answer
+        return await sample.outcome
 
     def _dispatch(self) -> None:
         """Start batches while workers are free and some queue is ready to go."""
@@ -108,7 +88,7 @@ class Batcher:
             batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
             if not queue:
                 del self._queues[key]
-            batch = [job for job in batch if not job.answer.done()]  # callers that gave up
+            batch = [sample for sample in batch if not sample.outcome.done()]  # callers that gave up
             if not batch:
                 continue
             self.on_batch(key[0], len(batch))
@@ -131,7 +111,7 @@ class Batcher:
         self._timer = loop.call_later(max(when - time.perf_counter(), 0.0), self._dispatch)
 
     def _finish(
-        self, key: BatchKey, batch: list[Job], finished: asyncio.Future[list[tuple[float, LocalRun] | ServingError]]
+        self, key: BatchKey, batch: list[Sample], finished: asyncio.Future[list[tuple[float, LocalRun] | ServingError]]
     ) -> None:
         self._idle_workers += 1
         if finished.cancelled():  # the batcher was closed
@@ -140,20 +120,22 @@ class Batcher:
         self._settle(key, batch, [error] * len(batch) if error is not None else finished.result())
         self._dispatch()
 
-    def _settle(self, key: BatchKey, batch: list[Job], outcomes: list[tuple[float, LocalRun] | BaseException]) -> None:
-        """Give every job its outcome, and learn what a sample of ``key`` costs to compute."""
+    def _settle(
+        self, key: BatchKey, batch: list[Sample], outcomes: list[tuple[float, LocalRun] | BaseException]
+    ) -> None:
+        """Give every sample its outcome, and learn what a sample of ``key`` costs to compute."""
         runs = [outcome[1] for outcome in outcomes if isinstance(outcome, tuple)]
         if runs:
             per_sample = runs[0].compute_s / len(runs)
             known = self._per_sample_s.get(key, per_sample)
             self._per_sample_s[key] = 0.8 * known + 0.2 * per_sample
-        for job, outcome in zip(batch, outcomes):
-            if job.answer.done():
+        for sample, outcome in zip(batch, outcomes):
+            if sample.outcome.done():
                 continue
             if isinstance(outcome, BaseException):
-                job.answer.set_exception(outcome)
+                sample.outcome.set_exception(outcome)
             else:
-                job.answer.set_result(outcome)
+                sample.outcome.set_result(outcome)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -161,23 +143,25 @@ class Batcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_batch(batch: list[Job]) -> list[tuple[float, LocalRun] | ServingError]:
+def _run_batch(batch: list[Sample]) -> list[tuple[float, LocalRun] | ServingError]:
     """Runs on a compute thread (or inline): the batch's live samples as one, each sample's own outcome in batch order."""
     started = time.perf_counter()
     late: list[ServingError | None] = []
-    for job in batch:
+    for sample in batch:
         try:
-            job.deadline.check("a worker was free to run it")
+            sample.deadline.check("a worker was free to run it")
             late.append(None)
         except ServingError as error:
             late.append(error)
-    live = [job for job, error in zip(batch, late) if error is None]
+    live = [sample for sample, error in zip(batch, late) if error is None]
     runs = iter(_run_together(live) if live else [])
-    return [error or (started - job.queued_at, next(runs)) for job, error in zip(batch, late)]
+    return [error or (started - sample.queued_at, next(runs)) for sample, error in zip(batch, late)]
 
 
-def _run_together(jobs: list[Job]) -> list[LocalRun]:
-    """One batch of jobs with the same key, stacked on the batch axis."""
-    first = jobs[0]
-    x = first.x if len(jobs) == 1 else np.concatenate([job.x for job in jobs])
-    return first.model.run(first.start_block, x, [job.thresholds for job in jobs], [job.stop_block for job in jobs])
+def _run_together(samples: list[Sample]) -> list[LocalRun]:
+    """One batch of samples with the same key, stacked on the batch axis."""
+    first = samples[0]
+    x = first.x if len(samples) == 1 else np.concatenate([sample.x for sample in samples])
+    return first.model.run(
+        first.start_block, x, [sample.thresholds for sample in samples], [sample.stop_block for sample in samples]
+    )

@@ -3,11 +3,12 @@
 A request's deadline is the sooner of what the caller asked for -- the gRPC
 deadline of a unary call, the ``timeout_s`` of a message (streams, HTTP,
 tier-to-tier requests) -- and, if it asked for nothing, the tier's
-``default_timeout_s``. The serving interceptor puts a unary call's gRPC deadline
-in :data:`CALL_DEADLINE` and enforces it; the servicers merge the message's own
-timeout with :func:`deadline_for`. A tier passes the next one what is left of
-the budget, minus :data:`ANSWER_RESERVE_S`, so that a tier that cannot get an
-answer downstream in time still has time to answer from its own exit.
+``default_timeout_s``. The request pipeline (:mod:`splitexit.shared.pipeline`)
+merges them with :func:`deadline_for` and enforces a unary call's gRPC deadline;
+the serving interceptor hands the result to a unary handler in
+:data:`CALL_DEADLINE`. A tier passes the next one what is left of the budget,
+minus :data:`ANSWER_RESERVE_S`, so that a tier that cannot get an answer
+downstream in time still has time to answer from its own exit.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Deadline:
             raise DeadlineExceeded(f"the request's deadline passed {late * 1e3:.0f} ms before {what}")
 
 
-# The gRPC deadline of the unary call being served, set by the serving interceptor (None: the caller set none).
+# The deadline of the unary call being served (its message's and its gRPC one merged), set by the serving
+# interceptor from the pipeline; None for a call that runs no blocks and whose caller set no gRPC deadline.
 CALL_DEADLINE: ContextVar[Deadline | None] = ContextVar("splitexit_call_deadline", default=None)
 
 

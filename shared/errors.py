@@ -67,21 +67,21 @@ class NextTierUnavailable(LinkFailure):
     """The next tier cannot be reached, or it is shutting down."""
 
     code = grpc.StatusCode.UNAVAILABLE
-    reason = pb.NEXT_TIER_UNREACHABLE
+    reason = pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE
 
 
 class NextTierOverloaded(LinkFailure):
     """The next tier refused the sample: too many requests in flight there."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = pb.NEXT_TIER_OVERLOADED
+    reason = pb.DEGRADED_REASON_NEXT_TIER_OVERLOADED
 
 
 class NextTierTooSlow(LinkFailure):
     """The next tier did not answer within the time the request had left."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = pb.NEXT_TIER_TOO_SLOW
+    reason = pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW
 
 
 class DeadlineExceeded(ServingError):

@@ -71,6 +71,7 @@ from splitexit.policies.plan import Plan
 from splitexit.shared.errors import ServingError
 from splitexit.shared.lifecycle import Lifecycle
 from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.schema import json_name
 from splitexit.shared.tiers import Tier
 
 # Each tier process exposes exactly the metrics below: no ``*_created`` twin per counter.
@@ -234,7 +235,7 @@ class TierMetrics:
 
     def observe_degraded(self, model: str, reason: pb.DegradedReason.ValueType) -> None:
         """This tier answered a sample degraded, for ``reason``."""
-        self.child(self.degraded, self.tier, model, pb.DegradedReason.Name(reason).lower()).inc()
+        self.child(self.degraded, self.tier, model, json_name(pb.DegradedReason.DESCRIPTOR, reason).lower()).inc()
 
     def observe_next_tier(self, up: bool) -> None:
         """The next tier's health changed."""

@@ -21,44 +21,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from splitexit.policies.plan import Plan, check_thresholds
+from splitexit.policies.plan import check_thresholds
 from splitexit.shared.admission import InFlightLimit
-from splitexit.shared.batcher import Batcher, Job
-from splitexit.shared.deadlines import ANSWER_RESERVE_S, Deadline
+from splitexit.shared.batcher import Batcher
+from splitexit.shared.deadlines import ANSWER_RESERVE_S
 from splitexit.shared.errors import LinkFailure, NextTierTooSlow
 from splitexit.shared.lifecycle import Drain
 from splitexit.shared.link import Link
 from splitexit.shared.link_pool import open_link
 from splitexit.shared.metrics import TierMetrics
+from splitexit.shared.pipeline import Pipeline
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
+from splitexit.shared.sample import Sample
 from splitexit.shared.security import link_dialer
 from splitexit.shared.settings import TierSettings, tier_env_prefix
 from splitexit.shared.tensors import check_shape, encode
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
-
-
-@dataclass
-class Sample:
-    """A sample as a tier receives it, already decoded to block input (float tensor or token ids)."""
-
-    model: HostedModel
-    request_id: str
-    start_block: int
-    x: np.ndarray
-    plan: Plan  # the device's plan for this sample (no thresholds: each tier's own)
-    top_k: int
-    received_at: float  # time.perf_counter() when the request arrived
-    deadline: Deadline
-    allow_degraded: bool = True
-    decode_s: float = 0.0  # image decode (device) before process()
-    codec_s: float = 0.0  # activation decode (edge, cloud) before process()
 
 
 class TierNode:
@@ -81,6 +65,7 @@ class TierNode:
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )
         self.drain = Drain()
+        self.pipeline = Pipeline(self.metrics, self.admission, self.tier.value, settings.default_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
@@ -155,13 +140,11 @@ class TierNode:
         model.check_resumable(sample.start_block)
         what = f"the input to block {sample.start_block}"
         check_shape(sample.x.shape, sample.x.dtype, model.manifest.block(sample.start_block).input, what)
-        thresholds = sample.plan.thresholds or self._thresholds[model.name]
-        stop_block = sample.plan.stop_block(self.tier, model.hosted)
+        sample.thresholds = thresholds = sample.plan.thresholds or self._thresholds[model.name]
+        sample.stop_block = sample.plan.stop_block(self.tier, model.hosted)
         sample.deadline.check(f"the {self.tier.value} could start on it")
 
-        queue_s, run = await self.batcher.run(
-            Job(model, sample.start_block, sample.x, thresholds, stop_block, sample.deadline)
-        )
+        queue_s, run = await self.batcher.run(sample)
         timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
         bytes_sent = 0
         if run.exited:

@@ -11,9 +11,12 @@ which messages a client can get back.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
+from google.protobuf.message import Message
 
 F = FieldDescriptor
 SCALARS: dict[int, type] = {
@@ -86,3 +89,69 @@ def enums_of(messages: list[Descriptor]) -> Iterator[EnumDescriptor]:
             if kind is not None and kind.full_name not in seen:
                 seen.add(kind.full_name)
                 yield kind
+
+
+def json_name(enum: EnumDescriptor, number: int) -> str:
+    """How JSON answers, metrics labels and messages spell an enum value: its proto name less the enum's prefix.
+
+    The proto prefixes every value with its enum's name (Buf's ENUM_VALUE_PREFIX:
+    ``TIER_NAME_EDGE``, ``DATA_TYPE_FP32``); the HTTP gateway and the SDK keep the
+    short names they always had (``EDGE``, ``FP32``). The zero value keeps its whole
+    name (``TIER_NAME_UNSPECIFIED``); a number the enum lacks is the number itself.
+    """
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    if number == 0:
+        return value.name
+    return value.name.removeprefix(_value_prefix(enum.name))
+
+
+def json_names(enum: EnumDescriptor) -> dict[int, str]:
+    """:func:`json_name` of every value of ``enum``, by number."""
+    return {value.number: json_name(enum, value.number) for value in enum.values}
+
+
+def _value_prefix(enum_name: str) -> str:
+    """``TierName`` -> ``TIER_NAME_``: the enum's name in UPPER_SNAKE_CASE."""
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(enum_name)).upper() + "_"
+
+
+def shorten_enums(message: Message, data: dict[str, Any]) -> None:
+    """Respell, in place, every enum value of ``data`` (``message`` as proto3 JSON) by :func:`json_name`."""
+    _shorten(message.DESCRIPTOR, data)
+
+
+def _shorten(descriptor: Descriptor, data: dict[str, Any]) -> None:
+    for field, enum in _enum_paths(descriptor):
+        value = data.get(field.name)
+        if value is None:
+            continue
+        if enum is not None:
+            names = _json_names_of(enum)
+            data[field.name] = [names.get(v, v) for v in value] if field.is_repeated else names.get(value, value)
+        elif is_map(field):
+            for item in value.values():
+                _shorten(map_types(field)[1].message_type, item)
+        else:
+            for item in value if field.is_repeated else (value,):
+                _shorten(field.message_type, item)
+
+
+@functools.cache
+def _enum_paths(descriptor: Descriptor) -> tuple[tuple[FieldDescriptor, EnumDescriptor | None], ...]:
+    """The fields of ``descriptor`` that are enums, or messages (map values) that hold one somewhere; enum or None."""
+    found = []
+    for field in descriptor.fields:
+        held = map_types(field)[1] if is_map(field) else field
+        if held.enum_type is not None and not is_map(field):
+            found.append((field, held.enum_type))
+        elif held.message_type is not None and _enum_paths(held.message_type):
+            found.append((field, None))
+    return tuple(found)
+
+
+@functools.cache
+def _json_names_of(enum: EnumDescriptor) -> dict[str, str]:
+    """Proto value name -> :func:`json_name`, for respelling MessageToDict's output."""
+    return {value.name: json_name(enum, value.number) for value in enum.values}

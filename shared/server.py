@@ -64,16 +64,14 @@ async def run_tier(
     node: TierNode,
     services: Sequence[ServiceAdder],
     helpers: Sequence[Helper] = (),
-    default_model: str = "",
     guards: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (see the module docstring).
 
-    ``default_model`` is what metrics call a request that names no model (the device's default);
     ``guards`` run before everything else (the device's token check).
     """
     credentials = server_credentials(settings)
-    interceptors = [*guards, ServingInterceptor(node.metrics, settings.tier.value, default_model)]
+    interceptors = [*guards, ServingInterceptor(node.pipeline)]
     if credentials is not None and settings.tier is not Tier.DEVICE:
         interceptors.insert(0, PeerTierCheck(settings.tier))
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings.max_message_bytes))

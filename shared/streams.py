@@ -7,10 +7,12 @@ request as a ``StreamError``, as soon as it is ready: everything ready at once
 comes as one list, which ``ContinueBatches`` sends as one message. A bad
 request never ends the stream; clients match answers to requests by ``request_id``.
 
-Bounded: at most ``limit`` requests of one stream are being answered; one more
-is answered RESOURCE_EXHAUSTED at once. If the client does not read its
-answers (``2 x limit`` messages wait unsent), reading stops until it does, so
-memory stays bounded whatever the client does.
+Every request goes through the tier's :class:`~splitexit.shared.pipeline.Pipeline`
+(metrics, validation, admission, deadline, error mapping), which returns its answer
+or its error. Bounded: at most ``limit`` requests of one stream are being
+answered (the pipeline's admission); one more is answered RESOURCE_EXHAUSTED at
+once. If the client does not read its answers (``2 x limit`` messages wait
+unsent), reading stops until it does, so memory stays bounded whatever the client does.
 
 Draining: once the tier's ``drain.closing`` is set, the stream reads no more
 requests, answers every request it read, then ends with UNAVAILABLE, so the
@@ -21,30 +23,33 @@ be sent again. While it is open, the stream counts in ``drain.open_streams``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from splitexit.shared.errors import Overloaded, ServingError, ShuttingDown, as_serving_error
+from splitexit.shared.admission import InFlightLimit
+from splitexit.shared.errors import ServingError, ShuttingDown
 from splitexit.shared.lifecycle import Drain
+from splitexit.shared.pipeline import Handler, Pipeline, Request
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 
-class Identified(Protocol):
-    request_id: str
+@dataclass(frozen=True)
+class StreamRoute:
+    """Where a stream's requests go: the tier's pipeline, under the stream's method name, to its handler."""
 
-
-Request = TypeVar("Request", bound=Identified)
+    pipeline: Pipeline
+    method: str  # the metrics' method label: InferStream, ContinueStream, ContinueBatches
+    handler: Handler[pb.InferResponse]
+    limit: int  # requests of one stream being answered at once
+    setting: str  # the setting that raises ``limit``, for messages
 
 
 async def serve_stream(
-    requests: AsyncIterator[Request],
-    handle: Callable[[Request], Awaitable[pb.InferResponse]],
-    limit: int,
-    where: str,
-    drain: Drain,
+    requests: AsyncIterator[Request], route: StreamRoute, drain: Drain
 ) -> AsyncIterator[list[pb.StreamResponse]]:
-    """Answer every request of ``requests`` with ``handle``, at most ``limit`` at a time; yields what is ready."""
-    session = _StreamSession(requests, handle, limit, where)
+    """Answer every request of ``requests`` through ``route``, ``route.limit`` at a time; yields what is ready."""
+    where = route.pipeline.where
+    session = _StreamSession(requests, route, InFlightLimit(route.limit, "this stream", route.setting))
     drain.open_streams += 1
     try:
         async for answer in session.answers(drain.closing):
@@ -60,17 +65,14 @@ async def serve_stream(
 _READ_DONE, _DRAIN = object(), object()  # markers in the queue of a session's answers
 
 
-class _StreamSession(Generic[Request]):
+class _StreamSession:
     """One stream's requests in flight and the answers waiting to be sent."""
 
-    def __init__(
-        self, requests: AsyncIterator[Request], handle: Callable[[Request], Awaitable[pb.InferResponse]], limit: int,
-        where: str,
-    ) -> None:  # fmt: skip
-        self._requests, self._handle, self._limit, self._where = requests, handle, limit, where
+    def __init__(self, requests: AsyncIterator[Request], route: StreamRoute, limit: InFlightLimit) -> None:
+        self._requests, self._route, self._limit = requests, route, limit
         self._ready: asyncio.Queue[pb.StreamResponse | object] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._running = 0  # requests being answered
+        self._running = 0  # requests being answered (or refused)
         self._held = 0  # requests being answered plus messages not yet sent
         self._room = asyncio.Event()
         self._room.set()
@@ -111,10 +113,6 @@ class _StreamSession(Generic[Request]):
         self._ready.put_nowait(_DRAIN)
 
     def _accept(self, request: Request) -> None:
-        if self._running >= self._limit:
-            error = Overloaded(f"this stream has {self._running} requests in flight, its limit ({self._limit})")
-            self._put(_error_message(request, error))
-            return
         self._held += 1
         self._running += 1
         task = asyncio.create_task(self._answer(request))
@@ -122,26 +120,22 @@ class _StreamSession(Generic[Request]):
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request: Request) -> None:
-        try:
-            message = pb.StreamResponse(response=await self._handle(request))
-        except Exception as exc:  # noqa: BLE001 - one bad request must not end the stream
-            message = _error_message(request, as_serving_error(exc, self._where))
+        route = self._route
+        outcome = await route.pipeline.run(route.method, request, route.handler, None, (self._limit,))
+        if isinstance(outcome, ServingError):
+            message = _error_message(request, outcome)
+        else:
+            message = pb.StreamResponse(response=outcome)
         self._running -= 1
         self._ready.put_nowait(message)
         self._pause_if_unread()
 
     def _pause_if_unread(self) -> None:
-        if self._held >= 2 * self._limit:
+        if self._held >= 2 * self._limit.limit:
             self._room.clear()  # the client is not reading its answers: read no more until it does
 
-    def _put(self, message: pb.StreamResponse) -> None:
-        """Queue a message that takes a place of its own until sent (a refusal)."""
-        self._held += 1
-        self._ready.put_nowait(message)
-        self._pause_if_unread()
 
-
-def _error_message(request: Identified, error: ServingError) -> pb.StreamResponse:
+def _error_message(request: Request, error: ServingError) -> pb.StreamResponse:
     return pb.StreamResponse(
         error=pb.StreamError(request_id=request.request_id, code=error.code.value[0], message=error.message)
     )

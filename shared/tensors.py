@@ -23,18 +23,19 @@ import numpy as np
 from splitexit.shared.errors import InvalidInput
 from splitexit.shared.manifest import TensorSpec
 from splitexit.shared.proto import splitexit_pb2 as pb
+from splitexit.shared.schema import json_name
 
 Codec = Literal["fp32", "fp16", "int8", "int8-channel"]
 CODECS: tuple[Codec, ...] = ("fp32", "fp16", "int8", "int8-channel")
 
 _NUMPY_DTYPES: dict[int, np.dtype] = {
-    pb.FP32: np.dtype("<f4"),
-    pb.FP16: np.dtype("<f2"),
-    pb.INT8: np.dtype("i1"),
-    pb.INT64: np.dtype("<i8"),
-    pb.UINT8: np.dtype("u1"),
+    pb.DATA_TYPE_FP32: np.dtype("<f4"),
+    pb.DATA_TYPE_FP16: np.dtype("<f2"),
+    pb.DATA_TYPE_INT8: np.dtype("i1"),
+    pb.DATA_TYPE_INT64: np.dtype("<i8"),
+    pb.DATA_TYPE_UINT8: np.dtype("u1"),
 }
-FLOAT_DTYPES = (pb.FP32, pb.FP16, pb.INT8)  # what decodes to float32
+FLOAT_DTYPES = (pb.DATA_TYPE_FP32, pb.DATA_TYPE_FP16, pb.DATA_TYPE_INT8)  # what decodes to float32
 MAX_ELEMENTS = 1 << 26  # 64 Mi values: far above any activation, well below memory trouble
 MAX_DIMS = 8
 
@@ -43,9 +44,9 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
     """A float array as a wire tensor, compressed by ``codec``."""
     shape = list(array.shape)
     if codec == "fp32":
-        return pb.Tensor(dtype=pb.FP32, shape=shape, raw=array.astype("<f4").tobytes())
+        return pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=shape, raw=array.astype("<f4").tobytes())
     if codec == "fp16":
-        return pb.Tensor(dtype=pb.FP16, shape=shape, raw=array.astype("<f2").tobytes())
+        return pb.Tensor(dtype=pb.DATA_TYPE_FP16, shape=shape, raw=array.astype("<f2").tobytes())
     if codec == "int8":
         quantized, scale, zero_point = _quantize(array, axes=None)
         quantization = pb.Quantization(scale=scale.item(), zero_point=zero_point.item())
@@ -56,7 +57,7 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
         quantization = pb.Quantization(
             scales=scales.reshape(-1).tolist(), zero_points=zero_points.reshape(-1).tolist(), axis=axis
         )
-    return pb.Tensor(dtype=pb.INT8, shape=shape, raw=quantized.tobytes(), quantization=quantization)
+    return pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=shape, raw=quantized.tobytes(), quantization=quantization)
 
 
 
@@ -97,7 +98,7 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
             f"{what} of shape {shown} and dtype {_dtype_name(tensor.dtype)} needs "
             f"{count * dtype.itemsize:,} raw bytes, got {len(tensor.raw):,}"
         )
-    if tensor.dtype == pb.INT8:
+    if tensor.dtype == pb.DATA_TYPE_INT8:
         _check_quantization(tensor, shape, what)
     if spec is not None:
         check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what)
@@ -126,7 +127,7 @@ def _check_quantization(tensor: pb.Tensor, shape: tuple[int, ...], what: str) ->
 
 
 def _converted(values: np.ndarray, tensor: pb.Tensor) -> np.ndarray:
-    if tensor.dtype == pb.INT8:
+    if tensor.dtype == pb.DATA_TYPE_INT8:
         q = tensor.quantization
         if not q.scales:
             return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
@@ -173,4 +174,4 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _dtype_name(value: int) -> str:
-    return pb.DataType.Name(value) if value in pb.DataType.values() else str(value)
+    return json_name(pb.DataType.DESCRIPTOR, value)

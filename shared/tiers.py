@@ -23,15 +23,15 @@ class Tier(str, Enum):
 
     @property
     def proto(self) -> pb.TierName.ValueType:
-        """The wire enum value (``DEVICE``, ``EDGE``, ``CLOUD``)."""
-        return pb.TierName.Value(self.name)
+        """The wire enum value (``TIER_NAME_DEVICE``, ``TIER_NAME_EDGE``, ``TIER_NAME_CLOUD``)."""
+        return pb.TierName.Value(f"TIER_NAME_{self.name}")
 
     @classmethod
     def from_proto(cls, value: int) -> Tier:
-        """The tier of a wire enum value; ``ValueError`` for ``TIER_UNSPECIFIED`` or an unknown number."""
-        if value not in pb.TierName.values() or value == pb.TIER_UNSPECIFIED:
+        """The tier of a wire enum value; ``ValueError`` for ``TIER_NAME_UNSPECIFIED`` or an unknown number."""
+        if value not in pb.TierName.values() or value == pb.TIER_NAME_UNSPECIFIED:
             raise ValueError(f"no tier has the wire value {value}")
-        return cls[pb.TierName.Name(value)]
+        return cls[pb.TierName.Name(value).removeprefix("TIER_NAME_")]
 
     @property
     def next(self) -> Tier | None:

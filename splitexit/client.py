@@ -43,7 +43,12 @@ if TYPE_CHECKING:
 __all__ = ["TLS", "AsyncClient", "Client", "ClientError", "is_serving", "open_channel", "request", "tensor_message"]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 30.0
-TENSOR_DTYPES = {"float32": pb.FP32, "float16": pb.FP16, "int64": pb.INT64, "uint8": pb.UINT8}
+TENSOR_DTYPES = {
+    "float32": pb.DATA_TYPE_FP32,
+    "float16": pb.DATA_TYPE_FP16,
+    "int64": pb.DATA_TYPE_INT64,
+    "uint8": pb.DATA_TYPE_UINT8,
+}
 DEVICE_SERVICE = pb.DESCRIPTOR.services_by_name["Device"]
 T = TypeVar("T")
 Request = TypeVar("Request", bound=Message)
@@ -83,7 +88,7 @@ def request(
     given = [name for name, value in (("image", image), ("text", text), ("tensor", tensor)) if value is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of image, text and tensor, not {' and '.join(given) or 'none'}")
-    plan = None if threshold is None and not policy else pb.PolicyOverride(threshold=threshold, name=policy)
+    plan = None if threshold is None and not policy else pb.Plan(threshold=threshold, name=policy)
     message = pb.InferRequest(
         model=model,
         request_id=request_id,

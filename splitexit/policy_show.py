@@ -6,7 +6,7 @@ import math
 
 from splitexit.client import AsyncClient
 from splitexit.results import PolicyState
-from splitexit.shared.proto.splitexit_views import PolicyOverride
+from splitexit.shared.proto.splitexit_views import Plan
 
 
 async def fetch(address: str, model: str = "", policy: str = "", timeout_s: float = 5.0) -> PolicyState:
@@ -15,7 +15,7 @@ async def fetch(address: str, model: str = "", policy: str = "", timeout_s: floa
         return await client.policy_state(model, policy)
 
 
-def describe_plan(plan: PolicyOverride | None) -> str:
+def describe_plan(plan: Plan | None) -> str:
     """``exit if C > α at 2 (0.9); device stops after 2``, say."""
     if plan is None:
         return "no plan"

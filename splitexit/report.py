@@ -30,9 +30,9 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     link_bytes = {"device_to_edge": 0, "edge_to_cloud": 0}
     for o in outcomes:
         for hop in o.response.hops:
-            if hop.tier == pb.DEVICE:
+            if hop.tier == pb.TIER_NAME_DEVICE:
                 link_bytes["device_to_edge"] += hop.bytes_sent
-            elif hop.tier == pb.EDGE:
+            elif hop.tier == pb.TIER_NAME_EDGE:
                 link_bytes["edge_to_cloud"] += hop.bytes_sent
     cost = sum(o.response.cost for o in outcomes)
     final = sum(o.response.cost_final_layer for o in outcomes)

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_views as views
+from splitexit.shared.schema import shorten_enums
 
 ClassProbability = views.ClassProbability
 Degradation = views.Degradation
@@ -37,13 +38,15 @@ PolicyState = views.PolicyState
 
 
 def message_json(message: Message) -> dict[str, Any]:
-    """A message as the JSON every surface uses: proto field names, every field present, enums by name."""
-    return MessageToDict(
+    """A message as the JSON every surface uses: proto field names, every field present, enums by short name."""
+    data = MessageToDict(
         message,
         always_print_fields_with_no_presence=True,
         preserving_proto_field_name=True,
         unquote_int64_if_possible=True,
     )
+    shorten_enums(message, data)
+    return data
 
 
 @dataclass(frozen=True)

@@ -10,39 +10,39 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
-    FP32: _ClassVar[DataType]
-    FP16: _ClassVar[DataType]
-    INT8: _ClassVar[DataType]
-    INT64: _ClassVar[DataType]
-    UINT8: _ClassVar[DataType]
+    DATA_TYPE_FP32: _ClassVar[DataType]
+    DATA_TYPE_FP16: _ClassVar[DataType]
+    DATA_TYPE_INT8: _ClassVar[DataType]
+    DATA_TYPE_INT64: _ClassVar[DataType]
+    DATA_TYPE_UINT8: _ClassVar[DataType]
 
 class TierName(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    TIER_UNSPECIFIED: _ClassVar[TierName]
-    DEVICE: _ClassVar[TierName]
-    EDGE: _ClassVar[TierName]
-    CLOUD: _ClassVar[TierName]
+    TIER_NAME_UNSPECIFIED: _ClassVar[TierName]
+    TIER_NAME_DEVICE: _ClassVar[TierName]
+    TIER_NAME_EDGE: _ClassVar[TierName]
+    TIER_NAME_CLOUD: _ClassVar[TierName]
 
 class DegradedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DEGRADED_REASON_UNSPECIFIED: _ClassVar[DegradedReason]
-    NEXT_TIER_UNREACHABLE: _ClassVar[DegradedReason]
-    NEXT_TIER_OVERLOADED: _ClassVar[DegradedReason]
-    NEXT_TIER_TOO_SLOW: _ClassVar[DegradedReason]
+    DEGRADED_REASON_NEXT_TIER_UNREACHABLE: _ClassVar[DegradedReason]
+    DEGRADED_REASON_NEXT_TIER_OVERLOADED: _ClassVar[DegradedReason]
+    DEGRADED_REASON_NEXT_TIER_TOO_SLOW: _ClassVar[DegradedReason]
 DATA_TYPE_UNSPECIFIED: DataType
-FP32: DataType
-FP16: DataType
-INT8: DataType
-INT64: DataType
-UINT8: DataType
-TIER_UNSPECIFIED: TierName
-DEVICE: TierName
-EDGE: TierName
-CLOUD: TierName
+DATA_TYPE_FP32: DataType
+DATA_TYPE_FP16: DataType
+DATA_TYPE_INT8: DataType
+DATA_TYPE_INT64: DataType
+DATA_TYPE_UINT8: DataType
+TIER_NAME_UNSPECIFIED: TierName
+TIER_NAME_DEVICE: TierName
+TIER_NAME_EDGE: TierName
+TIER_NAME_CLOUD: TierName
 DEGRADED_REASON_UNSPECIFIED: DegradedReason
-NEXT_TIER_UNREACHABLE: DegradedReason
-NEXT_TIER_OVERLOADED: DegradedReason
-NEXT_TIER_TOO_SLOW: DegradedReason
+DEGRADED_REASON_NEXT_TIER_UNREACHABLE: DegradedReason
+DEGRADED_REASON_NEXT_TIER_OVERLOADED: DegradedReason
+DEGRADED_REASON_NEXT_TIER_TOO_SLOW: DegradedReason
 
 class Quantization(_message.Message):
     __slots__ = ("scale", "zero_point", "scales", "zero_points", "axis")
@@ -70,7 +70,7 @@ class Tensor(_message.Message):
     quantization: Quantization
     def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., raw: _Optional[bytes] = ..., quantization: _Optional[_Union[Quantization, _Mapping]] = ...) -> None: ...
 
-class PolicyOverride(_message.Message):
+class Plan(_message.Message):
     __slots__ = ("threshold", "exit_thresholds", "device_last_block", "edge_last_block", "name")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     EXIT_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
@@ -101,12 +101,12 @@ class InferRequest(_message.Message):
     image: bytes
     tensor: Tensor
     text: bytes
-    policy: PolicyOverride
+    policy: Plan
     top_k: int
     truncate: bool
     timeout_s: float
     forbid_degraded: bool
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., text: _Optional[bytes] = ..., policy: _Optional[_Union[Plan, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
 class ContinueRequest(_message.Message):
     __slots__ = ("model", "request_id", "next_block", "activation", "policy", "top_k", "timeout_s", "forbid_degraded")
@@ -122,11 +122,11 @@ class ContinueRequest(_message.Message):
     request_id: str
     next_block: int
     activation: Tensor
-    policy: PolicyOverride
+    policy: Plan
     top_k: int
     timeout_s: float
     forbid_degraded: bool
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[PolicyOverride, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[Plan, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
 class ContinueBatch(_message.Message):
     __slots__ = ("requests",)
@@ -273,8 +273,8 @@ class BestArm(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     group: str
     name: str
-    plan: PolicyOverride
-    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[_Union[PolicyOverride, _Mapping]] = ...) -> None: ...
+    plan: Plan
+    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
 
 class PolicyState(_message.Message):
     __slots__ = ("model", "policy", "is_default", "samples", "arms", "best", "costs", "state_json")

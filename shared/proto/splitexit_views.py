@@ -18,11 +18,11 @@ DOCS: dict[str, str] = {
     'splitexit.v1.Quantization.zero_points': 'zigzag: small negative values stay one or two bytes',
     'splitexit.v1.Tensor.raw': 'little-endian, C order, len == prod(shape) * itemsize',
     'splitexit.v1.Tensor.quantization': 'set iff dtype is INT8',
-    'splitexit.v1.PolicyOverride': "How a sample may exit. In an InferRequest it is the client's override (all fields optional); in a ContinueRequest it is the plan the device decided for this sample, which every later tier follows.",
-    'splitexit.v1.PolicyOverride.threshold': "the same threshold at every exit. Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds.",
-    'splitexit.v1.PolicyOverride.exit_thresholds': 'one per exit, overrides `threshold`',
-    'splitexit.v1.PolicyOverride.device_last_block': 'Where the device / the edge stop and pass the sample on even if they host more blocks (0: the end of their hosted range). A tier asked to stop before the block it resumes at relays the sample without running a block.',
-    'splitexit.v1.PolicyOverride.name': "Device only: which of the device's policies decides (empty: the model's default).",
+    'splitexit.v1.Plan': "How a sample may exit. In an InferRequest it is the client's override (all fields optional); in a ContinueRequest it is the plan the device decided for this sample, which every later tier follows.",
+    'splitexit.v1.Plan.threshold': "the same threshold at every exit. Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds.",
+    'splitexit.v1.Plan.exit_thresholds': 'one per exit, overrides `threshold`',
+    'splitexit.v1.Plan.device_last_block': 'Where the device / the edge stop and pass the sample on even if they host more blocks (0: the end of their hosted range). A tier asked to stop before the block it resumes at relays the sample without running a block.',
+    'splitexit.v1.Plan.name': "Device only: which of the device's policies decides (empty: the model's default).",
     'splitexit.v1.InferRequest.model': "empty: the device's default model",
     'splitexit.v1.InferRequest.request_id': 'empty: the device assigns one',
     'splitexit.v1.InferRequest.image': 'an encoded image (PNG, JPEG, ...)',
@@ -90,7 +90,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.ModelMetadataResponse.labels': "label i's name",
     'splitexit.v1.ModelMetadataResponse.exits': 'one per block',
     'splitexit.v1.ModelMetadataResponse.hosted': 'device, edge, cloud',
-    'splitexit.v1.ModelMetadataResponse.policies': 'what PolicyOverride.name may name',
+    'splitexit.v1.ModelMetadataResponse.policies': 'what Plan.name may name',
 }
 
 
@@ -289,7 +289,7 @@ class ArmState:
 
 
 @dataclass(frozen=True)
-class PolicyOverride:
+class Plan:
     """How a sample may exit. In an InferRequest it is the client's override (all fields optional); in a ContinueRequest it is the plan the device decided for this sample, which every later tier follows."""
 
     threshold: float | None  # the same threshold at every exit. Exit at block k when its exit's top probability exceeds the threshold (strictly: 0 exits at the first exit, 1 never exits early). Neither set: each tier applies its own configured thresholds.
@@ -299,7 +299,7 @@ class PolicyOverride:
     name: str  # Device only: which of the device's policies decides (empty: the model's default).
 
     @classmethod
-    def from_message(cls, message: pb.PolicyOverride) -> Self:
+    def from_message(cls, message: pb.Plan) -> Self:
         return cls(
             threshold=message.threshold if message.HasField("threshold") else None,
             exit_thresholds=tuple(message.exit_thresholds),
@@ -315,14 +315,14 @@ class BestArm:
 
     group: str
     name: str
-    plan: PolicyOverride | None
+    plan: Plan | None
 
     @classmethod
     def from_message(cls, message: pb.BestArm) -> Self:
         return cls(
             group=message.group,
             name=message.name,
-            plan=PolicyOverride.from_message(message.plan) if message.HasField("plan") else None,
+            plan=Plan.from_message(message.plan) if message.HasField("plan") else None,
         )
 
 
@@ -455,7 +455,7 @@ class ModelMetadataResponse:
     num_blocks: int
     exits: tuple[ExitInfo, ...]  # one per block
     hosted: tuple[HostedRange, ...]  # device, edge, cloud
-    policies: tuple[str, ...]  # what PolicyOverride.name may name
+    policies: tuple[str, ...]  # what Plan.name may name
     default_policy: str
 
     @classmethod

@@ -1,7 +1,7 @@
 """Exit policies: per sample, where it may stop and where it must travel on.
 
 Pure Python, no I/O. The device's policy decides a :class:`Plan` once per
-sample; the plan travels with the sample (``PolicyOverride`` on the wire) and
+sample; the plan travels with the sample (``Plan`` on the wire) and
 every tier follows it: after each block it runs, a tier exits if the exit's
 confidence beats the plan's threshold, and it passes the sample on when it
 reaches the plan's stop point or the end of its hosted blocks. The final exit
@@ -48,8 +48,8 @@ class Plan:
         cap = self.last_block.get(tier, 0)
         return min(hosted.last, cap) if cap else hosted.last
 
-    def to_proto(self) -> pb.PolicyOverride:
-        return pb.PolicyOverride(
+    def to_proto(self) -> pb.Plan:
+        return pb.Plan(
             name=self.policy,
             exit_thresholds=self.thresholds or (),
             device_last_block=self.last_block.get(Tier.DEVICE, 0),
@@ -57,7 +57,7 @@ class Plan:
         )
 
     @classmethod
-    def from_proto(cls, override: pb.PolicyOverride, num_exits: int, default_policy: str) -> Plan:
+    def from_proto(cls, override: pb.Plan, num_exits: int, default_policy: str) -> Plan:
         """The plan a request carries; checks thresholds and stop points."""
         thresholds: tuple[float, ...] | None = None
         if override.exit_thresholds:
@@ -84,14 +84,14 @@ def check_thresholds(thresholds: Sequence[float]) -> None:
             raise InvalidInput(f"exit thresholds must lie in [0, 1], got {value}")
 
 
-def override(threshold: float | None = None, policy: str = "") -> pb.PolicyOverride | None:
+def override(threshold: float | None = None, policy: str = "") -> pb.Plan | None:
     """A request's ``policy`` field: one α at every exit, or a device policy by name, or neither (None)."""
     if threshold is None and not policy:
         return None
-    return pb.PolicyOverride(threshold=threshold, name=policy)
+    return pb.Plan(threshold=threshold, name=policy)
 
 
-def is_explicit(override: pb.PolicyOverride) -> bool:
+def is_explicit(override: pb.Plan) -> bool:
     """Whether a client's override spells out a plan (rather than naming a policy or nothing)."""
     return bool(
         override.exit_thresholds

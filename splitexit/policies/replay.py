@@ -3,7 +3,7 @@
 A stream holds what the model showed at every exit for every sample (top
 probability C_k and predicted label), computed once. For each sample, in a
 given order, :func:`replay` asks the policy for a plan, sends the plan through
-the same encoding the wire uses (``PolicyOverride``: thresholds become float32),
+the same encoding the wire uses (``Plan``: thresholds become float32),
 follows it with :func:`splitexit.policies.chain.walk` as the tiers would, and shows the
 policy the confidences of the exits the sample ran, rounded to float32 as
 answers carry them (and, after a shadow run, every exit's label, as the hops
@@ -74,7 +74,7 @@ class Trace:
 
 
 def wire(plan: Plan, num_blocks: int) -> Plan:
-    """The plan as the tiers receive it: through ``PolicyOverride`` and back."""
+    """The plan as the tiers receive it: through ``Plan`` and back."""
     return Plan.from_proto(plan.to_proto(), num_blocks, plan.policy)
 
 

@@ -57,7 +57,7 @@ def test_images_over_grpc_and_http(stack: Stack, images: list[LabelledImage]) ->
     accuracy = sum(a.label == image.label for a, image in zip(answers, sample, strict=True)) / len(sample)
     assert accuracy >= 0.7, f"{accuracy:.2f} of real test images right through the containers"
     forced = infer_all(stack, [request(image.png, threshold=1.0) for image in sample[:8]])
-    assert all(a.exit_tier == pb.CLOUD and len(a.hops) == 3 and not a.degraded for a in forced)
+    assert all(a.exit_tier == pb.TIER_NAME_CLOUD and len(a.hops) == 3 and not a.degraded for a in forced)
     http = f"https://{stack.address('device', 8080)}/v1/infer"
     for image, expected in zip(sample[:8], forced, strict=True):
         reply = httpx.post(
@@ -125,12 +125,12 @@ def test_an_edge_crash_gives_degraded_answers_then_full_ones_after_its_restart(
     while not degraded and time.monotonic() - crashed < 30:
         degraded = [a for a in infer_all(stack, forced) if a.degraded]
     assert degraded, "no degraded answer while the edge was down"
-    assert all(a.exit_tier == pb.DEVICE and a.degradation.reason == pb.NEXT_TIER_UNREACHABLE for a in degraded)
+    assert all(a.exit_tier == pb.TIER_NAME_DEVICE and a.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE for a in degraded)
     full: list[pb.InferResponse] = []
     while not full and time.monotonic() - crashed < 120:
         time.sleep(1)
         answers = infer_all(stack, forced)  # every request is answered, degraded or not
-        full = [a for a in answers if not a.degraded and a.exit_tier == pb.CLOUD]
+        full = [a for a in answers if not a.degraded and a.exit_tier == pb.TIER_NAME_CLOUD]
     print(f"\nedge crashed; full answers again after {time.monotonic() - crashed:.1f} s")
     assert full, "no full answer within 120 s of the edge's crash"
     assert stack.restarts(edge) >= 1, "the engine did not restart the crashed edge"

@@ -140,7 +140,7 @@ def test_offloads_wait_the_link_delay_both_ways_and_not_once_it_is_removed(
     def waits_s() -> tuple[float, float]:
         """Median seconds the device and the edge waited on their next tier, minus its own time."""
         answers = [answer for _, answer in timed_answers(bed.device_address, images[:6], TO_CLOUD)]
-        assert all(answer.exit_tier == pb.CLOUD for answer in answers)
+        assert all(answer.exit_tier == pb.TIER_NAME_CLOUD for answer in answers)
         device = statistics.median(answer.hops[0].timings.network_s for answer in answers)
         return device, statistics.median(answer.hops[1].timings.network_s for answer in answers)
 

@@ -98,14 +98,14 @@ def samples(bed: Testbed, tier: Tier, name: str, **labels: str) -> float:
     )
 
 
-def plans(manifest: Manifest) -> dict[str, pb.PolicyOverride | None]:
+def plans(manifest: Manifest) -> dict[str, pb.Plan | None]:
     """One plan per tier that must answer, and None for the tiers' own thresholds."""
     blocks, device_last = manifest.num_blocks, manifest.default_ranges[Tier.DEVICE].last
     at_edge = [1.0] * device_last + [0.0] * (blocks - device_last)
     return {
-        "device": pb.PolicyOverride(threshold=0.0),
-        "edge": pb.PolicyOverride(exit_thresholds=at_edge),
-        "cloud": pb.PolicyOverride(threshold=1.0),
+        "device": pb.Plan(threshold=0.0),
+        "edge": pb.Plan(exit_thresholds=at_edge),
+        "cloud": pb.Plan(threshold=1.0),
         "own": None,
     }
 
@@ -218,9 +218,9 @@ def test_threshold_zero_counts_exits_at_the_devices_first_exit(bed: Testbed, ima
         "ok": samples(bed, Tier.DEVICE, "splitexit_requests_total", method="Infer", code="OK"),
         "offloads": samples(bed, Tier.DEVICE, "splitexit_offloads_total"),
     }
-    requests = [pb.InferRequest(image=image.png, policy=pb.PolicyOverride(threshold=0.0)) for image in images[:20]]
+    requests = [pb.InferRequest(image=image.png, policy=pb.Plan(threshold=0.0)) for image in images[:20]]
     answers = asyncio.run(send(bed.device_address, requests))
-    assert {(answer.exit_tier, answer.exit_block) for answer in answers} == {(pb.DEVICE, 1)}
+    assert {(answer.exit_tier, answer.exit_block) for answer in answers} == {(pb.TIER_NAME_DEVICE, 1)}
     assert samples(bed, Tier.DEVICE, "splitexit_exits_total", exit="1") - before["exits"] == 20
     assert samples(bed, Tier.DEVICE, "splitexit_requests_total", method="Infer", code="OK") - before["ok"] == 20
     assert samples(bed, Tier.DEVICE, "splitexit_offloads_total") == before["offloads"]
@@ -233,9 +233,9 @@ def test_threshold_one_counts_the_bytes_every_answer_sent(
     before = {tier: samples(bed, tier, "splitexit_offload_bytes_total", link=link) for tier, link in links.items()}
     final = str(served_manifest.num_blocks)
     cloud_exits = samples(bed, Tier.CLOUD, "splitexit_exits_total", exit=final)
-    requests = [pb.InferRequest(image=image.png, policy=pb.PolicyOverride(threshold=1.0)) for image in images[:20]]
+    requests = [pb.InferRequest(image=image.png, policy=pb.Plan(threshold=1.0)) for image in images[:20]]
     answers = asyncio.run(send(bed.device_address, requests))
-    sent = {tier: sum(h.bytes_sent for a in answers for h in a.hops if h.tier == pb.TierName.Value(tier.name)) for tier in links}
+    sent = {tier: sum(h.bytes_sent for a in answers for h in a.hops if h.tier == tier.proto) for tier in links}
     assert all(sent.values()), sent
     for tier, link in links.items():
         assert samples(bed, tier, "splitexit_offload_bytes_total", link=link) - before[tier] == sent[tier], link

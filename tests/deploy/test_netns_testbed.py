@@ -49,14 +49,14 @@ def test_real_images_are_answered_and_offloads_cross_both_links(bed: NetnsTestbe
     answers = [answer for _, answer in timed_answers(bed.device_address, images[:30], TO_CLOUD)]
     sent = device_edge.bytes_sent() - sent_before[0], edge_cloud.bytes_sent() - sent_before[1]
     for answer in answers:
-        assert [hop.tier for hop in answer.hops] == [pb.DEVICE, pb.EDGE, pb.CLOUD]
-        assert answer.exit_tier == pb.CLOUD
+        assert [hop.tier for hop in answer.hops] == [pb.TIER_NAME_DEVICE, pb.TIER_NAME_EDGE, pb.TIER_NAME_CLOUD]
+        assert answer.exit_tier == pb.TIER_NAME_CLOUD
     assert sum(a.label == image.label for a, image in zip(answers, images)) >= 24, "the final exit is ~90% accurate"
     # the activations went over the tier-to-tier veths (the kernel's counters), not over the management links
     assert sent[0] >= sum(a.hops[0].bytes_sent for a in answers) > 0
     assert sent[1] >= sum(a.hops[1].bytes_sent for a in answers) > 0
     (_, on_device), = timed_answers(bed.device_address, images[:1], ON_DEVICE)
-    assert [hop.tier for hop in on_device.hops] == [pb.DEVICE]
+    assert [hop.tier for hop in on_device.hops] == [pb.TIER_NAME_DEVICE]
 
 
 def test_a_slow_device_edge_link_slows_offloads_but_not_device_exits(
@@ -98,9 +98,9 @@ def test_a_link_down_degrades_offloads_and_up_again_they_are_answered(
         on_device = answer_or_error(bed.device_address, images[0], ON_DEVICE, timeout_s=2.0)
     finally:
         bed.set_link("device-edge", True)
-    assert_degraded(offloaded, pb.DEVICE, 2, pb.NEXT_TIER_TOO_SLOW, pb.NEXT_TIER_UNREACHABLE)
-    assert isinstance(on_device, pb.InferResponse) and on_device.exit_tier == pb.DEVICE and not on_device.degraded
-    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.CLOUD
+    assert_degraded(offloaded, pb.TIER_NAME_DEVICE, 2, pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE)
+    assert isinstance(on_device, pb.InferResponse) and on_device.exit_tier == pb.TIER_NAME_DEVICE and not on_device.degraded
+    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.TIER_NAME_CLOUD
 
 
 def test_a_killed_edge_degrades_offloads_until_it_is_started_again(bed: NetnsTestbed, images: list[LabelledImage]) -> None:
@@ -112,9 +112,9 @@ def test_a_killed_edge_degrades_offloads_until_it_is_started_again(bed: NetnsTes
         on_device = answer_or_error(bed.device_address, images[0], ON_DEVICE, timeout_s=5.0)
     finally:
         bed.start(Tier.EDGE)
-    assert_degraded(offloaded, pb.DEVICE, 2, pb.NEXT_TIER_UNREACHABLE)
-    assert isinstance(on_device, pb.InferResponse) and on_device.exit_tier == pb.DEVICE
-    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.CLOUD
+    assert_degraded(offloaded, pb.TIER_NAME_DEVICE, 2, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE)
+    assert isinstance(on_device, pb.InferResponse) and on_device.exit_tier == pb.TIER_NAME_DEVICE
+    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.TIER_NAME_CLOUD
 
 
 def test_a_paused_cloud_makes_the_edge_answer_degraded_in_time(bed: NetnsTestbed, images: list[LabelledImage]) -> None:
@@ -123,8 +123,8 @@ def test_a_paused_cloud_makes_the_edge_answer_degraded_in_time(bed: NetnsTestbed
         offloaded = answer_or_error(bed.device_address, images[0], TO_CLOUD, timeout_s=2.0)
     finally:
         bed.resume(Tier.CLOUD)
-    assert_degraded(offloaded, pb.EDGE, 4, pb.NEXT_TIER_TOO_SLOW, pb.NEXT_TIER_UNREACHABLE)
-    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.CLOUD
+    assert_degraded(offloaded, pb.TIER_NAME_EDGE, 4, pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE)
+    assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.TIER_NAME_CLOUD
 
 
 def test_http_and_metrics_are_served_on_the_management_links(bed: NetnsTestbed, images: list[LabelledImage]) -> None:
@@ -144,7 +144,7 @@ def test_after_exit_no_namespace_veth_or_process_remains(tmp_path: Path, images:
     with netns_testbed(tmp_path, marker=marker) as testbed:
         assert len(marked_processes(marker)) == 3
         (_, answer), = timed_answers(testbed.device_address, images[:1], TO_CLOUD)
-        assert answer.exit_tier == pb.CLOUD
+        assert answer.exit_tier == pb.TIER_NAME_CLOUD
         assert leftovers(testbed), "leftovers() must see a running testbed's namespaces and veths"
     assert leftovers(testbed) == []
     assert marked_processes(marker) == []

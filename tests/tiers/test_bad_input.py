@@ -56,10 +56,10 @@ def assert_status(call, code: grpc.StatusCode, *phrases: str) -> None:
         (pb.InferRequest(model="fmnist-cnn"), INVALID, ["no input"]),
         (pb.InferRequest(model="no-such-model", image=b"x"), grpc.StatusCode.NOT_FOUND, ["no-such-model", "fmnist-cnn"]),
         (pb.InferRequest(tensor=encode(np.zeros((1, 3, 28, 28), np.float32))), INVALID, ["shape [1, 1, 28, 28]"]),
-        (pb.InferRequest(tensor=pb.Tensor(dtype=pb.FP32, shape=[1, 1, 28, 28], raw=b"\0" * 7)), INVALID, ["raw bytes"]),
+        (pb.InferRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1, 1, 28, 28], raw=b"\0" * 7)), INVALID, ["raw bytes"]),
         (pb.InferRequest(tensor=encode(np.full((1, 1, 28, 28), np.nan, np.float32))), INVALID, ["NaN"]),
-        (pb.InferRequest(policy=pb.PolicyOverride(threshold=1.5)), INVALID, ["[0, 1]"]),
-        (pb.InferRequest(policy=pb.PolicyOverride(exit_thresholds=[0.5, 0.5])), INVALID, ["one value per exit"]),
+        (pb.InferRequest(policy=pb.Plan(threshold=1.5)), INVALID, ["[0, 1]"]),
+        (pb.InferRequest(policy=pb.Plan(exit_thresholds=[0.5, 0.5])), INVALID, ["one value per exit"]),
     ],
     ids=["not-an-image", "empty", "50MB", "no-input", "unknown-model", "wrong-shape", "short-raw", "nan",
          "bad-threshold", "thresholds-count"],
@@ -82,7 +82,7 @@ def test_edge_rejects_wrong_tensors_and_blocks_then_serves_the_next(
 ) -> None:
     shape = [1, *manifest.block(3).input.per_sample_shape()]
     good = encode(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-    wrong_dtype = pb.Tensor(dtype=pb.INT64, shape=shape, raw=b"\0" * 8 * int(np.prod(shape)))
+    wrong_dtype = pb.Tensor(dtype=pb.DATA_TYPE_INT64, shape=shape, raw=b"\0" * 8 * int(np.prod(shape)))
     wrong_shape = encode(np.zeros([1, 7, 7, 7], np.float32))
     unknown_dtype = pb.Tensor(dtype=42, shape=shape, raw=good.raw)
     cases = [

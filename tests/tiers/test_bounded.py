@@ -25,7 +25,7 @@ from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed, free_port
 
 TIMEOUT_S = 1.0
-TO_CLOUD = pb.PolicyOverride(threshold=1.0)
+TO_CLOUD = pb.Plan(threshold=1.0)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_over_the_in_flight_limit_requests_are_refused_at_once(device: str, imag
     assert len(degraded) == 2 and len(refused) == 4, outcomes
     assert max(refused) < TIMEOUT_S / 2  # at once, not after the admitted ones
     for seconds, answer in degraded:  # the default deadline, no more: then the device's own exit
-        assert answer.degraded and answer.degradation.reason == pb.NEXT_TIER_TOO_SLOW
+        assert answer.degraded and answer.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW
         assert TIMEOUT_S * 0.9 < seconds < TIMEOUT_S + 0.5
 
 

@@ -67,7 +67,7 @@ def test_discovery_describes_the_contract_and_a_tensor_built_from_it_gets_the_im
         unnormalised = client.infer(tensor=pixels[None, None], threshold=1.0)
     assert default == "fmnist-cnn" and {m.name for m in models} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
     assert info.input_kind == "image" and prep["mean"] == pytest.approx(0.286) and prep["std"] == pytest.approx(0.353)
-    assert list(info.message.tensor.shape) == [1, 1, 28, 28] and info.message.tensor.dtype == pb.FP32
+    assert list(info.message.tensor.shape) == [1, 1, 28, 28] and info.message.tensor.dtype == pb.DATA_TYPE_FP32
     assert info.labels[0] == "T-shirt/top" and info.num_blocks == 6 and info.hosted[0].tier is Tier.DEVICE
     assert info.hosted[0].first_block == 1 and info.image is not None and info.image.channels == 1 and info.text is None
     assert "splitee" in info.policies and info.default_policy in info.policies
@@ -76,7 +76,7 @@ def test_discovery_describes_the_contract_and_a_tensor_built_from_it_gets_the_im
     assert not np.allclose(unnormalised.logits, from_image.logits, atol=1e-2)  # why the contract is published
     text = next(m for m in models if m.name == "minilm-sentiment")
     assert text.input_kind == "text" and text.preprocessing["max_tokens"] == 128
-    assert list(text.message.tensor.shape) == [1, -1] and text.message.tensor.dtype == pb.INT64
+    assert list(text.message.tensor.shape) == [1, -1] and text.message.tensor.dtype == pb.DATA_TYPE_INT64
 
 
 def test_infer_many_keeps_at_most_max_in_flight_and_answers_everything(
@@ -122,7 +122,7 @@ class Recorder:
         self.tokens.append(dict(context.invocation_metadata()).get("authorization", ""))
         if self.calls <= self.fail_first:
             await context.abort(self.code, f"failure {self.calls}")
-        return pb.InferResponse(label=3, label_name="Dress", exit_tier=pb.EDGE, exit_block=3)
+        return pb.InferResponse(label=3, label_name="Dress", exit_tier=pb.TIER_NAME_EDGE, exit_block=3)
 
 
 async def serve_recorder(recorder: Recorder, credentials: grpc.ServerCredentials | None, calls: object) -> None:

@@ -27,10 +27,10 @@ from splitexit.testbed import Testbed
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NUMPY_BREAKERS = {
-    "65-dims": pb.Tensor(dtype=pb.FP32, shape=[1] * 65, raw=b"\0" * 4),
-    "too-big": pb.Tensor(dtype=pb.FP32, shape=[0, 2**63 - 1], raw=b""),
-    "reshape": pb.Tensor(dtype=pb.FP32, shape=[2**40, 2**40, 0], raw=b""),
-    "empty-batch": pb.Tensor(dtype=pb.FP32, shape=[0, 1, 28, 28], raw=b""),
+    "65-dims": pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1] * 65, raw=b"\0" * 4),
+    "too-big": pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[0, 2**63 - 1], raw=b""),
+    "reshape": pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[2**40, 2**40, 0], raw=b""),
+    "empty-batch": pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[0, 1, 28, 28], raw=b""),
 }
 
 
@@ -117,7 +117,7 @@ def test_two_clients_may_use_the_same_request_id_at_once(testbed: Testbed, image
         ) as b:
             requests = [
                 pb_grpc.DeviceStub(channel).Infer(
-                    pb.InferRequest(request_id="order-1", image=image.png, policy=pb.PolicyOverride(threshold=1.0)),
+                    pb.InferRequest(request_id="order-1", image=image.png, policy=pb.Plan(threshold=1.0)),
                     timeout=10,
                 )
                 for image in images[:10]
@@ -126,7 +126,7 @@ def test_two_clients_may_use_the_same_request_id_at_once(testbed: Testbed, image
             return await asyncio.gather(*requests)
 
     answers = asyncio.run(go())
-    assert len(answers) == 20 and all(a.request_id == "order-1" and a.exit_tier == pb.CLOUD for a in answers)
+    assert len(answers) == 20 and all(a.request_id == "order-1" and a.exit_tier == pb.TIER_NAME_CLOUD for a in answers)
     assert all(not a.degraded for a in answers)
 
 

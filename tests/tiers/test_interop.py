@@ -19,6 +19,7 @@ import pytest
 
 from splitexit.client import Client
 from splitexit.results import Prediction
+from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
 from tests.deploy_files import ROOT
@@ -40,13 +41,18 @@ def sdk_answers(testbed: Testbed) -> list[Prediction]:
         return [*answers, client.infer(text=SENTENCE, model="minilm-sentiment", top_k=3)]
 
 
+def wire_name(tier: Tier) -> str:
+    """A tier as gRPC's JSON tools spell it: the proto's value name (``TIER_NAME_EDGE``)."""
+    return pb.TierName.Name(tier.proto)
+
+
 def assert_same_answer(theirs: dict, ours: Prediction) -> None:
     assert (theirs["label_name"], theirs["exit_tier"], theirs["exit_block"]) == (
-        ours.label_name, ours.exit_tier.name, ours.exit_block,
+        ours.label_name, wire_name(ours.exit_tier), ours.exit_block,
     )  # fmt: skip
     assert theirs["logits"] == pytest.approx(list(ours.logits), abs=1e-5)
     assert [c["label_name"] for c in theirs["top_k"]] == [c.label_name for c in ours.top_k]
-    assert [h["tier"] for h in theirs["hops"]] == [h.tier.name for h in ours.hops]
+    assert [h["tier"] for h in theirs["hops"]] == [wire_name(h.tier) for h in ours.hops]
 
 
 def test_node_grpc_js_client_gets_the_sdks_answers(testbed: Testbed, sdk_answers: list[Prediction]) -> None:
@@ -64,7 +70,7 @@ def test_node_grpc_js_client_gets_the_sdks_answers(testbed: Testbed, sdk_answers
         ours = client.model("fmnist-cnn")
     assert metadata["labels"] == list(ours.labels) and metadata["input_kind"] == "image"
     assert metadata["image"]["mean"] == pytest.approx(0.286) and metadata["tensor"]["shape"] == [1, 1, 28, 28]
-    assert [h["tier"] for h in metadata["hosted"]] == ["DEVICE", "EDGE", "CLOUD"]
+    assert [h["tier"] for h in metadata["hosted"]] == ["TIER_NAME_DEVICE", "TIER_NAME_EDGE", "TIER_NAME_CLOUD"]
     assert len(answers) == len(sdk_answers)
     for theirs, expected in zip(answers, sdk_answers, strict=True):
         assert_same_answer(theirs, expected)

@@ -25,7 +25,7 @@ def continue_requests(model: HostedModel, images: list[LabelledImage], first: in
         requests.append(
             pb.ContinueRequest(
                 model=model.name, request_id=f"r{n}", next_block=first, activation=encode(activation),
-                policy=pb.PolicyOverride(threshold=1.0),
+                policy=pb.Plan(threshold=1.0),
             )
         )  # fmt: skip
     return requests

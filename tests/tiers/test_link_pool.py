@@ -120,7 +120,7 @@ def test_samples_spread_over_every_replica(
             await pool.close()
 
     answers = asyncio.run(go())
-    assert all(isinstance(a, pb.InferResponse) and a.exit_tier == pb.CLOUD for a in answers), answers[:3]
+    assert all(isinstance(a, pb.InferResponse) and a.exit_tier == pb.TIER_NAME_CLOUD for a in answers), answers[:3]
     shares = {address: used.count(address) / len(used) for address in set(used)}
     assert len(used) == len(answers) and len(shares) == REPLICAS and min(shares.values()) >= 0.2, shares
 

@@ -1,7 +1,7 @@
 """Live = replay: the running three tiers make exactly the decisions an offline replay makes.
 
 A real testbed serves real Fashion-MNIST test images, sent one at a time in a
-seeded order, each naming a learning policy (``PolicyOverride.name``). The
+seeded order, each naming a learning policy (``Plan.name``). The
 replay runs a fresh policy with the same params over the same images' per-exit
 outcomes (computed once through the same ONNX segments) in the same order. Each
 sample must take the same route (the blocks every tier ran, the exit tier and
@@ -65,7 +65,7 @@ def send_one_at_a_time(
         async with AsyncClient(address) as client:
             answers = []
             for index in order:
-                request = pb.InferRequest(image=images[index].png, policy=pb.PolicyOverride(name=policy))
+                request = pb.InferRequest(image=images[index].png, policy=pb.Plan(name=policy))
                 answers.append((await client.infer_request(request)).message)
             return answers
 

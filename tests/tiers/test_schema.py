@@ -159,7 +159,7 @@ def test_a_field_added_to_the_proto_reaches_the_http_answer_the_openapi_document
         "from splitexit.shared.proto import splitexit_pb2 as pb\n"
         "with Client(sys.argv[1]) as client:\n"
         "    answer = client.infer(open(sys.argv[2], 'rb').read(), threshold=1.0)\n"
-        f"built = Prediction.from_message(pb.InferResponse(exit_tier=pb.EDGE, {ADDED}=7))\n"
+        f"built = Prediction.from_message(pb.InferResponse(exit_tier=pb.TIER_NAME_EDGE, {ADDED}=7))\n"
         f"print(json.dumps([answer.{ADDED}, built.{ADDED}, answer.exit_tier.name]))\n"
     )
     run = subprocess.run(

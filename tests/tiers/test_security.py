@@ -58,7 +58,7 @@ def infer(address: str, tls: TLS | bool, token: str | None, image: bytes, thresh
 
 def test_mutual_tls_all_the_way_to_the_cloud(secure_bed: Testbed, pki: Path, images: list[LabelledImage]) -> None:
     answer = infer(secure_bed.device_address, tls_as(pki, "client"), TOKEN, images[0].png)
-    assert answer.exit_tier == pb.CLOUD and [hop.tier for hop in answer.hops] == [pb.DEVICE, pb.EDGE, pb.CLOUD]
+    assert answer.exit_tier == pb.TIER_NAME_CLOUD and [hop.tier for hop in answer.hops] == [pb.TIER_NAME_DEVICE, pb.TIER_NAME_EDGE, pb.TIER_NAME_CLOUD]
     assert not answer.degraded
 
 
@@ -119,7 +119,7 @@ def test_the_device_wants_its_token_over_grpc_and_https(
 ) -> None:
     tls = tls_as(pki, "client")
     if works:
-        assert infer(secure_bed.device_address, tls, token, images[1].png, 0.0).exit_tier == pb.DEVICE
+        assert infer(secure_bed.device_address, tls, token, images[1].png, 0.0).exit_tier == pb.TIER_NAME_DEVICE
     else:
         with pytest.raises(ClientError) as refused:
             infer(secure_bed.device_address, tls, token, images[1].png, 0.0)

@@ -79,7 +79,7 @@ def test_three_tier_text_answers_equal_torch_at_the_same_exit(
         confidences = [c for hop in answer.hops for c in hop.exit_confidences]
         assert all(c <= THRESHOLD for c in confidences[:-1])
         assert confidences[-1] > THRESHOLD or answer.exit_block == sentiment_manifest.num_blocks
-    assert {pb.TierName.Name(a.exit_tier) for a in answers} == {"DEVICE", "EDGE", "CLOUD"}
+    assert {pb.TierName.Name(a.exit_tier) for a in answers} == {"TIER_NAME_DEVICE", "TIER_NAME_EDGE", "TIER_NAME_CLOUD"}
     accuracy = np.mean([a.label == s.label for a, s in zip(answers, sentences, strict=True)])
     assert accuracy >= 0.7, accuracy  # cross-domain: trained on amazon + yelp only
 
@@ -91,7 +91,7 @@ def test_every_activation_hop_carries_hidden_states_of_the_sentence_length(
     tokens = tokenizer(sentiment_manifest, SENTIMENT).encode_utf8(text.encode()).shape[1]
     (answer,) = asyncio.run(infer_texts(testbed.device_address, [request(text=text, model=SENTIMENT, threshold=1.0)]))
     device, edge, cloud = answer.hops
-    assert (answer.exit_tier, answer.exit_block) == (pb.CLOUD, 6)
+    assert (answer.exit_tier, answer.exit_block) == (pb.TIER_NAME_CLOUD, 6)
     hidden = tokens * 384 * 4  # fp32 hidden states, plus a few bytes of message framing
     assert hidden < device.bytes_sent < hidden + 1024 and hidden < edge.bytes_sent < hidden + 1024
 
@@ -115,12 +115,12 @@ def test_an_image_and_a_text_go_through_the_same_testbed(
     messages = [request(images[0].png, threshold=1.0), request(text=sentences[0].text, model=SENTIMENT, threshold=1.0)]
     image_answer, text_answer = asyncio.run(infer_texts(testbed.device_address, messages))
     assert (image_answer.model, text_answer.model) == ("fmnist-cnn", SENTIMENT)
-    assert image_answer.exit_tier == text_answer.exit_tier == pb.CLOUD
+    assert image_answer.exit_tier == text_answer.exit_tier == pb.TIER_NAME_CLOUD
 
 
 def encode_ids(ids: list[list[int]]) -> pb.Tensor:
     array = np.asarray(ids, dtype="<i8")
-    return pb.Tensor(dtype=pb.INT64, shape=list(array.shape), raw=array.tobytes())
+    return pb.Tensor(dtype=pb.DATA_TYPE_INT64, shape=list(array.shape), raw=array.tobytes())
 
 
 @pytest.mark.parametrize(

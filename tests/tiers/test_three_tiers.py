@@ -125,13 +125,13 @@ def test_edge_continue_unary_resumes_a_device_activation(
             return await pb_grpc.TierStub(channel).Continue(
                 pb.ContinueRequest(
                     model="fmnist-cnn", request_id="direct", next_block=2,
-                    activation=encode(activation.numpy()), policy=pb.PolicyOverride(threshold=1.0),
+                    activation=encode(activation.numpy()), policy=pb.Plan(threshold=1.0),
                 ),
                 timeout=10,
             )
 
     answer = asyncio.run(go())
-    assert [h.tier for h in answer.hops] == [pb.EDGE, pb.CLOUD]
+    assert [h.tier for h in answer.hops] == [pb.TIER_NAME_EDGE, pb.TIER_NAME_CLOUD]
     np.testing.assert_allclose(answer.logits, torch_exit_logits[-1, 0], atol=1e-4, rtol=0)
 
 

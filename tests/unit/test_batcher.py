@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from lab.text_data import sentiment
+from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.samples import LabelledImage
-from splitexit.shared.batcher import Batcher, Job
+from splitexit.shared.batcher import Batcher
 from splitexit.shared.deadlines import Deadline
 from splitexit.shared.errors import DeadlineExceeded
 from splitexit.shared.preprocess import decode_image
 from splitexit.shared.runtime import HostedModel, LocalRun
+from splitexit.shared.sample import Sample
 from splitexit.shared.tokenizer import TextTokenizer
 
 
@@ -30,12 +33,24 @@ def batcher(sizes: list[int]) -> Iterator[Batcher]:
     batcher.close()
 
 
-def jobs_for(model: HostedModel, inputs: list[np.ndarray], deadline_s: float = 30.0) -> list[Job]:
+def jobs_for(model: HostedModel, inputs: list[np.ndarray], deadline_s: float = 30.0) -> list[Sample]:
     """A mix of exit rules and stop points, so samples of one batch leave it at different blocks."""
     last = model.manifest.num_blocks
     rules = [((0.9,) * last, last), ((1.0,) * last, 3), ((0.0,) * last, last), ((0.99,) * last, 4)]
     return [
-        Job(model, 1, x, *rules[i % len(rules)], deadline=Deadline.after(deadline_s)) for i, x in enumerate(inputs)
+        Sample(
+            model=model,
+            request_id=f"sample-{i}",
+            start_block=1,
+            x=x,
+            plan=Plan(TierThresholds.name),
+            top_k=0,
+            received_at=time.perf_counter(),
+            deadline=Deadline.after(deadline_s),
+            thresholds=rules[i % len(rules)][0],
+            stop_block=rules[i % len(rules)][1],
+        )
+        for i, x in enumerate(inputs)
     ]
 
 
@@ -47,7 +62,7 @@ def assert_same_run(batched: LocalRun, alone: LocalRun) -> None:
     assert batched.activation.shape[0] == 1
 
 
-async def run_all(batcher: Batcher, jobs: list[Job]) -> list[tuple[float, LocalRun]]:
+async def run_all(batcher: Batcher, jobs: list[Sample]) -> list[tuple[float, LocalRun]]:
     return await asyncio.gather(*(batcher.run(job) for job in jobs))
 
 

@@ -18,7 +18,7 @@ def activation() -> np.ndarray:
 
 def test_fp32_round_trip_is_exact_and_little_endian(activation: np.ndarray) -> None:
     tensor = encode(activation, "fp32")
-    assert tensor.dtype == pb.FP32 and list(tensor.shape) == [1, 16, 28, 28]
+    assert tensor.dtype == pb.DATA_TYPE_FP32 and list(tensor.shape) == [1, 16, 28, 28]
     assert tensor.raw == activation.astype("<f4").tobytes() and len(tensor.raw) == 4 * activation.size
     np.testing.assert_array_equal(decode(tensor), activation)
 
@@ -61,27 +61,27 @@ def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
     ("tensor", "phrase"),
     [
         (pb.Tensor(dtype=pb.DATA_TYPE_UNSPECIFIED, shape=[1], raw=b"\0" * 4), "not supported"),
-        (pb.Tensor(dtype=pb.FP32, shape=[-1, 4], raw=b""), r"every dimension and the total must lie in \[0,"),
-        (pb.Tensor(dtype=pb.FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
-        (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0"), "quantization"),
-        (pb.Tensor(dtype=pb.INT8, shape=[2], raw=b"\0\0", quantization=pb.Quantization(scale=float("nan"))), "finite"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[-1, 4], raw=b""), r"every dimension and the total must lie in \[0,"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[2], raw=b"\0\0"), "quantization"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[2], raw=b"\0\0", quantization=pb.Quantization(scale=float("nan"))), "finite"),
         (
-            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0], zero_points=[0], axis=1)),
+            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0], zero_points=[0], axis=1)),
             "one scale and one zero point per channel, got 1 and 1",
         ),
         (
-            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 1.0], zero_points=[0, 0], axis=5)),
+            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 1.0], zero_points=[0, 0], axis=5)),
             "along axis 5",
         ),
         (
-            pb.Tensor(dtype=pb.INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 0.0], zero_points=[0, 0], axis=1)),
+            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 0.0], zero_points=[0, 0], axis=1)),
             "positive and finite",
         ),
-        (pb.Tensor(dtype=pb.FP32, shape=[1 << 20, 1 << 20], raw=b""), "every dimension and the total"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1 << 20, 1 << 20], raw=b""), "every dimension and the total"),
         # what once reached numpy and came back INTERNAL:
-        (pb.Tensor(dtype=pb.FP32, shape=[1] * 65, raw=b"\0" * 4), "65 dimensions; at most 8"),
-        (pb.Tensor(dtype=pb.FP32, shape=[0, 2**63 - 1], raw=b""), "every dimension and the total"),
-        (pb.Tensor(dtype=pb.FP32, shape=[2**40, 2**40, 0], raw=b""), "every dimension and the total"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1] * 65, raw=b"\0" * 4), "65 dimensions; at most 8"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[0, 2**63 - 1], raw=b""), "every dimension and the total"),
+        (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[2**40, 2**40, 0], raw=b""), "every dimension and the total"),
     ],
 )
 def test_malformed_tensors_are_invalid_input(tensor: pb.Tensor, phrase: str) -> None:

@@ -1,0 +1,140 @@
+"""One request's way through a tier, whatever the transport: each cross-cutting concern once, in one place.
+
+Every request a tier serves -- a unary gRPC call, one message of a gRPC stream,
+one request of a link's ``ContinueBatch``, an HTTP ``POST /v1/infer`` -- passes
+through :meth:`Pipeline.run`, which applies, in this order, one stage per concern:
+
+1. **metrics**: the request is in flight, then counted by the status it ended
+   with and timed (:meth:`~splitexit.shared.metrics.TierMetrics.request`);
+2. **validation**: an undecodable message or an overlong ``request_id`` is
+   INVALID_ARGUMENT; a request without an id gets one (:func:`validate`);
+3. **admission**: a request that runs blocks takes a slot of its stream's limit
+   and of the tier's ``max_in_flight``, or is RESOURCE_EXHAUSTED (:func:`admitted`);
+4. **deadline**: the message's ``timeout_s``, the transport's deadline (a unary
+   call's gRPC deadline) or the tier's default (:func:`deadline_of`), enforced
+   for the transport's;
+5. **error mapping**: whatever the handler raises becomes one
+   :class:`~splitexit.shared.errors.ServingError` (:func:`~splitexit.shared.errors.as_serving_error`).
+
+The handler is the servicer's own work on a request and its deadline. The
+pipeline never raises for a request: it returns the answer or that request's
+error, so a transport only renders the one or the other (``context.abort``, a
+``StreamError``, problem details), and a batch of samples can flow through it
+sample by sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from splitexit.shared.admission import InFlightLimit
+from splitexit.shared.deadlines import Deadline, deadline_for
+from splitexit.shared.errors import DeadlineExceeded, InvalidInput, ServingError, as_serving_error
+from splitexit.shared.metrics import TierMetrics
+from splitexit.shared.proto import splitexit_pb2 as pb
+
+MAX_REQUEST_ID = 256
+WORK = (pb.InferRequest, pb.ContinueRequest)  # the requests that run blocks: admitted, with a deadline of their own
+Answer = TypeVar("Answer")
+Handler = Callable[[Any, Any], Awaitable[Answer]]  # (the request, its Deadline) -> the answer
+
+
+class Undecodable:
+    """What a request that is not a valid protobuf message of its method parses to."""
+
+    request_id = ""
+    model = ""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = InvalidInput(f"the request is not a valid protobuf message of this method: {error}")
+
+
+Request = Message | Undecodable
+
+
+class Pipeline:
+    """The cross-cutting work of one tier's requests: metrics, validation, deadline, admission, error mapping."""
+
+    def __init__(self, metrics: TierMetrics, admission: InFlightLimit, where: str, default_timeout_s: float) -> None:
+        self.metrics = metrics
+        self.admission = admission
+        self.where = where  # "device", "edge" or "cloud", for messages
+        self.default_timeout_s = default_timeout_s
+        self.default_model = ""  # what metrics call a request that names no model (the device's default)
+
+    async def run(
+        self,
+        method: str,
+        request: Request,
+        handler: Handler[Answer],
+        transport_deadline: Deadline | None = None,
+        limits: Sequence[InFlightLimit] = (),
+    ) -> Answer | ServingError:
+        """``handler``'s answer to ``request``, or the request's error; ``limits``: admission beyond the tier's own."""
+        with self.metrics.request(method, getattr(request, "model", "") or self.default_model) as call:
+            try:
+                validate(request)
+                if not isinstance(request, WORK):
+                    return await _enforced(handler(request, transport_deadline), transport_deadline)
+                with admitted((*limits, self.admission)):
+                    deadline = deadline_of(request, transport_deadline, self.default_timeout_s)
+                    return await _enforced(handler(request, deadline), transport_deadline)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes the request's error
+                error = as_serving_error(_timed_out(exc), self.where)
+                call.code = error.code
+                return error
+
+
+def validate(request: Request) -> None:
+    """Raise INVALID_ARGUMENT for an undecodable request or an overlong id; give a request without an id one."""
+    if isinstance(request, Undecodable):
+        raise request.error
+    if "request_id" not in request.DESCRIPTOR.fields_by_name:
+        return
+    if len(request.request_id) > MAX_REQUEST_ID:
+        raise InvalidInput(
+            f"request_id is {len(request.request_id):,} characters long; at most {MAX_REQUEST_ID} are accepted"
+        )
+    if not request.request_id:
+        request.request_id = uuid.uuid4().hex
+
+
+def deadline_of(request: Message, transport: Deadline | None, default_s: float) -> Deadline:
+    """The request's deadline: the sooner of its ``timeout_s`` and the transport's, else the tier's default."""
+    timeout_s = request.timeout_s if request.HasField("timeout_s") else None
+    return deadline_for(timeout_s, transport, default_s)
+
+
+@contextlib.contextmanager
+def admitted(limits: Sequence[InFlightLimit]) -> Iterator[None]:
+    """A slot of every limit in ``limits`` for the body, or :class:`~splitexit.shared.errors.Overloaded`."""
+    taken: list[InFlightLimit] = []
+    try:
+        for limit in limits:
+            limit.try_acquire()
+            taken.append(limit)
+        yield
+    finally:
+        for limit in taken:
+            limit.release()
+
+
+async def _enforced(answer: Awaitable[Answer], transport: Deadline | None) -> Answer:
+    """``answer``, cancelled when the transport's deadline passes (a unary call's gRPC deadline)."""
+    if transport is None:
+        return await answer
+    async with asyncio.timeout(transport.remaining()):
+        return await answer
+
+
+def _timed_out(exc: Exception) -> Exception:
+    """The enforced deadline's TimeoutError as DEADLINE_EXCEEDED; anything else as it is."""
+    if isinstance(exc, TimeoutError):
+        return DeadlineExceeded("the request's deadline passed before it was answered")
+    return exc
