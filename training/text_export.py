@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from splitexit.shared.integrity import verify_package
 from splitexit.shared.manifest import (
+    BlockRange,
     BlockSpec,
     ChecksumError,
     Manifest,
@@ -38,8 +39,9 @@ from splitexit.shared.manifest import (
     sha256_of,
 )
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
+from splitexit.shared.tiers import Tier
 from training.encoders import Encoder, load_encoder
-from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session, write_manifest
+from training.export import check_parity, export_segment, onnx_exits, open_session, write_manifest
 from training.text_model import (
     BACKBONE_SHA256_KEY,
     HEAD_WIDTH,
@@ -52,6 +54,12 @@ from training.text_slices import missing_or_stale, text_packages
 
 VERSION = "1"
 TRACE_TOKENS = 7  # the example length the segments are traced with; the token axis stays dynamic
+
+
+def default_ranges(num_blocks: int) -> dict[Tier, BlockRange]:
+    """Device the first third of the blocks, edge the first two thirds, cloud all (6 blocks: 1..2, 1..4, 1..6)."""
+    reach = {Tier.DEVICE: max(1, num_blocks // 3), Tier.EDGE: max(1, 2 * num_blocks // 3), Tier.CLOUD: num_blocks}
+    return {tier: BlockRange(first=1, last=last) for tier, last in reach.items()}
 
 
 def block_macs(encoder: Encoder, tokens: int, num_classes: int) -> int:
@@ -132,7 +140,7 @@ def export_package(
         input=spec,
         labels=list(labels),
         blocks=blocks,
-        default_ranges=DEFAULT_RANGES,
+        default_ranges=default_ranges(len(blocks)),
         exit_accuracy=accuracy,
     )
     write_manifest(package_dir, manifest)
