@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from lab.text_data import sentiment
 from splitexit.policies.chain import Chain
@@ -115,3 +116,14 @@ def test_a_folder_without_weights_is_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["--encoder", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {tmp_path} is not an encoder folder: it lacks config.json, model.safetensors, tokenizer.json"
+
+
+def test_a_tokenizer_with_its_own_end_token_truncates_with_it(tmp_path: Path) -> None:
+    """MPNet frames a text as ``<s> ... </s>``, not ``[CLS] ... [SEP]``: the device keeps the tokenizer's own."""
+    spec = json.loads((minilm_dir() / "tokenizer.json").read_text())
+    spec["post_processor"] = {"type": "RobertaProcessing", "sep": ["[unused1]", 2], "cls": ["[unused0]", 1]}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    tokenizer = TextTokenizer(Tokenizer.from_file(str(tmp_path / "tokenizer.json")), max_tokens=5)
+    assert tokenizer.ids("good food") == [1, *tokenizer.ids("good food")[1:-1], 2]
+    cut = tokenizer.ids("the food was really very good", truncate=True)
+    assert len(cut) == 5 and cut[0] == 1 and cut[-1] == 2

@@ -32,6 +32,7 @@ from training.export import onnx_exits, open_session, write_manifest
 ECE_BINS = 15
 LOG_T_RANGE = (math.log(0.05), math.log(20.0))  # temperatures searched
 SEARCH_STEPS = 60  # golden-section steps: the bracket shrinks to ~1e-12 of its width
+FLOOR_DRAWS = 200
 EVALUATION_FILE = "evaluation.json"
 CALIBRATION_KEY = "calibration"
 
@@ -73,8 +74,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the sample-weighted mean |accuracy - confidence| over ``bins`` equal-width confidence bins."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    return binned_gap(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def binned_gap(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
     error = 0.0
     for b in range(bins):
@@ -82,6 +85,17 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
         if chosen.any():
             error += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
     return float(error)
+
+
+def ece_noise_floor(probabilities: np.ndarray, draws: int = FLOOR_DRAWS, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated exit with these confidences still shows on this many samples (mean of draws).
+
+    Each draw makes every sample right with probability equal to its confidence; the
+    ECE that remains is sampling noise, which no temperature can remove.
+    """
+    confidence = probabilities.max(axis=1)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([binned_gap(confidence, rng.random(len(confidence)) < confidence) for _ in range(draws)]))
 
 
 def package_exit_logits(package_dir: Path, manifest: Manifest, samples: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -94,19 +108,14 @@ def package_exit_logits(package_dir: Path, manifest: Manifest, samples: Sequence
 def calibrate_package(package_dir: Path, calibration: Split, test: Split) -> dict[str, object]:
     """Fit every exit's temperature on ``calibration``, store it, report ECE on ``test``; returns the report."""
     manifest = load_manifest(package_dir)
-    uncalibrated = manifest.model_copy(
-        update={"blocks": [b.model_copy(update={"temperature": None}) for b in manifest.blocks]}
-    )
+    raw = [b.model_copy(update={"temperature": None}) for b in manifest.blocks]
+    uncalibrated = manifest.model_copy(update={"blocks": raw})
     fit_logits = package_exit_logits(package_dir, uncalibrated, calibration.samples)
     test_logits = package_exit_logits(package_dir, uncalibrated, test.samples)
     temperatures = [fit_temperature(logits, calibration.labels) for logits in fit_logits]
-    blocks = [b.model_copy(update={"temperature": t}) for b, t in zip(manifest.blocks, temperatures, strict=True)]
-    calibrated = manifest.model_copy(update={"blocks": blocks})
-    before = [
-        expected_calibration_error(exit_probabilities(z, b), test.labels)
-        for z, b in zip(test_logits, uncalibrated.blocks)
-    ]
-    after = [expected_calibration_error(exit_probabilities(z, b), test.labels) for z, b in zip(test_logits, blocks)]
+    blocks = [b.model_copy(update={"temperature": t}) for b, t in zip(raw, temperatures, strict=True)]
+    before = [exit_probabilities(z, b) for z, b in zip(test_logits, raw, strict=True)]
+    after = [exit_probabilities(z, b) for z, b in zip(test_logits, blocks, strict=True)]
     report = {
         "method": f"temperature scaling per exit (NLL); ECE with {ECE_BINS} equal-width bins",
         "calibration_split": calibration.name,
@@ -114,10 +123,11 @@ def calibrate_package(package_dir: Path, calibration: Split, test: Split) -> dic
         "test_split": test.name,
         "test_samples": len(test.labels),
         "temperature": temperatures,
-        "ece_before": [round(e, 4) for e in before],
-        "ece_after": [round(e, 4) for e in after],
+        "ece_before": [round(expected_calibration_error(p, test.labels), 4) for p in before],
+        "ece_after": [round(expected_calibration_error(p, test.labels), 4) for p in after],
+        "ece_noise_floor": [round(ece_noise_floor(p), 4) for p in after],
     }
-    write_manifest(package_dir, calibrated)
+    write_manifest(package_dir, manifest.model_copy(update={"blocks": blocks}))
     evaluation_path = package_dir / EVALUATION_FILE
     evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
     evaluation_path.write_text(json.dumps({**evaluation, CALIBRATION_KEY: report}, indent=2) + "\n")
