@@ -53,7 +53,7 @@ def package_table(name: str, report: dict) -> str:
         f"## `{name}`",
         "",
         f"Temperatures fitted on {report['calibration_split']} ({report['calibration_samples']:,} samples); "
-        f"ECE ({report['method'].split('; ')[1]}) on {report['test_split']} ({report['test_samples']:,} samples).",
+        f"ECE on {report['test_split']} ({report['test_samples']:,} samples).",
         "",
         "| exit | temperature | ECE before | ECE after | after ÷ before | target ≤ 0.5 | noise floor |",
         "| ---: | ---: | ---: | ---: | ---: | --- | ---: |",
