@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.fashion_mnist import load
+from splitexit.policies.chain import Chain
 from splitexit.policies.plan import softmax_rows
 from splitexit.shared.manifest import MANIFEST_FILE, ManifestError, load_manifest
 from splitexit.shared.preprocess import normalize_images
@@ -56,14 +58,10 @@ def test_a_bad_temperature_is_refused_naming_the_key(tmp_path: Path, temperature
         load_manifest(tmp_path)
 
 
-def test_the_tiers_confidences_are_the_softmax_at_each_exits_temperature(images: list) -> None:
+def test_the_tiers_confidences_are_the_softmax_at_each_exits_temperature() -> None:
     """What HostedModel.run reports is softmax(logits / T_k), not the raw softmax."""
-    from lab.fashion_mnist import load
-
     manifest = load_manifest(IMAGE_MODEL_DIR)
     assert all(b.temperature not in (None, 1.0) for b in manifest.blocks)
-    from splitexit.policies.chain import Chain
-
     chain = Chain.of(manifest, None)
     model = HostedModel(IMAGE_MODEL_DIR, manifest, chain, Tier.CLOUD, 1)
     pixels, _ = load("test")
