@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from lab.results_pages import write_page
 from splitexit.shared.manifest import MANIFEST_FILE, ImageInput, TextInput, load_manifest
 from splitexit.shared.tokenizer import TextTokenizer
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--page-only", action="store_true", help="rewrite the page from evaluation.json only")
     parser.add_argument("--only", type=Path, nargs="*", help="calibrate only these package folders")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)  # training.export.open_session sizes onnxruntime by it
     packages = shipped_packages()
     for package in args.only or packages:
         if missing_or_stale(package, load_manifest(package)):
