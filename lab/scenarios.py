@@ -30,11 +30,10 @@ import numpy as np
 from lab import fashion_mnist
 from splitexit.policies.chain import Chain
 from splitexit.policies.dimee import embed
-from splitexit.policies.plan import top_probability
 from splitexit.policies.replay import ExitStream
 from splitexit.shared.manifest import BlockRange, ImageInput, Manifest, TextInput, load_manifest
 from splitexit.shared.preprocess import normalize_images
-from splitexit.shared.runtime import HostedModel
+from splitexit.shared.runtime import HostedModel, exit_probabilities
 from splitexit.shared.tiers import TIERS, Tier
 
 
@@ -224,8 +223,9 @@ def exit_outcomes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(C [N, L], predicted label [N, L])`` at every exit, through the package's ONNX segments.
 
-    C is :func:`splitexit.policies.plan.top_probability` of each exit's logits, as the tiers
-    compute it. ``batch`` stacks same-shaped samples (1: exactly the tiers' batch-1 runs).
+    C is the top :func:`splitexit.shared.runtime.exit_probabilities` of each exit's logits, as
+    the tiers compute it (at the exit's calibrated temperature). ``batch`` stacks same-shaped
+    samples (1: exactly the tiers' batch-1 runs).
     """
     whole = BlockRange(first=1, last=manifest.num_blocks)
     model = HostedModel(
@@ -241,7 +241,7 @@ def exit_outcomes(
         x = np.concatenate(samples[start:stop])
         for block in range(1, manifest.num_blocks + 1):
             logits, x = model.run_block(block, x)
-            confidences[start:stop, block - 1] = [top_probability(row) for row in logits]
+            confidences[start:stop, block - 1] = exit_probabilities(logits, manifest.block(block)).max(axis=1)
             predictions[start:stop, block - 1] = logits.argmax(axis=1)
         start = stop
     return confidences, predictions
@@ -260,7 +260,7 @@ def load_stream(scenario: Scenario, models_dir: Path, cache_dir: Path) -> ExitSt
         raise ScenarioUnavailable(f"no model package {package_dir} (build it with `make train`)")
     manifest = load_manifest(package_dir)
     key = hashlib.sha256(
-        json.dumps([asdict(scenario), [b.sha256 for b in manifest.blocks]], sort_keys=True, default=str).encode()
+        json.dumps([asdict(scenario), [(b.sha256, b.temperature) for b in manifest.blocks]], sort_keys=True).encode()
     ).hexdigest()[:12]
     path = cache_dir / "exits" / f"{scenario.name}-{key}.npz"
     if path.is_file():

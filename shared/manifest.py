@@ -114,6 +114,9 @@ class BlockSpec(ManifestModel):
     input: TensorSpec
     activation: TensorSpec
     macs: int = Field(ge=0, description="multiply-accumulates per sample, block + exit head")
+    temperature: float | None = Field(
+        None, gt=0, description="the exit's softmax temperature, fitted on a calibration split; None: 1 (uncalibrated)"
+    )
 
 
 class Manifest(ManifestModel):

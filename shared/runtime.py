@@ -22,9 +22,18 @@ from splitexit.policies.chain import Chain
 from splitexit.policies.plan import exits_at, softmax_rows
 from splitexit.shared.errors import OutOfRange, UnknownModel
 from splitexit.shared.integrity import load_public_key, verify_package
-from splitexit.shared.manifest import MANIFEST_FILE, Manifest, PackageError, verified_segment_path
+from splitexit.shared.manifest import MANIFEST_FILE, BlockSpec, Manifest, PackageError, verified_segment_path
 from splitexit.shared.settings import MODELS_DIR_ENV, HostedRanges
 from splitexit.shared.tiers import Tier
+
+
+def exit_probabilities(logits: np.ndarray, block: BlockSpec) -> np.ndarray:
+    """Class probabilities of a batch of a block's exit logits: softmax at the exit's calibrated temperature.
+
+    Every confidence C_k the tiers compare with α_k, and every replay of them, comes from here.
+    """
+    scaled = logits.astype(np.float64)
+    return softmax_rows(scaled / block.temperature if block.temperature is not None else scaled)
 
 
 @dataclass
@@ -35,7 +44,7 @@ class LocalRun:
     last_block: int = 0
     exited: bool = False
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # softmax of ``logits``, float64
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # exit_probabilities of ``logits``
     activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     exit_confidences: list[float] = field(default_factory=list)
     exit_labels: list[int] = field(default_factory=list)
@@ -109,7 +118,7 @@ class HostedModel:
                 if not going:
                     break
             logits, x = self.run_block(block, x)
-            probabilities = softmax_rows(logits)
+            probabilities = exit_probabilities(logits, self.manifest.block(block))
             confidences, labels = probabilities.max(axis=1), logits.argmax(axis=1)
             keep = []
             for row, i in enumerate(going):

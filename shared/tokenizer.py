@@ -7,7 +7,7 @@ padding and truncation settings are switched off, because serving runs one
 sample at a time with no padding, so the attention mask is all ones and the
 ONNX segments need no mask input.
 
-A text becomes ``[CLS] wordpieces... [SEP]``. One longer than the manifest's
+A text becomes ``[CLS] wordpieces... [SEP]`` (all-mpnet-base-v2: ``<s> ... </s>``). One longer than the manifest's
 ``max_tokens`` ids is refused with :class:`InvalidInput`, unless the request
 asks to truncate it: then it keeps its first ``max_tokens - 2`` wordpieces,
 exactly what ``transformers``' ``truncation=True, max_length=max_tokens`` gives
@@ -24,8 +24,6 @@ from tokenizers import Tokenizer
 from splitexit.shared.errors import InvalidInput
 from splitexit.shared.manifest import TextInput, verified
 
-SEP_TOKEN = "[SEP]"
-
 
 class TextTokenizer:
     """One package's tokenizer and token limit; thread-safe (the Rust tokenizer is immutable here)."""
@@ -35,10 +33,10 @@ class TextTokenizer:
         tokenizer.no_truncation()
         self._tokenizer = tokenizer
         self.max_tokens = max_tokens
-        sep = tokenizer.token_to_id(SEP_TOKEN)
-        if sep is None:
-            raise ValueError(f"the tokenizer has no {SEP_TOKEN} token")
-        self._sep_id = sep
+        closing = tokenizer.encode("").ids  # the special tokens alone: [CLS] [SEP] (MPNet: <s> </s>)
+        if len(closing) != 2:
+            raise ValueError(f"the tokenizer frames a text with {len(closing)} special tokens, not a start and an end")
+        self._sep_id = closing[-1]
 
     @classmethod
     def from_package(cls, package_dir: Path, spec: TextInput) -> TextTokenizer:

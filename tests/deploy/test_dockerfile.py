@@ -83,7 +83,7 @@ def test_text_slices_come_from_the_context_and_torch_only_as_a_fallback(dockerfi
     assert check.split() == ["python", "-m", "training.text_slices", "models"], check
     assert fallback.split()[:5] == ["{", "[", "$?", "-eq", str(STALE_EXIT)], "torch only when a slice is stale"
     assert "-r requirements/dev.txt" in fallback and "--no-deps -r requirements/text.txt" in fallback
-    for module in ("text_slices", "text_export", "text_model", "export", "cnn", "data"):
+    for module in ("text_slices", "text_export", "text_model", "encoders", "backbones", "export", "cnn", "data"):
         assert not dockerignore_excludes(f"training/{module}.py", dockerignore_patterns()), module
 
 

@@ -15,11 +15,13 @@ from splitexit.shared.tokenizer import TextTokenizer
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
+from training.encoders import load_encoder  # noqa: E402
 from training.text_export import check_backbone, missing_or_stale, rebuild  # noqa: E402
-from training.text_model import HEADS_FILE, HIDDEN, load_backbone, load_reference  # noqa: E402
+from training.text_model import HEADS_FILE, load_backbone, load_reference, package_backbone_dir  # noqa: E402
 from training.text_train import SENTIMENT_PACKAGE, TOPIC_PACKAGE  # noqa: E402
 
 TOLERANCE = 1e-4
+HIDDEN = 384  # all-MiniLM-L6-v2's width
 PACKAGES = [SENTIMENT_PACKAGE, TOPIC_PACKAGE]
 
 
@@ -43,7 +45,7 @@ def test_package_is_complete_and_verified(name: str) -> None:
     for block in manifest.blocks:
         verified_segment_path(package, block)
         assert block.activation.shape == [None, None, HIDDEN] and block.activation.max_length == manifest.input.max_tokens
-    check_backbone(package)
+    check_backbone(package, load_encoder(package_backbone_dir(package)))
     assert (package / HEADS_FILE).stat().st_size < 20 << 20  # what git holds; the slices are rebuilt
 
 
