@@ -120,5 +120,6 @@ results: data models  ## as root: rerun demo, bench, evaluate, faults, links and
 	$(PY) -m bench.faults_report
 	$(PY) -m bench.link_phases_report
 	$(PY) -m lab.console
+	$(PY) -m training.calibrate --page-only
 	$(PY) -m lab.results
 	$(PY) -m lab.headline
