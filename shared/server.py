@@ -41,6 +41,7 @@ from splitexit.shared.security import PeerTierCheck, server_credentials
 from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
 from splitexit.shared.tiers import Tier
+from splitexit.shared.workers import serve_workers
 
 log = logging.getLogger(__name__)
 NEXT_TIER_HEALTH = "next-tier"  # the health service name that reports the next tier's state
@@ -165,6 +166,9 @@ def tier_service(node: TierNode) -> ServiceAdder:
 
 
 async def serve_resuming_tier(settings: TierSettings) -> None:
-    """Run a tier that only resumes samples: the edge or the cloud."""
+    """Run a tier that only resumes samples: the edge or the cloud (as a pool of processes with ``workers > 1``)."""
+    if settings.workers > 1:
+        await serve_workers(settings)
+        return
     node = TierNode.from_settings(settings)
     await run_tier(settings, node, [tier_service(node)])
