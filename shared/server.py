@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -94,7 +95,8 @@ async def run_tier(
         await health_servicer.set(name, SERVING)
     _report_next_tier(node, health_servicer)
     node.start()
-    log.info("%s serving %s on %s", settings.tier.value, ", ".join(m.name for m in node.registry), settings.address)
+    models = ", ".join(m.name for m in node.registry)
+    log.info("%s serving %s on %s (pid %d)", settings.tier.value, models, settings.address, os.getpid())
 
     lifecycle = Lifecycle()
     loop = asyncio.get_running_loop()

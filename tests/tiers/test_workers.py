@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -78,6 +79,11 @@ def test_two_cloud_workers_share_the_port_and_both_answer(
     assert sum(per_worker) == len(requests) and min(per_worker) > 0, per_worker
     assert pool.process.returncode == 0, pool.log_path.read_text()[-2000:]
     log = pool.log_path.read_text()
+    started, serving = (
+        re.findall(r"cloud worker \d: pid (\d+)", log),
+        re.findall(r"cloud serving .* \(pid (\d+)\)", log),
+    )
+    assert len(set(started)) == 2 and sorted(started) == sorted(serving)
     assert log.count("cloud stopped") == 2 and "all 2 workers stopped" in log
 
 
