@@ -70,8 +70,8 @@ def _best(rates: dict[str, float]) -> tuple[str, float]:
 
 def workers_line(rates: dict[str, float]) -> str:
     return (
-        f"The cloud tier alone as a pool of worker processes on one port (`workers`), fed by 4 links on connections "
-        f"of their own, 64 in flight: 1 worker {rates['1']:,.0f}/s, 2 workers {rates['2']:,.0f}/s "
+        "The cloud tier alone as a pool of worker processes on one port (`workers`), fed by 2 client processes "
+        f"with 2 links each, on connections of their own, 64 in flight: 1 worker {rates['1']:,.0f}/s, 2 workers {rates['2']:,.0f}/s "
         f"({rates['2'] / rates['1']:.2f}×)."
     )
 
