@@ -5,7 +5,10 @@ device, edge and cloud exits) with the gRPC transport floor and the overhead
 beyond it per hop (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and
 64 clients, unary and streamed, and the cloud tier alone fed by a link, each ÷
 bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
-(the same loads with batching off); the HTTP gateway against LitServe serving
+(the same loads with batching off); the cloud tier alone with 1 and 2 worker
+processes (:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight
+against Triton on the same segments (:mod:`bench.triton`); latency with early
+exits and to the final layer at half the all-to-cloud capacity; the HTTP gateway against LitServe serving
 the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the
 full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
@@ -134,7 +137,7 @@ async def http_comparison(gateway: str, litserve: str, images: PathInputs, count
     return report
 
 
-def triton_comparison(device: str, images: PathInputs, count: int) -> dict[str, dict]:
+def triton_comparison(device: str, images: PathInputs, count: int) -> dict[str, dict[str, Any]]:
     """One sample per request at 1, 8 and 64 in flight, all to the cloud: the tiers, then Triton on the same segments."""
     requests = [_all_to_cloud(request) for request in images.requests]
     many = (requests * (count // len(requests) + 1))[:count]

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def unavailable_reason(python: Path) -> str | None:
     return None
 
 
-def triton_rates(samples: np.ndarray, count: int, loads: Sequence[int], models_dir: Path, log_dir: Path) -> dict:
+def triton_rates(samples: np.ndarray, count: int, loads: Sequence[int], models_dir: Path, log_dir: Path
+) -> dict[str, Any]:
     """Per load (requests in flight): samples/s and the p50 and p95 in ms; or ``{"unavailable": why}``."""
     python = triton_python()
     reason = unavailable_reason(python)
