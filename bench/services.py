@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -95,7 +96,7 @@ def triton_service(python: Path, models_dir: Path, log_dir: Path) -> Iterator[st
     libdir = subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip()
     env = {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")]))}
     app = Path(__file__).with_name("triton_app.py")
-    command = [str(python), str(app), str(models_dir), str(grpc_port), str(http_port), str(metrics_port)]
+    ports = [str(grpc_port), str(http_port), str(metrics_port)]
 
     def ready() -> bool:
         try:
@@ -103,5 +104,7 @@ def triton_service(python: Path, models_dir: Path, log_dir: Path) -> Iterator[st
         except httpx.HTTPError:
             return False
 
-    with _service(command, grpc_port, ready, log_dir / "triton.log", env) as address:
-        yield address
+    with tempfile.TemporaryDirectory(prefix="pytriton-") as workspace:
+        command = [str(python), str(app), str(models_dir), *ports, str(Path(workspace) / "triton")]
+        with _service(command, grpc_port, ready, log_dir / "triton.log", env) as address:
+            yield address

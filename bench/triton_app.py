@@ -1,11 +1,12 @@
 """The model as a Triton user would serve it: PyTriton, the six segments chained in one model, dynamic batching.
 
-``python bench/triton_app.py MODELS_DIR GRPC_PORT HTTP_PORT METRICS_PORT`` runs in
+``python bench/triton_app.py MODELS_DIR GRPC_PORT HTTP_PORT METRICS_PORT WORKSPACE`` runs in
 its own environment (``make bench-triton-venv``: nvidia-pytriton pins numpy < 2 and
 protobuf < 7, which the tiers do not accept), so it imports nothing of splitexit.
 It serves the model ``fmnist`` taking ``x`` (the decoded ``[1, 28, 28]`` image
 block 1 takes) and answering ``logits`` (the final exit's), batching what
-queued up to 64 samples.
+queued up to 64 samples. PyTriton keeps its sockets and model files in
+``WORKSPACE``, which the caller removes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def chained_segments(package: Path) -> list[ort.InferenceSession]:
 
 def main() -> None:
     models_dir, grpc_port, http_port, metrics_port = Path(sys.argv[1]), *map(int, sys.argv[2:5])
+    workspace = Path(sys.argv[5])
     sessions = chained_segments(models_dir / "fmnist-cnn")
 
     @batch
@@ -45,7 +47,7 @@ def main() -> None:
         return {"logits": logits}
 
     config = TritonConfig(grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port)
-    with Triton(config=config) as triton:
+    with Triton(config=config, workspace=workspace) as triton:
         triton.bind(
             model_name=MODEL,
             infer_func=infer,
