@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -35,18 +36,55 @@ async def sequential(
     return np.array(seconds), answers
 
 
-async def unary_rate(address: str, requests: Sequence[pb.InferRequest], clients: int) -> float:
-    """Samples/s with ``clients`` callers, each sending its share one unary call at a time."""
+def latency_report(seconds: Sequence[float], wall_s: float) -> dict[str, float]:
+    """Answered requests per second of ``wall_s``, and the p50 and p95 of their latencies in ms."""
+    return {
+        "per_s": len(seconds) / wall_s,
+        "p50_ms": 1e3 * float(np.median(seconds)),
+        "p95_ms": 1e3 * float(np.percentile(seconds, 95)),
+    }
+
+
+async def unary_load(address: str, requests: Sequence[pb.InferRequest], clients: int) -> dict[str, float]:
+    """``clients`` callers, each sending its share one unary call at a time: :func:`latency_report`."""
+    seconds: list[float] = []
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.DeviceStub(channel)
 
         async def caller(share: Sequence[pb.InferRequest]) -> None:
             for request in share:
+                started = time.perf_counter()
                 await stub.Infer(request, timeout=TIMEOUT_S)
+                seconds.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(caller(requests[i::clients]) for i in range(clients)))
-        return len(requests) / (time.perf_counter() - started)
+        return latency_report(seconds, time.perf_counter() - started)
+
+
+async def unary_rate(address: str, requests: Sequence[pb.InferRequest], clients: int) -> float:
+    """Samples/s with ``clients`` callers, each sending its share one unary call at a time."""
+    return (await unary_load(address, requests, clients))["per_s"]
+
+
+async def offered_load(address: str, requests: Sequence[pb.InferRequest], rate: float) -> dict[str, float]:
+    """Each request unary, sent at a fixed ``rate`` per second whatever the answers do (an open loop)."""
+    seconds: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.DeviceStub(channel)
+
+        async def one(request: pb.InferRequest) -> None:
+            started = time.perf_counter()
+            await stub.Infer(request, timeout=TIMEOUT_S)
+            seconds.append(time.perf_counter() - started)
+
+        calls = []
+        started = time.perf_counter()
+        for count, request in enumerate(requests):
+            await asyncio.sleep(max(started + count / rate - time.perf_counter(), 0.0))
+            calls.append(asyncio.create_task(one(request)))
+        await asyncio.gather(*calls)
+        return latency_report(seconds, time.perf_counter() - started)
 
 
 async def stream_rate(address: str, requests: Sequence[pb.InferRequest], in_flight: int) -> float:
@@ -73,18 +111,24 @@ async def stream_rate(address: str, requests: Sequence[pb.InferRequest], in_flig
         return answered / (time.perf_counter() - started)
 
 
-async def link_rate(address: str, requests: Sequence[pb.ContinueRequest], in_flight: int) -> float:
-    """Samples/s sent to one tier as the tier before it sends them: a :class:`TierLink`, ``in_flight`` at once."""
-    link = TierLink(address, 64 << 20)
+async def link_rate(address: str, requests: Sequence[pb.ContinueRequest], in_flight: int, links: int = 1) -> float:
+    """Samples/s sent to one tier as the tier before it sends them: ``links`` :class:`TierLink` s, each on a
+    connection of its own (as that many processes of the tier before would hold), ``in_flight`` at once in all."""
+    pool = [TierLink(address, 64 << 20, dial=_own_connection) for _ in range(links)]
     try:
         queue = iter(requests)
 
-        async def sender() -> None:
+        async def sender(link: TierLink) -> None:
             for request in queue:
                 await link.call(request, TIMEOUT_S)
 
         started = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(in_flight)))
+        await asyncio.gather(*(sender(pool[n % links]) for n in range(in_flight)))
         return len(requests) / (time.perf_counter() - started)
     finally:
-        await link.close()
+        await asyncio.gather(*(link.close() for link in pool))
+
+
+def _own_connection(address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+    """A channel that shares no connection with other channels to the same address."""
+    return grpc.aio.insecure_channel(address, [*options, ("grpc.use_local_subchannel_pool", 1)])

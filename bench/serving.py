@@ -5,7 +5,10 @@ device, edge and cloud exits) with the gRPC transport floor and the overhead
 beyond it per hop (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and
 64 clients, unary and streamed, and the cloud tier alone fed by a link, each ÷
 bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
-(the same loads with batching off); the HTTP gateway against LitServe serving
+(the same loads with batching off); the cloud tier alone with 1 and 2 worker
+processes (:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight
+against Triton on the same segments (:mod:`bench.triton`); latency with early
+exits and to the final layer at half the all-to-cloud capacity; the HTTP gateway against LitServe serving
 the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the
 full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +33,11 @@ from bench.codec_accuracy import codec_report
 from bench.http_rates import http_latency, http_rate
 from bench.paths import PathInputs, exit_plans, measure_path
 from bench.policy_speed import microseconds_per_decision
-from bench.rates import link_rate, stream_rate, unary_rate
+from bench.rates import link_rate, offered_load, stream_rate, unary_load, unary_rate
 from bench.services import echo_service, litserve_service
 from bench.tls_cost import tls_cost
+from bench.triton import triton_rates
+from bench.workers import cloud_workers_rates
 from lab.text_data import sentiment
 from splitexit.policies.chain import Chain
 from splitexit.samples import load_pack
@@ -131,6 +137,30 @@ async def http_comparison(gateway: str, litserve: str, images: PathInputs, count
     return report
 
 
+def triton_comparison(device: str, images: PathInputs, count: int) -> dict[str, dict[str, Any]]:
+    """One sample per request at 1, 8 and 64 in flight, all to the cloud: the tiers, then Triton on the same segments."""
+    requests = [_all_to_cloud(request) for request in images.requests]
+    many = (requests * (count // len(requests) + 1))[:count]
+    tiers = {str(n): asyncio.run(unary_load(device, many, n)) for n in CLIENTS}
+    decoded = np.concatenate([images.prepare(raw) for raw in images.raw])
+    return {"splitexit": tiers, "triton": triton_rates(decoded, count, CLIENTS, DEFAULT_MODELS_DIR, LOGS)}
+
+
+async def early_exits_at_half_load(
+    device: str, images: PathInputs, report: dict[str, Any], count: int
+) -> dict[str, float | dict[str, float]]:
+    """At a fixed offered load, half the all-to-cloud capacity of this run (64 unary clients): latency with
+    the device's policy (early exits) and with every sample run to the final layer, through the same tiers."""
+    rate = 0.5 * report["throughput"]["unary_64"]
+    final_only = [_all_to_cloud(request) for request in images.requests]
+    cycle = count // len(images.requests) + 1
+    return {
+        "rate_per_s": rate,
+        "early_exits": await offered_load(device, (images.requests * cycle)[:count], rate),
+        "final_layer": await offered_load(device, (final_only * cycle)[:count], rate),
+    }
+
+
 def measure(quick: bool) -> dict[str, object]:
     scale = 10 if quick else 1
     images, texts = image_inputs(300 // scale), text_inputs(100 // scale)
@@ -140,6 +170,8 @@ def measure(quick: bool) -> dict[str, object]:
     with echo_service(LOGS) as echo, Testbed(ports, http_port=free_port(), log_dir=LOGS) as bed:
         report["paths"] = asyncio.run(paths(bed.device_address, echo, [images, texts]))
         report["throughput"] = asyncio.run(throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count))
+        report["triton"] = triton_comparison(bed.device_address, images, count)
+        report["offered_load"] = asyncio.run(early_exits_at_half_load(bed.device_address, images, report, count))
         with litserve_service(LOGS) as litserve:
             gateway = f"http://127.0.0.1:{bed.http_port}/v1/infer"
             report["http"] = asyncio.run(http_comparison(gateway, litserve, images, 800 // scale))
@@ -147,6 +179,7 @@ def measure(quick: bool) -> dict[str, object]:
         report["unbatched"] = asyncio.run(
             throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)
         )
+    report["cloud_workers"] = cloud_workers_rates(cloud_requests(images, count), LOGS)
     report["tls"] = tls_cost([_all_to_cloud(request) for request in images.requests], LOGS)
     report["bare"] = bare_rates(images, processes=os.cpu_count() or 1)
     report["codecs"] = codec_report(DEFAULT_MODELS_DIR, limit=200 if quick else None)

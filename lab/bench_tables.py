@@ -15,6 +15,9 @@ def bench_section(path: Path) -> str:
         "Bare = the same onnxruntime segments in one process, no gRPC.",
         paths_table(report["paths"]),
         throughput_table(report),
+        workers_line(report["cloud_workers"]),
+        triton_table(report["triton"]),
+        offered_load_line(report["offered_load"]),
         http_line(report["http"]),
         tls_line(report["tls"]),
         codecs_table(report["codecs"]),
@@ -65,6 +68,45 @@ def _best(rates: dict[str, float]) -> tuple[str, float]:
     return batch, rates[batch]
 
 
+def workers_line(rates: dict[str, float]) -> str:
+    return (
+        "The cloud tier alone as a pool of worker processes on one port (`workers`), fed by 2 client processes "
+        f"with 2 links each, on connections of their own, 64 in flight: 1 worker {rates['1']:,.0f}/s, 2 workers {rates['2']:,.0f}/s "
+        f"({rates['2'] / rates['1']:.2f}×)."
+    )
+
+
+def triton_table(triton: dict[str, Any]) -> str:
+    """The tiers all to the cloud against Triton on the same six segments, one sample per request."""
+    if "unavailable" in triton["triton"]:
+        return f"Triton Inference Server: not run: {triton['triton']['unavailable']}."
+    rows = [
+        "| in flight | splitexit, all to cloud (3 hops) | p50 | Triton (PyTriton, dynamic batcher, 1 hop) | p50 | ÷ Triton |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for load, ours in triton["splitexit"].items():
+        theirs = triton["triton"][load]
+        rows.append(
+            f"| {load} | {ours['per_s']:,.0f}/s | {ours['p50_ms']:.2f} ms | {theirs['per_s']:,.0f}/s "
+            f"| {theirs['p50_ms']:.2f} ms | {ours['per_s'] / theirs['per_s']:.2f}× |"
+        )
+    return (
+        "One sample per request, unary gRPC, the six fmnist segments (Triton is sent the decoded tensor, "
+        "the device the PNG):\n\n" + "\n".join(rows)
+    )
+
+
+def offered_load_line(load: dict[str, Any]) -> str:
+    early, final = load["early_exits"], load["final_layer"]
+    return (
+        f"At a fixed offered load of {load['rate_per_s']:,.0f} requests/s (half of 64 unary clients' all-to-cloud "
+        f"rate in this run), through the same tiers: with the device's policy (early exits) p50 "
+        f"{early['p50_ms']:.2f} ms, p95 {early['p95_ms']:.2f} ms; every sample to the final layer p50 "
+        f"{final['p50_ms']:.2f} ms, p95 {final['p95_ms']:.2f} ms ({1 - early['p50_ms'] / final['p50_ms']:.0%} "
+        f"lower median with exits)."
+    )
+
+
 def http_line(http: dict[str, float]) -> str:
     return (
         f"HTTP, all to cloud: the gateway {http['gateway_p50_ms']:.2f} ms p50 and {http['gateway_8_clients_per_s']:,.0f} "
@@ -107,6 +149,7 @@ def targets_table(report: dict[str, Any]) -> str:
     per_hop = {model: max(p["overhead_per_hop_us"] for name, p in report["paths"].items() if name.startswith(model))
                for model in ("fmnist-cnn", "minilm-sentiment")}  # fmt: skip
     channel = [by_codec["int8-channel"] for by_codec in report["codecs"].values()]
+    workers, over_triton = report["cloud_workers"], _over_triton(report["triton"])
     checks = [
         ("all to cloud, one InferStream, 64 in flight ÷ bare best", batched["stream_64"] / _best(bare["all_blocks"])[1],
          "≥ 0.5×", lambda v: v >= 0.5, "{:.2f}×"),
@@ -122,8 +165,21 @@ def targets_table(report: dict[str, Any]) -> str:
          "≥ 3.5×", lambda v: v >= 3.5, "{:.2f}×"),
         ("int8-channel: worst final-exit change (points)", min(c["final_change_points"] for c in channel), "≥ −0.2",
          lambda v: v >= -0.2, "{:+.2f}"),
+        ("the cloud tier alone, 2 workers ÷ 1 worker", workers["2"] / workers["1"], "≥ 1.5×", lambda v: v >= 1.5,
+         "{:.2f}×"),
+        ("all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)", over_triton, "≥ 1×",
+         lambda v: v >= 1, "{:.2f}×"),
     ]  # fmt: skip
     rows = ["| target | measured | wanted | |", "|---|---:|---:|---|"]
     for what, value, wanted, met, shape in checks:
-        rows.append(f"| {what} | {shape.format(value)} | {wanted} | {'met' if met(value) else '**missed**'} |")
+        measured = "not run" if value is None else shape.format(value)
+        status = "met" if value is not None and met(value) else "**missed**"
+        rows.append(f"| {what} | {measured} | {wanted} | {status} |")
     return "Targets, from this run:\n\n" + "\n".join(rows)
+
+
+def _over_triton(triton: dict[str, Any]) -> float | None:
+    """The tiers' rate ÷ Triton's at 64 in flight; None where Triton was not run."""
+    if "unavailable" in triton["triton"]:
+        return None
+    return triton["splitexit"]["64"]["per_s"] / triton["triton"]["64"]["per_s"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from splitexit.shared.security import PeerTierCheck, server_credentials
 from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
 from splitexit.shared.tiers import Tier
+from splitexit.shared.workers import serve_workers
 
 log = logging.getLogger(__name__)
 NEXT_TIER_HEALTH = "next-tier"  # the health service name that reports the next tier's state
@@ -91,7 +93,8 @@ async def run_tier(
         await health_servicer.set(name, SERVING)
     _report_next_tier(node, health_servicer)
     node.start()
-    log.info("%s serving %s on %s", settings.tier.value, ", ".join(m.name for m in node.registry), settings.address)
+    models = ", ".join(m.name for m in node.registry)
+    log.info("%s serving %s on %s (pid %d)", settings.tier.value, models, settings.address, os.getpid())
 
     lifecycle = Lifecycle()
     loop = asyncio.get_running_loop()
@@ -163,6 +166,9 @@ def tier_service(node: TierNode) -> ServiceAdder:
 
 
 async def serve_resuming_tier(settings: TierSettings) -> None:
-    """Run a tier that only resumes samples: the edge or the cloud."""
+    """Run a tier that only resumes samples: the edge or the cloud (as a pool of processes with ``workers > 1``)."""
+    if settings.workers > 1:
+        await serve_workers(settings)
+        return
     node = TierNode.from_settings(settings)
     await run_tier(settings, node, [tier_service(node)])

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -97,6 +97,7 @@ class TierSettings(BaseSettings):
     drain_timeout_s: float = Field(
         15.0, ge=0.0, description="after the grace: the most seconds to finish accepted requests before exiting"
     )
+    workers: int = Field(1, ge=1, le=64, description="processes serving on the port (SO_REUSEPORT); >1: edge, cloud")
     compute_threads: int = Field(1, ge=1, description="batches run concurrently on onnxruntime")
     max_batch: int = Field(32, ge=1, le=1024, description="samples run as one batch at most; 1: no batching")
     inline_compute_us: int = Field(
@@ -132,6 +133,14 @@ class TierSettings(BaseSettings):
         if config_file:
             sources.append(InitSettingsSource(settings_cls, init_kwargs=_yaml_section(Path(config_file), cls.tier)))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _one_device_process(self) -> Self:
+        if self.tier is Tier.DEVICE and self.workers > 1:
+            raise ValueError(
+                "workers > 1 is for the edge and the cloud: the device's policies learn online into one state_dir"
+            )
+        return self
 
     @property
     def address(self) -> str:

@@ -17,10 +17,14 @@ from splitexit.results import message_json
 from splitexit.shared.tiers import Tier
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
     from splitexit.testbed import Testbed
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
     from splitexit.shared.manifest import PackageError
     from splitexit.shared.security import TlsNotConfigured
 
@@ -34,6 +38,15 @@ def _serve(args: argparse.Namespace) -> None:
         asyncio.run(serve())
     except (PackageError, TlsNotConfigured) as exc:  # a package failed its checks, or no TLS: one line
         sys.exit(f"splitexit serve {args.tier}: refusing to start: {exc}")
+    except ValidationError as exc:  # a setting out of range: one line per setting, no traceback
+        problems = "; ".join(_setting_problem(error) for error in exc.errors())
+        sys.exit(f"splitexit serve {args.tier}: refusing to start: {problems}")
+
+
+def _setting_problem(error: ErrorDetails) -> str:
+    """One pydantic error as ``setting: what is wrong`` (no setting named where the check spans several)."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message
 
 
 def _package(args: argparse.Namespace) -> None:

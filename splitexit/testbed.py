@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -102,6 +103,21 @@ def _wait_serving(tier: TierProcess, tls: TLS | bool) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"the {tier.tier.value} did not report SERVING within {START_TIMEOUT_S:.0f} s")
+
+
+def wait_workers(metrics_port: int, workers: int) -> None:
+    """Wait until every worker of a pool serves its ``/metrics`` (ports ``metrics_port`` on; each worker
+    starts them once it is SERVING): the pool's health answers as soon as its first worker does."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for port in range(metrics_port, metrics_port + workers):
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker metrics on port {port} not up within {START_TIMEOUT_S:.0f} s") from None
+                time.sleep(0.1)
 
 
 def tier_env(

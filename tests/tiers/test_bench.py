@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.triton import triton_python, unavailable_reason
 from lab.bench_tables import bench_section
 
 
@@ -25,6 +26,15 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
     assert set(report["policy_us"]) >= {"splitee", "dimee", "thresholds"}
     assert report["tls"]["tls_p50_ms"] > 0 and report["tls"]["plaintext_p50_ms"] > 0
+    assert set(report["cloud_workers"]) == {"1", "2"} and all(v > 0 for v in report["cloud_workers"].values())
+    ours, triton = report["triton"]["splitexit"], report["triton"]["triton"]
+    assert set(ours) == {"1", "8", "64"} and all(load["p50_ms"] > 0 for load in ours.values())
+    can_run = unavailable_reason(triton_python()) is None  # where the PyTriton venv is there, Triton must have run
+    assert set(triton) == ({"1", "8", "64"} if can_run else {"unavailable"})
+    offered = report["offered_load"]
+    assert offered["rate_per_s"] == 0.5 * report["throughput"]["unary_64"]
+    assert all(offered[kind]["p95_ms"] >= offered[kind]["p50_ms"] > 0 for kind in ("early_exits", "final_layer"))
     section = bench_section(out)
     assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section
-    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 7
+    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 9
+    assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
