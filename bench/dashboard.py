@@ -87,7 +87,9 @@ def draw(ax: Axes, panel: dict[str, Any], series: list[tuple[str, list, list]], 
         ax.axvline(phase_start - start, color="0.6", linewidth=0.8, linestyle=":")
     if stacked and series:
         grid = sorted({t for _, times, _ in series for t in times})
-        stacks = [[dict(zip(times, values, strict=True)).get(t, 0.0) * scale for t in grid] for _, times, values in series]
+        stacks = [
+            [dict(zip(times, values, strict=True)).get(t, 0.0) * scale for t in grid] for _, times, values in series
+        ]
         ax.stackplot(grid, stacks, labels=[name for name, _, _ in series], alpha=0.8)
     else:
         for name, times, values in series:

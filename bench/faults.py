@@ -47,14 +47,21 @@ FAULTS = (
     Fault("edge killed (SIGKILL)", lambda bed: bed.kill(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
     Fault("cloud killed (SIGKILL)", lambda bed: bed.kill(CLOUD), lambda bed: bed.start(CLOUD), CLOUD, True),
     Fault(
-        "device-edge link down", lambda bed: bed.set_link("device-edge", False),
-        lambda bed: bed.set_link("device-edge", True), None, True,
-    ),  # fmt: skip
+        "device-edge link down",
+        lambda bed: bed.set_link("device-edge", False),
+        lambda bed: bed.set_link("device-edge", True),
+        None,
+        True,
+    ),
     Fault("edge frozen (SIGSTOP)", lambda bed: bed.pause(EDGE), lambda bed: bed.resume(EDGE), EDGE, True),
     Fault(
-        "device-edge link throttled to 1 Mbit/s", lambda bed: bed.shape("device-edge", "slow"),
-        lambda bed: bed.shape("device-edge", "none"), None, False, recovers=False,
-    ),  # fmt: skip
+        "device-edge link throttled to 1 Mbit/s",
+        lambda bed: bed.shape("device-edge", "slow"),
+        lambda bed: bed.shape("device-edge", "none"),
+        None,
+        False,
+        recovers=False,
+    ),
     Fault("edge drained (SIGTERM)", lambda bed: bed.terminate(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
     Fault("device drained (SIGTERM)", lambda bed: bed.terminate(DEVICE), lambda bed: bed.start(DEVICE), DEVICE, False),
 )
@@ -103,9 +110,13 @@ async def _watch(address: str, until: asyncio.Event, seen: dict[str, float]) -> 
 
 
 async def _scenario(
-    bed: NetnsTestbed, fault: Fault, images: list[LabelledImage], rate: float, phases: tuple[float, float, float],
+    bed: NetnsTestbed,
+    fault: Fault,
+    images: list[LabelledImage],
+    rate: float,
+    phases: tuple[float, float, float],
     deadline_s: float,
-) -> tuple[list[Outcome], int, dict[str, float]]:  # fmt: skip
+) -> tuple[list[Outcome], int, dict[str, float]]:
     before, during, after = phases
     load = asyncio.create_task(steady_load(bed.device_address, images, rate, sum(phases), deadline_s))
     await asyncio.sleep(before)
@@ -125,12 +136,18 @@ async def _scenario(
 
 
 def run_scenario(
-    bed: NetnsTestbed, fault: Fault, images: list[LabelledImage], rate: float = 20.0,
-    phases: tuple[float, float, float] = (2.0, 4.0, 4.0), deadline_s: float = 1.0,
-) -> ScenarioResult:  # fmt: skip
+    bed: NetnsTestbed,
+    fault: Fault,
+    images: list[LabelledImage],
+    rate: float = 20.0,
+    phases: tuple[float, float, float] = (2.0, 4.0, 4.0),
+    deadline_s: float = 1.0,
+) -> ScenarioResult:
     """Run one fault under load on a running testbed and summarise what every request got."""
     outcomes, not_sent, times = asyncio.run(_scenario(bed, fault, images, rate, phases, deadline_s))
-    return summarise(fault, outcomes, not_sent, times, [t.value for t, p in bed.processes.items() if p.process.poll() is not None])
+    return summarise(
+        fault, outcomes, not_sent, times, [t.value for t, p in bed.processes.items() if p.process.poll() is not None]
+    )
 
 
 def summarise(
@@ -154,6 +171,7 @@ def summarise(
         during_fault_answered=sum(o.answered for o in during),
         recovery_s=(full_after[0].sent_at - serving) if fault.recovers and full_after else None,
         not_serving_before_refusal_s=(refused_at - times["health_not_serving"])
-        if refused_at and "health_not_serving" in times else None,
+        if refused_at and "health_not_serving" in times
+        else None,
         dead_tiers=dead,
     )

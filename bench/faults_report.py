@@ -56,7 +56,8 @@ def fuzz_lines(report: FuzzReport) -> str:
     delay = report.delay_ms()
     return (
         f"Fuzz: {report.messages:,} hostile messages over every RPC of every tier: {statuses}; "
-        f"INTERNAL or UNKNOWN: {len(report.bad)}; no tier crashed. A good image sent every 50 ms meanwhile (from its own "
+        f"INTERNAL or UNKNOWN: {len(report.bad)}; no tier crashed. A good image sent every 50 ms meanwhile (from "
+        "its own "
         f"process) was delayed, against its median without the fuzz, by {delay['p50']:.1f} ms at the median, "
         f"{delay['p99']:.1f} ms at p99 and {delay['max']:.1f} ms at most; {report.good_failed} good requests failed."
     )
@@ -72,7 +73,8 @@ def soak_lines(report: SoakReport) -> str:
     answered = sum(o.answered for o in report.outcomes)
     return (
         f"Soak: {report.seconds:.0f} s at 40 requests/s ({len(report.outcomes):,} sent, {answered:,} answered). After "
-        f"{report.warmup_s:.0f} s of warm-up, resident memory and open descriptors, and the most either grew since: {tiers}."
+        f"{report.warmup_s:.0f} s of warm-up, resident memory and open descriptors, and the most either grew "
+        f"since: {tiers}."
     )
 
 
@@ -113,8 +115,13 @@ def page_body(results: dict[str, object], runtime_s: float) -> str:
         "A drained tier had `drain_grace_s` = 1. *Full answers back after SERVING*: from the moment the recovered tier "
         "(or the link) was back, to the first request that got a full answer through it."
     )
-    parts = [header, fault_table(results["scenarios"]), fuzz_lines(results["fuzz"]),  # type: ignore[arg-type]
-             soak_lines(results["soak"]), link_lines(results["link"])]  # type: ignore[arg-type]  # fmt: skip
+    parts = [
+        header,
+        fault_table(results["scenarios"]),
+        fuzz_lines(results["fuzz"]),  # type: ignore[arg-type]
+        soak_lines(results["soak"]),
+        link_lines(results["link"]),
+    ]  # type: ignore[arg-type]
     return "\n\n".join(parts)
 
 

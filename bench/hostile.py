@@ -89,7 +89,9 @@ class _Sender:
                 else:
                     self.report.record(rpc, grpc.StatusCode.OK, "")
             if answered != len(messages):
-                self.report.record(rpc, grpc.StatusCode.DATA_LOSS, f"{len(messages) - answered} of {len(messages)} unanswered")
+                self.report.record(
+                    rpc, grpc.StatusCode.DATA_LOSS, f"{len(messages) - answered} of {len(messages)} unanswered"
+                )
         except grpc.RpcError as exc:
             self.report.record(rpc, exc.code(), exc.details() or "")
 
@@ -103,9 +105,12 @@ class _Sender:
 
 def _fuzz(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return settings(
-        max_examples=examples, deadline=None, derandomize=True, database=None,
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
         suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
+    )
 
 
 def _send_all(sender: _Sender, sample_png: bytes, activations: dict[str, list[int]], scale: float) -> None:
@@ -146,8 +151,11 @@ def _send_all(sender: _Sender, sample_png: bytes, activations: dict[str, list[in
     @_fuzz(n(50))
     @given(st.integers(0, 2), st.text(max_size=64))
     def health(tier: int, service: str) -> None:
-        sender.unary("Health.Check", health_pb2_grpc.HealthStub(sender.channels[tier]).Check,
-                     health_pb2.HealthCheckRequest(service=service))  # fmt: skip
+        sender.unary(
+            "Health.Check",
+            health_pb2_grpc.HealthStub(sender.channels[tier]).Check,
+            health_pb2.HealthCheckRequest(service=service),
+        )
 
     for run in (infer, infer_stream, policy_state, tier_continue, tier_stream, raw_bytes, health):
         run()

@@ -52,16 +52,31 @@ def tensors(expected: list[int]) -> st.SearchStrategy[pb.Tensor]:
     """Tensors of any dtype number and shape; raw bytes that fit the shape, or not."""
 
     def build(dtype: int, shape: list[int], raw: bytes, fitting: bool, scale: float) -> pb.Tensor:
-        itemsize = {pb.DATA_TYPE_FP32: 4, pb.DATA_TYPE_FP16: 2, pb.DATA_TYPE_INT8: 1, pb.DATA_TYPE_INT64: 8, pb.DATA_TYPE_UINT8: 1}.get(dtype, 4)
+        itemsize = {
+            pb.DATA_TYPE_FP32: 4,
+            pb.DATA_TYPE_FP16: 2,
+            pb.DATA_TYPE_INT8: 1,
+            pb.DATA_TYPE_INT64: 8,
+            pb.DATA_TYPE_UINT8: 1,
+        }.get(dtype, 4)
         count = 1
         for dim in shape:
             count *= dim
         if fitting and 0 <= count * itemsize <= 1 << 20:
-            raw = (raw * (count * itemsize // max(len(raw), 1) + 1))[: count * itemsize] if raw else bytes(count * itemsize)
+            raw = (
+                (raw * (count * itemsize // max(len(raw), 1) + 1))[: count * itemsize]
+                if raw
+                else bytes(count * itemsize)
+            )
         quantization = pb.Quantization(scale=scale, zero_point=3) if dtype == pb.DATA_TYPE_INT8 else None
         return pb.Tensor(dtype=dtype, shape=shape, raw=raw, quantization=quantization)
 
-    dtypes = st.one_of(st.sampled_from([pb.DATA_TYPE_FP32, pb.DATA_TYPE_FP16, pb.DATA_TYPE_INT8, pb.DATA_TYPE_INT64, pb.DATA_TYPE_UINT8]), st.integers(0, 2**31 - 1))
+    dtypes = st.one_of(
+        st.sampled_from(
+            [pb.DATA_TYPE_FP32, pb.DATA_TYPE_FP16, pb.DATA_TYPE_INT8, pb.DATA_TYPE_INT64, pb.DATA_TYPE_UINT8]
+        ),
+        st.integers(0, 2**31 - 1),
+    )
     return st.builds(build, dtypes, shapes(expected), st.binary(max_size=512), st.booleans(), floats())
 
 
@@ -98,10 +113,25 @@ def timeouts() -> st.SearchStrategy[float | None]:
 def infer_requests(sample_png: bytes) -> st.SearchStrategy[pb.InferRequest]:
     """``Device.Infer`` requests: an image, a text, a tensor or no input, with hostile fields around it."""
 
-    def build(model: str, request_id: str, source: tuple[str, object], override: pb.Plan | None,
-              top_k: int, truncate: bool, timeout_s: float | None, forbid: bool) -> pb.InferRequest:  # fmt: skip
-        message = pb.InferRequest(model=model, request_id=request_id, policy=override, top_k=top_k, truncate=truncate,
-                                  timeout_s=timeout_s, forbid_degraded=forbid)  # fmt: skip
+    def build(
+        model: str,
+        request_id: str,
+        source: tuple[str, object],
+        override: pb.Plan | None,
+        top_k: int,
+        truncate: bool,
+        timeout_s: float | None,
+        forbid: bool,
+    ) -> pb.InferRequest:
+        message = pb.InferRequest(
+            model=model,
+            request_id=request_id,
+            policy=override,
+            top_k=top_k,
+            truncate=truncate,
+            timeout_s=timeout_s,
+            forbid_degraded=forbid,
+        )
         if source[0] == "tensor":
             message.tensor.CopyFrom(source[1])  # type: ignore[arg-type]
         elif source[0] in ("image", "text"):
@@ -115,18 +145,41 @@ def infer_requests(sample_png: bytes) -> st.SearchStrategy[pb.InferRequest]:
         st.tuples(st.just("none"), st.none()),
     )
     return st.builds(
-        build, st.sampled_from(MODELS), request_ids(), sources, st.one_of(st.none(), overrides()),
-        st.sampled_from([0, 1, 3, 10, 2**32 - 1]), st.booleans(), timeouts(), st.booleans(),
-    )  # fmt: skip
+        build,
+        st.sampled_from(MODELS),
+        request_ids(),
+        sources,
+        st.one_of(st.none(), overrides()),
+        st.sampled_from([0, 1, 3, 10, 2**32 - 1]),
+        st.booleans(),
+        timeouts(),
+        st.booleans(),
+    )
 
 
 def continue_requests(activations: dict[str, list[int]]) -> st.SearchStrategy[pb.ContinueRequest]:
     """``Tier.Continue`` requests; ``activations`` maps a resume block (as text) to the activation shape it takes."""
 
-    def build(model: str, request_id: str, block: int, tensor: pb.Tensor, override: pb.Plan,
-              top_k: int, timeout_s: float | None, forbid: bool) -> pb.ContinueRequest:  # fmt: skip
-        return pb.ContinueRequest(model=model, request_id=request_id, next_block=block, activation=tensor,
-                                  policy=override, top_k=top_k, timeout_s=timeout_s, forbid_degraded=forbid)  # fmt: skip
+    def build(
+        model: str,
+        request_id: str,
+        block: int,
+        tensor: pb.Tensor,
+        override: pb.Plan,
+        top_k: int,
+        timeout_s: float | None,
+        forbid: bool,
+    ) -> pb.ContinueRequest:
+        return pb.ContinueRequest(
+            model=model,
+            request_id=request_id,
+            next_block=block,
+            activation=tensor,
+            policy=override,
+            top_k=top_k,
+            timeout_s=timeout_s,
+            forbid_degraded=forbid,
+        )
 
     shaped = st.sampled_from(sorted(activations)).flatmap(
         lambda block: st.tuples(st.just(int(block)), tensors(activations[block]))
@@ -134,14 +187,22 @@ def continue_requests(activations: dict[str, list[int]]) -> st.SearchStrategy[pb
     blocks = st.one_of(shaped, st.tuples(st.sampled_from([0, 1, 7, 2**32 - 1]), tensors([1, 16, 14, 14])))
     return blocks.flatmap(
         lambda pair: st.builds(
-            build, st.sampled_from(MODELS), request_ids(), st.just(pair[0]), st.just(pair[1]), overrides(),
-            st.sampled_from([0, 5, 2**32 - 1]), timeouts(), st.booleans(),
-        )  # fmt: skip
+            build,
+            st.sampled_from(MODELS),
+            request_ids(),
+            st.just(pair[0]),
+            st.just(pair[1]),
+            overrides(),
+            st.sampled_from([0, 5, 2**32 - 1]),
+            timeouts(),
+            st.booleans(),
+        )
     )
 
 
 def policy_state_requests() -> st.SearchStrategy[pb.PolicyStateRequest]:
     return st.builds(
         lambda model, policy: pb.PolicyStateRequest(model=model, policy=policy),
-        st.sampled_from(MODELS), st.one_of(st.sampled_from(POLICIES), st.text(max_size=100)),
-    )  # fmt: skip
+        st.sampled_from(MODELS),
+        st.one_of(st.sampled_from(POLICIES), st.text(max_size=100)),
+    )

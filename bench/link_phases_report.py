@@ -137,7 +137,8 @@ def page_body(run: LinkPhasesRun, verdicts: Sequence[Verdict], runtime_s: float)
             f"device→edge link cost at the phase's end: {run.link_cost[k]:.3f}\n\n{phase_table(run, k)}"
         )
     target = (
-        f"Target, in the slow phase: a lower p95 than the fixed α at the same accuracy (±{100 * ACCURACY_TOLERANCE:.1f} "
+        "Target, in the slow phase: a lower p95 than the fixed α at the same accuracy "
+        f"(±{100 * ACCURACY_TOLERANCE:.1f} "
         "pt; the fastest such α), the whole 95 % bootstrap interval of the difference below zero:"
     )
     parts.append("\n".join([target, "", *(f"- {v.line()}" for v in verdicts)]))

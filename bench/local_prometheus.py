@@ -64,7 +64,9 @@ def local_config(targets: Mapping[str, str], scrape_interval: str = "1s") -> dic
     """The repository's Prometheus config with every service it looks up in DNS replaced by the
     static target ``targets[service]``."""
     config = copy.deepcopy(yaml.safe_load(PROMETHEUS_CONFIG.read_text()))
-    config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval, evaluation_interval=scrape_interval)
+    config["global"].update(
+        scrape_interval=scrape_interval, scrape_timeout=scrape_interval, evaluation_interval=scrape_interval
+    )
     for job in config["scrape_configs"]:
         services = [name for group in job.pop("dns_sd_configs") for name in group["names"]]
         missing = [service for service in services if service not in targets]

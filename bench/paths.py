@@ -47,9 +47,7 @@ def exit_plans(tiers: Chain) -> dict[str, pb.Plan]:
     }
 
 
-async def measure_path(
-    device: str, echo: str, inputs: PathInputs, plan: pb.Plan
-) -> dict[str, float]:
+async def measure_path(device: str, echo: str, inputs: PathInputs, plan: pb.Plan) -> dict[str, float]:
     """p50 served and bare latency of one path, their ratio, the floor and the overhead per hop."""
     requests = [_with_plan(request, plan) for request in inputs.requests]
     await sequential(device, requests[:10])  # warm the path

@@ -89,7 +89,8 @@ def litserve_service(log_dir: Path) -> Iterator[str]:
 def triton_service(python: Path, models_dir: Path, log_dir: Path) -> Iterator[str]:
     """``bench/triton_app.py`` run by ``python`` (the PyTriton environment) on free ports: yields its gRPC address.
 
-    Triton's Python-backend stub links ``libpython3.X.so``: the interpreter's ``lib`` folder goes on ``LD_LIBRARY_PATH``.
+    Triton's Python-backend stub links ``libpython3.X.so``: the interpreter's ``lib`` folder goes on
+    ``LD_LIBRARY_PATH``.
     """
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     where = [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"]

@@ -9,8 +9,8 @@ bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
 processes (:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight
 against Triton on the same segments (:mod:`bench.triton`); latency with early
 exits and to the final layer at half the all-to-cloud capacity; the HTTP gateway against LitServe serving
-the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the
-full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
+the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and
+accuracy on the full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
 """
 
@@ -138,7 +138,8 @@ async def http_comparison(gateway: str, litserve: str, images: PathInputs, count
 
 
 def triton_comparison(device: str, images: PathInputs, count: int) -> dict[str, dict[str, Any]]:
-    """One sample per request at 1, 8 and 64 in flight, all to the cloud: the tiers, then Triton on the same segments."""
+    """One sample per request at 1, 8 and 64 in flight, all to the cloud: the tiers, then Triton on the same
+    segments."""
     requests = [_all_to_cloud(request) for request in images.requests]
     many = (requests * (count // len(requests) + 1))[:count]
     tiers = {str(n): asyncio.run(unary_load(device, many, n)) for n in CLIENTS}
@@ -169,7 +170,9 @@ def measure(quick: bool) -> dict[str, object]:
     report: dict[str, object] = {}
     with echo_service(LOGS) as echo, Testbed(ports, http_port=free_port(), log_dir=LOGS) as bed:
         report["paths"] = asyncio.run(paths(bed.device_address, echo, [images, texts]))
-        report["throughput"] = asyncio.run(throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count))
+        report["throughput"] = asyncio.run(
+            throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count)
+        )
         report["triton"] = triton_comparison(bed.device_address, images, count)
         report["offered_load"] = asyncio.run(early_exits_at_half_load(bed.device_address, images, report, count))
         with litserve_service(LOGS) as litserve:
@@ -189,7 +192,9 @@ def measure(quick: bool) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the results page)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tenth of the samples (a smoke run, not for the results page)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = {

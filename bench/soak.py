@@ -54,7 +54,9 @@ class SoakReport:
         return report
 
 
-async def _sample(pids: dict[str, int], every_s: float, started: float, into: dict[str, list[Usage]], stop: asyncio.Event) -> None:
+async def _sample(
+    pids: dict[str, int], every_s: float, started: float, into: dict[str, list[Usage]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         for tier, pid in pids.items():
             into.setdefault(tier, []).append(usage(pid, time.monotonic() - started))
@@ -64,7 +66,9 @@ async def _sample(pids: dict[str, int], every_s: float, started: float, into: di
             pass
 
 
-async def _soak(address: str, pids: dict[str, int], images: list[LabelledImage], report: SoakReport, rate: float) -> None:
+async def _soak(
+    address: str, pids: dict[str, int], images: list[LabelledImage], report: SoakReport, rate: float
+) -> None:
     started, stop = time.monotonic(), asyncio.Event()
     sampler = asyncio.create_task(_sample(pids, report.seconds / 20, started, report.usage, stop))
     report.outcomes, _ = await steady_load(address, images, rate, report.seconds, deadline_s=2.0)

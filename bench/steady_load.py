@@ -60,7 +60,8 @@ class Outcome:
 async def steady_load(
     address: str, images: list[LabelledImage], rate: float, seconds: float, deadline_s: float, max_in_flight: int = 64
 ) -> tuple[list[Outcome], int]:
-    """Send ``rate`` requests per second for ``seconds``; the outcomes, and how many could not be sent (too many in flight)."""
+    """Send ``rate`` requests per second for ``seconds``; the outcomes, and how many could not be sent (too many in
+    flight)."""
     outcomes: list[Outcome] = []
     tasks: set[asyncio.Task[None]] = set()
     skipped = 0
@@ -96,8 +97,14 @@ async def _one(
         return
     outcomes.append(
         Outcome(
-            sent_at, time.monotonic(), deadline_s, threshold == 1.0, "OK", answer.degraded,
+            sent_at,
+            time.monotonic(),
+            deadline_s,
+            threshold == 1.0,
+            "OK",
+            answer.degraded,
             json_name(pb.DegradedReason.DESCRIPTOR, answer.degradation.reason).lower() if answer.degraded else "",
-            tuple(Tier.from_proto(hop.tier).value for hop in answer.hops), answer.label == image.label,
+            tuple(Tier.from_proto(hop.tier).value for hop in answer.hops),
+            answer.label == image.label,
         )
-    )  # fmt: skip
+    )

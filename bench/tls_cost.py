@@ -41,4 +41,8 @@ def tls_cost(requests: list[pb.InferRequest], log_dir: Path) -> dict[str, float]
             plain_s.append(asyncio.run(sequential(plain.device_address, batch))[0])
             tls_s.append(asyncio.run(sequential(secure.device_address, batch, secure.client_tls))[0])
     plaintext, tls = float(np.median(np.concatenate(plain_s))), float(np.median(np.concatenate(tls_s)))
-    return {"plaintext_p50_ms": 1e3 * plaintext, "tls_p50_ms": 1e3 * tls, "tls_per_hop_us": 1e6 * (tls - plaintext) / HOPS}
+    return {
+        "plaintext_p50_ms": 1e3 * plaintext,
+        "tls_p50_ms": 1e3 * tls,
+        "tls_per_hop_us": 1e6 * (tls - plaintext) / HOPS,
+    }

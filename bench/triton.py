@@ -43,7 +43,8 @@ def unavailable_reason(python: Path) -> str | None:
     return None
 
 
-def triton_rates(samples: np.ndarray, count: int, loads: Sequence[int], models_dir: Path, log_dir: Path
+def triton_rates(
+    samples: np.ndarray, count: int, loads: Sequence[int], models_dir: Path, log_dir: Path
 ) -> dict[str, Any]:
     """Per load (requests in flight): samples/s and the p50 and p95 in ms; or ``{"unavailable": why}``."""
     python = triton_python()

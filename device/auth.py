@@ -35,7 +35,9 @@ class Tokens:
             try:
                 lines = settings.auth_tokens_file.read_text().splitlines()
             except OSError as exc:
-                raise ValueError(f"SPLITEXIT_DEVICE_AUTH_TOKENS_FILE={settings.auth_tokens_file}: {exc.strerror}") from None
+                raise ValueError(
+                    f"SPLITEXIT_DEVICE_AUTH_TOKENS_FILE={settings.auth_tokens_file}: {exc.strerror}"
+                ) from None
             tokens += [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
         return cls([token.encode() for token in tokens])
 

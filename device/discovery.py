@@ -42,7 +42,9 @@ def model_metadata(model: HostedModel, policies: PolicyStore) -> pb.ModelMetadat
         num_blocks=manifest.num_blocks,
         exits=[pb.ExitInfo(block=k, accuracy=a) for k, a in enumerate(accuracy, start=1)],
         hosted=[
-            pb.HostedRange(tier=tier.proto, first_block=model.chain.hosted[tier].first, last_block=model.chain.hosted[tier].last)
+            pb.HostedRange(
+                tier=tier.proto, first_block=model.chain.hosted[tier].first, last_block=model.chain.hosted[tier].last
+            )
             for tier in TIERS
         ],
         policies=POLICY_NAMES,
@@ -51,7 +53,9 @@ def model_metadata(model: HostedModel, policies: PolicyStore) -> pb.ModelMetadat
     spec = manifest.input
     if isinstance(spec, ImageInput):
         answer.image.CopyFrom(
-            pb.ImagePreprocessing(channels=spec.channels, height=spec.height, width=spec.width, mean=spec.mean, std=spec.std)
+            pb.ImagePreprocessing(
+                channels=spec.channels, height=spec.height, width=spec.width, mean=spec.mean, std=spec.std
+            )
         )
     else:
         answer.text.CopyFrom(pb.TextPreprocessing(max_tokens=spec.max_tokens, tokenizer_sha256=spec.tokenizer_sha256))

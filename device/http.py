@@ -2,7 +2,8 @@
 
 Served by uvicorn inside the device process, in the gRPC server's event loop
 (:mod:`splitexit.device.http_server`), on
-``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns it off). It starts and stops with the gRPC server. A request becomes the same
+``SPLITEXIT_DEVICE_HOST:SPLITEXIT_DEVICE_HTTP_PORT`` (default 8080; 0 turns it off). It starts and stops with the
+gRPC server. A request becomes the same
 ``InferRequest`` a gRPC client would send and goes through the same request
 pipeline (:mod:`splitexit.shared.pipeline`) to the same :meth:`DeviceServicer.infer`
 as gRPC does, so the checks, the answers and the error messages are those of gRPC.
@@ -14,7 +15,8 @@ as gRPC does, so the checks, the answers and the error messages are those of gRP
 
 (``image/*`` or ``application/octet-stream``; optional query parameters
 ``model``, ``threshold`` in [0, 1] -- 0 exits at the first exit, 1 runs every
-block --, ``policy`` -- a device policy by name, e.g. ``splitee`` --, ``top_k``), or raw UTF-8 text for a text model (``text/plain``, the
+block --, ``policy`` -- a device policy by name, e.g. ``splitee`` --, ``top_k``), or raw UTF-8 text for a text
+model (``text/plain``, the
 same query parameters plus ``truncate=true`` to cut text over the model's token
 limit instead of refusing it), or JSON with the same fields and either the
 image in base64 or the text::
@@ -180,7 +182,9 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
     if media_type == "application/json" or media_type.endswith("+json"):
         if request.query_params:
             raise HttpError(
-                400, Code.INVALID_ARGUMENT, "with a JSON body, send model, threshold, policy and top_k in it, not in the query"
+                400,
+                Code.INVALID_ARGUMENT,
+                "with a JSON body, send model, threshold, policy and top_k in it, not in the query",
             )
         # the base64 of the largest image, or the largest text with every character \u-escaped, and the rest
         limit = max(4 * -(-settings.max_image_bytes // 3), 6 * settings.max_text_bytes) + 4096
@@ -208,8 +212,8 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
             415,
             Code.INVALID_ARGUMENT,
             f"unsupported Content-Type {media_type or '(none)'!r}: send the image bytes as image/* or "
-            "application/octet-stream, UTF-8 text as text/plain, or JSON {\"image_base64\": ...} or "
-            "{\"text\": ...} as application/json",
+            'application/octet-stream, UTF-8 text as text/plain, or JSON {"image_base64": ...} or '
+            '{"text": ...} as application/json',
         )
     return _message(fields, image=image)
 
@@ -227,9 +231,11 @@ def _message(fields: Any, **input_field: bytes) -> pb.InferRequest:
 def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tokens) -> FastAPI:
     """The gateway's routes over a device's servicer (and through it, its node); ``/v1`` wants one of ``tokens``."""
     app = FastAPI(
-        title="splitexit device", summary="Early-exit inference across device, edge and cloud",
-        docs_url=None, redoc_url=None,  # their scripts come from a CDN; the try-it page at / works offline
-    )  # fmt: skip
+        title="splitexit device",
+        summary="Early-exit inference across device, edge and cloud",
+        docs_url=None,
+        redoc_url=None,  # their scripts come from a CDN; the try-it page at / works offline
+    )
     app.state.serving = True
     default_openapi = app.openapi
     app.openapi = lambda: app.openapi_schema or without_422(default_openapi())  # type: ignore[method-assign]

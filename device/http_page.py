@@ -43,11 +43,15 @@ def add_page_routes(app: FastAPI) -> None:
         )
 
     @app.get(
-        "/samples/{number}.png", summary="One shipped test image", response_class=Response,
+        "/samples/{number}.png",
+        summary="One shipped test image",
+        response_class=Response,
         responses={200: {"content": {"image/png": {}}}, **problem_responses(404)},
-    )  # fmt: skip
+    )
     async def sample(number: int) -> Response:
         images = sample_images()
         if not 0 <= number < len(images):
-            return error_response(404, grpc.StatusCode.NOT_FOUND, f"there are {len(images)} samples, 0 to {len(images) - 1}")
+            return error_response(
+                404, grpc.StatusCode.NOT_FOUND, f"there are {len(images)} samples, 0 to {len(images) - 1}"
+            )
         return Response(images[number].png, media_type="image/png")

@@ -69,7 +69,9 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tok
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        **({} if settings.plaintext else {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}),
+        **(
+            {} if settings.plaintext else {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}
+        ),
     )
 
     async def serve(lifecycle: Lifecycle) -> None:
@@ -91,7 +93,9 @@ def http_gateway(servicer: DeviceServicer, settings: DeviceSettings, tokens: Tok
             draining.cancel()
             lifecycle.stop_requested.set()
         else:
-            await asyncio.wait({serving, asyncio.create_task(lifecycle.stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {serving, asyncio.create_task(lifecycle.stopping.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
         server.should_exit = True
         await serving
 

@@ -76,7 +76,9 @@ class PolicyStore(Mapping[str, Policy]):
         settings = self._settings
         default = settings.policies.get(model.name, TierThresholds.name)
         if default not in POLICY_NAMES:
-            raise ValueError(f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}")
+            raise ValueError(
+                f"policies: {model.name} -> {default!r} is no policy; choose from {', '.join(POLICY_NAMES)}"
+            )
         self.defaults[model.name] = default
         self._fingerprints[model.name] = _fingerprint(model, self.params, settings)
         self._chains[model.name] = model.chain
@@ -216,7 +218,8 @@ class PolicyStore(Mapping[str, Policy]):
         return self._policies[model][name]
 
     def __iter__(self) -> Iterator[str]:
-        # a snapshot: a request may add a budget@<share> or accuracy@<points> policy while the metrics collector iterates
+        # a snapshot: a request may add a budget@<share> or accuracy@<points> policy while the metrics collector
+        # iterates
         return iter([f"{model}/{name}" for model, policies in list(self._policies.items()) for name in list(policies)])
 
     def __len__(self) -> int:

@@ -114,9 +114,17 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         decode_s = time.perf_counter() - received_at
         plan, policy = self.plan_for(request, model, x)
         sample = Sample(
-            model, request.request_id, 1, x, plan, request.top_k, received_at, deadline,
-            allow_degraded=not request.forbid_degraded, decode_s=decode_s,
-        )  # fmt: skip
+            model,
+            request.request_id,
+            1,
+            x,
+            plan,
+            request.top_k,
+            received_at,
+            deadline,
+            allow_degraded=not request.forbid_degraded,
+            decode_s=decode_s,
+        )
         answer = await self.node.process(sample)
         self.policies.settle(model, policy, plan, answer)
         self.node.metrics.observe_answer(model.name, policy.name if policy is not None else OVERRIDE, plan, answer)
@@ -125,12 +133,12 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
-    async def GetPolicyState(
-        self, request: pb.PolicyStateRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PolicyState:
+    async def GetPolicyState(self, request: pb.PolicyStateRequest, context: grpc.aio.ServicerContext) -> pb.PolicyState:
         return self.policies.message(self.model_for(request).name, request.policy)
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         return list_models(list(self.node.registry), self.policies, self.settings.default_model)
 
     async def ModelMetadata(

@@ -15,7 +15,8 @@ from splitexit.shared.tiers import Tier
 
 
 class DeviceSettings(TierSettings):
-    """The tier clients talk to: decodes inputs, runs the first blocks, offloads to the edge; plans and prices samples."""
+    """The tier clients talk to: decodes inputs, runs the first blocks, offloads to the edge; plans and prices
+    samples."""
 
     tier: ClassVar[Tier] = Tier.DEVICE
     model_config = SettingsConfigDict(env_prefix=tier_env_prefix(Tier.DEVICE), extra="forbid")
@@ -28,7 +29,9 @@ class DeviceSettings(TierSettings):
     max_image_bytes: int = Field(8 << 20, ge=1, description="largest encoded image accepted")
     max_text_bytes: int = Field(1 << 20, ge=1, description="largest UTF-8 text accepted (before tokenizing)")
     stream_concurrency: int = Field(
-        64, ge=1, description="requests in flight (or answered but unread) per InferStream; one more: RESOURCE_EXHAUSTED"
+        64,
+        ge=1,
+        description="requests in flight (or answered but unread) per InferStream; one more: RESOURCE_EXHAUSTED",
     )
     decode_threads: int = Field(2, ge=1, description="threads that decode images and tokenize texts")
     policies: dict[str, str] = Field(

@@ -85,7 +85,9 @@ def print_metrics_view(models: list[str]) -> None:
     """What the tiers' Prometheus counters alone say: exit share per tier and cost vs final layer."""
     totals: dict[tuple[str, str, str], float] = {}
     for port in METRICS_PORTS.values():
-        totals |= metric_totals(port, {"splitexit_exits_total", "splitexit_cost_total", "splitexit_cost_final_layer_total"})
+        totals |= metric_totals(
+            port, {"splitexit_exits_total", "splitexit_cost_total", "splitexit_cost_final_layer_total"}
+        )
     print("\nThe same, from the tiers' /metrics counters alone (what Prometheus and Grafana see)")
     for model in models:
         exits = {tier: totals.get(("splitexit_exits_total", tier.value, model), 0.0) for tier in Tier}

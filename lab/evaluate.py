@@ -1,4 +1,5 @@
-"""``make evaluate`` (``python -m lab.evaluate``): every policy replayed over the test streams, reported as the papers do.
+"""``make evaluate`` (``python -m lab.evaluate``): every policy replayed over the test streams, reported as the
+papers do.
 
 For each scenario of :data:`lab.scenarios.SCENARIOS` the outcomes at every
 exit are computed once (and cached), then evaluated (:mod:`lab.policy_eval`)
@@ -84,12 +85,7 @@ def run(
     distortions = i_splitee(setup, models_dir, seeds, limit) if distorted else []
     runtime_s = time.perf_counter() - started
 
-    report = {"params": setup.params.model_dump(mode="json"), "costs": setup.costs.model_dump(mode="json"),
-              "seeds": seeds, "limit": limit, "i_splitee": [asdict(result) for result in distortions],
-              "runtime_s": runtime_s, "scenarios": [asdict(result) for result in results]}  # fmt: skip
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    print(f"{len(results)} scenarios in {runtime_s:.0f} s; report: {json_path}")
+    write_report(json_path, setup, seeds, limit, runtime_s, results, distortions)
     plots = policy_plots.draw(results, plots_dir) if plots_dir is not None and results else []
     for path in plots:
         print(f"plot: {path}")
@@ -99,6 +95,30 @@ def run(
             body += "\n\n" + policy_isplitee.section(distortions)
         print(f"wrote {write_page('policies', 'Policies on the test streams', 'make evaluate', body)}")
     return results
+
+
+def write_report(
+    json_path: Path,
+    setup: Setup,
+    seeds: int,
+    limit: int,
+    runtime_s: float,
+    results: list[ScenarioResult],
+    distortions: list[policy_isplitee.DistortionResult],
+) -> None:
+    """The evaluation as JSON: its settings, every scenario's result and I-SplitEE's distortions."""
+    report = {
+        "params": setup.params.model_dump(mode="json"),
+        "costs": setup.costs.model_dump(mode="json"),
+        "seeds": seeds,
+        "limit": limit,
+        "i_splitee": [asdict(result) for result in distortions],
+        "runtime_s": runtime_s,
+        "scenarios": [asdict(result) for result in results],
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"{len(results)} scenarios in {runtime_s:.0f} s; report: {json_path}")
 
 
 def i_splitee(setup: Setup, models_dir: Path, seeds: int, limit: int) -> list[policy_isplitee.DistortionResult]:
@@ -131,9 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, help="model packages (default: the device's models_dir)")
     args = parser.parse_args(argv)
     run(
-        scenarios=args.scenario, seeds=args.seeds, limit=args.limit, sweeps=not args.no_sweeps,
-        plots_dir=args.plots, page=args.page, models_dir=args.models_dir,
-    )  # fmt: skip
+        scenarios=args.scenario,
+        seeds=args.seeds,
+        limit=args.limit,
+        sweeps=not args.no_sweeps,
+        plots_dir=args.plots,
+        page=args.page,
+        models_dir=args.models_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -37,18 +37,21 @@ def demo_rows(demo: dict[str, Any]) -> str:
 def headline() -> str:
     demo = json.loads(report("demo.json", "make results").read_text())
     serving = json.loads(report("serving.json", "make results").read_text())
-    return "\n\n".join([
-        provenance("make results"),
-        "`make demo`'s run: real test samples through three tiers on loopback, the tiers' default thresholds "
-        "(α = 0.8 at every exit); cost counts every block run and every link crossed "
-        "([docs/results/demo.md](docs/results/demo.md)).",
-        demo_rows(demo),
-        "`make bench`'s targets, served against bare onnxruntime in the same run "
-        "([docs/results/bench.md](docs/results/bench.md)):",
-        targets_table(serving).split("\n\n", 1)[1],
-        "The policies on whole test streams: [docs/results/policies.md](docs/results/policies.md); faults, fuzz and "
-        "soak: [docs/results/faults.md](docs/results/faults.md).",
-    ])  # fmt: skip
+    return "\n\n".join(
+        [
+            provenance("make results"),
+            "`make demo`'s run: real test samples through three tiers on loopback, the tiers' default thresholds "
+            "(α = 0.8 at every exit); cost counts every block run and every link crossed "
+            "([docs/results/demo.md](docs/results/demo.md)).",
+            demo_rows(demo),
+            "`make bench`'s targets, served against bare onnxruntime in the same run "
+            "([docs/results/bench.md](docs/results/bench.md)):",
+            targets_table(serving).split("\n\n", 1)[1],
+            "The policies on whole test streams: [docs/results/policies.md](docs/results/policies.md); faults, "
+            "fuzz and "
+            "soak: [docs/results/faults.md](docs/results/faults.md).",
+        ]
+    )
 
 
 def main() -> None:

@@ -95,7 +95,9 @@ def fixed_plans(chain: Chain, tuned: dict[str, Tuned]) -> dict[str, Plan]:
     return {"final-layer": plans.pop("final-layer"), **relays, **plans}
 
 
-def fixed_frontier(setup: Setup, stream: ExitStream, chain: Chain, final_accuracy: float) -> list[tuple[float, float, float]]:
+def fixed_frontier(
+    setup: Setup, stream: ExitStream, chain: Chain, final_accuracy: float
+) -> list[tuple[float, float, float]]:
     """(α, drop, cost reduction) of one α at every exit, for every α of the grid, on ``stream`` (hindsight)."""
     costs = setup.costs.model()
     points = []
@@ -113,9 +115,14 @@ def frontier_gap(result: PolicyResult, frontier: Sequence[tuple[float, float, fl
 
 
 def oracle_plans(
-    setup: Setup, stream: ExitStream, chain: Chain, tuned: dict[str, Tuned], frontier: Sequence[tuple[float, float, float]]
+    setup: Setup,
+    stream: ExitStream,
+    chain: Chain,
+    tuned: dict[str, Tuned],
+    frontier: Sequence[tuple[float, float, float]],
 ) -> dict[str, tuple[Plan, str]]:
-    """The hindsight oracles on the test stream: best SplitEE and DIMEE arm by reward; cheapest fixed α within a drop."""
+    """The hindsight oracles on the test stream: best SplitEE and DIMEE arm by reward; cheapest fixed α within a
+    drop."""
     costs, split_choice, dimee_choice = setup.costs.model(), tuned["splitee"].choice, tuned["dimee"].choice
     oracles = {}
     for name, arms, mu in (
@@ -128,7 +135,10 @@ def oracle_plans(
         within = [(reduction, alpha) for alpha, drop, reduction in frontier if drop <= limit]
         if within:
             alpha = max(within)[1]
-            oracles[f"oracle-fixed ≤ {limit:g} pt"] = (fixed_thresholds_plan(chain, [alpha]), f"α = {alpha:g} at every exit")
+            oracles[f"oracle-fixed ≤ {limit:g} pt"] = (
+                fixed_thresholds_plan(chain, [alpha]),
+                f"α = {alpha:g} at every exit",
+            )
     return oracles
 
 
@@ -163,9 +173,14 @@ class ArmRewards:
 
 
 def evaluate_policies(
-    setup: Setup, tuned: dict[str, Tuned], stream: ExitStream, chain: Chain, seeds: int, phases: Sequence[str],
+    setup: Setup,
+    tuned: dict[str, Tuned],
+    stream: ExitStream,
+    chain: Chain,
+    seeds: int,
+    phases: Sequence[str],
     frontier: Sequence[tuple[float, float, float]],
-) -> tuple[list[PolicyResult], dict[str, np.ndarray]]:  # fmt: skip
+) -> tuple[list[PolicyResult], dict[str, np.ndarray]]:
     """Every policy, baseline and oracle, learning and paying with ``setup``; and the bandits' mean regret."""
     costs = setup.costs.model()
     final_cost, final_accuracy = costs.final_layer(chain), float((stream.predictions[:, -1] == stream.labels).mean())
@@ -186,12 +201,16 @@ def evaluate_policies(
         if regrets is not None:
             curves[name] = np.mean(regrets, axis=0)
         on_validation = tuned[name].validation if name in tuned else None
-        results.append(replace(
-            result, tuned=tuned[name].describe() if name in tuned else "", frontier_gap=frontier_gap(result, frontier),
-            phases=phase_results(traces, stream, phases, costs, final_cost, regrets) if len(phases) > 1 else [],
-            shadow_share=shadow_share(policies), validation=on_validation and (
-                on_validation.drop_points, on_validation.cost_reduction),
-        ))  # fmt: skip
+        results.append(
+            replace(
+                result,
+                tuned=tuned[name].describe() if name in tuned else "",
+                frontier_gap=frontier_gap(result, frontier),
+                phases=phase_results(traces, stream, phases, costs, final_cost, regrets) if len(phases) > 1 else [],
+                shadow_share=shadow_share(policies),
+                validation=on_validation and (on_validation.drop_points, on_validation.cost_reduction),
+            )
+        )
     return results, curves
 
 
@@ -211,9 +230,14 @@ def sweep(setup: Setup, tuned: dict[str, Tuned], stream: ExitStream, chain: Chai
 
 
 def evaluate_scenario(
-    scenario: Scenario, stream: ExitStream, validation: tuple[str, ExitStream], chain: Chain, setup: Setup,
-    seeds: int, sweeps: bool,
-) -> ScenarioResult:  # fmt: skip
+    scenario: Scenario,
+    stream: ExitStream,
+    validation: tuple[str, ExitStream],
+    chain: Chain,
+    setup: Setup,
+    seeds: int,
+    sweeps: bool,
+) -> ScenarioResult:
     final_accuracy = float((stream.predictions[:, -1] == stream.labels).mean())
     phases = [phase.name for phase in scenario.phases]
     policies, frontiers, tunings, curves = {}, {}, {}, {}
@@ -240,4 +264,3 @@ def evaluate_scenario(
         sweeps=sweep(charged, tunings[CONVENTIONS[0]], stream, chain, seeds) if sweeps else [],
         accuracy_points=setup.params.accuracy_points,
     )
-

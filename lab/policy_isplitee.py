@@ -108,7 +108,8 @@ def section(results: list[DistortionResult]) -> str:
 def table(results: list[DistortionResult]) -> str:
     """One row per distortion and policy: accuracy, drop, cost reduction, share offloaded, and whether the two agree."""
     rows = [
-        "| distortion | policy | accuracy | drop (pts) | cost reduction (I-SplitEE's cost) | offloaded | tuned on validation |",
+        "| distortion | policy | accuracy | drop (pts) | cost reduction (I-SplitEE's cost) | offloaded | tuned on "
+        "validation |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for result in results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -59,20 +60,26 @@ def plot_frontier(results: Sequence[ScenarioResult], path: Path) -> Path:
         ax.axhline(final, color="grey", linewidth=0.8)
         ax.axhline(final - TARGET[1], color="grey", linewidth=0.8, linestyle=":")
         frontier = result.frontier[CONVENTIONS[0]]
-        ax.plot([100 * c for _, _, c in frontier], [max(final - d, floor) for _, d, c in frontier], color="black",
-                linewidth=1.0, alpha=0.6, label="fixed α at every exit (test)")  # fmt: skip
+        ax.plot(
+            [100 * c for _, _, c in frontier],
+            [max(final - d, floor) for _, d, c in frontier],
+            color="black",
+            linewidth=1.0,
+            alpha=0.6,
+            label="fixed α at every exit (test)",
+        )
         for knob, marker in (("o", "."), ("λ", "x")):
             for policy in dict.fromkeys(p.policy for p in result.sweeps if p.knob == knob):
                 points = [p for p in result.sweeps if p.knob == knob and p.policy == policy]
-                ax.plot([100 * p.cost_reduction for p in points], [max(100 * p.accuracy, floor) for p in points],
-                        marker=marker, linewidth=0.8, alpha=0.45, color=colours[policy])  # fmt: skip
-        for r in result.policies[CONVENTIONS[0]]:
-            if r.policy.startswith("relay"):  # as dear as the final layer with the cloud charged
-                continue
-            below = 100 * r.accuracy < floor
-            marker = "v" if below else {"learned": "o", "budget": "D", "accuracy": "P", "baseline": "s", "oracle": "*"}[r.kind]
-            ax.scatter(100 * r.cost_reduction, max(100 * r.accuracy, floor), marker=marker, s=45, zorder=3,
-                       color=colours[r.policy], edgecolors="black", linewidths=0.5, label=r.policy)  # fmt: skip
+                ax.plot(
+                    [100 * p.cost_reduction for p in points],
+                    [max(100 * p.accuracy, floor) for p in points],
+                    marker=marker,
+                    linewidth=0.8,
+                    alpha=0.45,
+                    color=colours[policy],
+                )
+        _draw_policies(ax, result, floor, colours)
         ax.set_ylim(floor - 0.1, max(final, *(100 * r.accuracy for r in result.policies[CONVENTIONS[0]])) + 0.3)
         ax.set_xlim(-3, 100)
         ax.set_title(result.name)
@@ -82,12 +89,35 @@ def plot_frontier(results: Sequence[ScenarioResult], path: Path) -> Path:
     handles, labels = panels[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
     figure.suptitle(
-        f"Accuracy vs cost; circles learn, diamonds keep a budget, squares are fixed, stars are oracles; black: fixed α;\n"
+        "Accuracy vs cost; circles learn, diamonds keep a budget, squares are fixed, stars are oracles; black: "
+        "fixed α;\n"
         f"thin lines: o (•) and λ (x) swept. "
         f"Grey line: final layer; dotted: {TARGET[1]:g} point below; green: ≥ {TARGET[0]:g} % saved"
     )
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(figure, path)
+
+
+def _draw_policies(ax: plt.Axes, result: ScenarioResult, floor: float, colours: dict[str, Any]) -> None:
+    """Each policy (cloud charged) as a marker of its kind; one below the accuracy floor as a triangle on it."""
+    for r in result.policies[CONVENTIONS[0]]:
+        if r.policy.startswith("relay"):  # as dear as the final layer with the cloud charged
+            continue
+        below = 100 * r.accuracy < floor
+        marker = (
+            "v" if below else {"learned": "o", "budget": "D", "accuracy": "P", "baseline": "s", "oracle": "*"}[r.kind]
+        )
+        ax.scatter(
+            100 * r.cost_reduction,
+            max(100 * r.accuracy, floor),
+            marker=marker,
+            s=45,
+            zorder=3,
+            color=colours[r.policy],
+            edgecolors="black",
+            linewidths=0.5,
+            label=r.policy,
+        )
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:

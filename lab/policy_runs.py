@@ -107,7 +107,8 @@ def describe_fixed(plan: Plan, num_blocks: int) -> str:
 
 
 def builder(name: str, chain: Chain, plan: Plan | None = None, policy: str = "") -> Callable[[Setup], Policy]:
-    """Makes a policy from a setup: a :class:`FixedPlan` of ``plan`` if given, else the device's ``policy`` (or ``name``)."""
+    """Makes a policy from a setup: a :class:`FixedPlan` of ``plan`` if given, else the device's ``policy`` (or
+    ``name``)."""
     if plan is not None:
         return lambda setup: FixedPlan(name, plan)
     return lambda setup: make_policy(policy or name, setup.params, chain, setup.costs.model())
@@ -125,14 +126,20 @@ def replays(
     return traces, policies
 
 
-def _cost_reduction(traces: Sequence[Trace], costs: CostModel, final_cost: float, mask: Callable[[Trace], np.ndarray]) -> float:
+def _cost_reduction(
+    traces: Sequence[Trace], costs: CostModel, final_cost: float, mask: Callable[[Trace], np.ndarray]
+) -> float:
     return float(np.mean([1.0 - trace.cost(costs)[mask(trace)].mean() / final_cost for trace in traces]))
 
 
 def phase_results(
-    traces: Sequence[Trace], stream: ExitStream, names: Sequence[str], costs: CostModel, final_cost: float,
+    traces: Sequence[Trace],
+    stream: ExitStream,
+    names: Sequence[str],
+    costs: CostModel,
+    final_cost: float,
     regrets: Sequence[np.ndarray] | None,
-) -> list[PhaseResult]:  # fmt: skip
+) -> list[PhaseResult]:
     """Accuracy, drop, cost reduction and regret in each phase (traces run phase after phase)."""
     results = []
     for p, name in enumerate(names):
@@ -140,25 +147,37 @@ def phase_results(
         accuracy = float(np.mean([t.correct[stream.phases[t.order] == p].mean() for t in traces]))
         regret = halves = None
         if regrets is not None:
-            where = np.flatnonzero(stream.phases[traces[0].order] == p)  # positions of the phase, the same in every order
+            where = np.flatnonzero(
+                stream.phases[traces[0].order] == p
+            )  # positions of the phase, the same in every order
             start, middle, end = where[0], where[len(where) // 2], where[-1]
             per_step = [np.diff(np.concatenate([[0.0], curve])) for curve in regrets]
             regret = float(np.mean([steps[start : end + 1].sum() for steps in per_step]))
             first = np.mean([steps[start:middle].sum() for steps in per_step])
             second = np.mean([steps[middle : end + 1].sum() for steps in per_step])
             halves = float(second / first) if first > 1e-9 else None
-        results.append(PhaseResult(
-            phase=name, accuracy=accuracy, drop_points=round(100.0 * (final - accuracy), 9) + 0.0,
-            cost_reduction=_cost_reduction(traces, costs, final_cost, lambda t: stream.phases[t.order] == p),
-            regret=regret, regret_halves=halves,
-        ))  # fmt: skip
+        results.append(
+            PhaseResult(
+                phase=name,
+                accuracy=accuracy,
+                drop_points=round(100.0 * (final - accuracy), 9) + 0.0,
+                cost_reduction=_cost_reduction(traces, costs, final_cost, lambda t: stream.phases[t.order] == p),
+                regret=regret,
+                regret_halves=halves,
+            )
+        )
     return results
 
 
 def summarize(
-    name: str, kind: str, traces: Sequence[Trace], learned: Sequence[str], final_accuracy: float, costs: CostModel,
+    name: str,
+    kind: str,
+    traces: Sequence[Trace],
+    learned: Sequence[str],
+    final_accuracy: float,
+    costs: CostModel,
     final_cost: float,
-) -> PolicyResult:  # fmt: skip
+) -> PolicyResult:
     accuracies = np.array([trace.correct.mean() for trace in traces])
     reduction = _cost_reduction(traces, costs, final_cost, lambda t: slice(None))
     exits = np.concatenate([trace.exit_tier for trace in traces])

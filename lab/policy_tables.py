@@ -40,11 +40,13 @@ def policy_table(policies: Sequence[PolicyResult], convention: str) -> str:
 def frontier_table(result: ScenarioResult, convention: str) -> str:
     """One α at every exit, on the test stream: the frontier every policy is held against."""
     points = result.frontier[convention]
-    return "\n".join([
-        "| fixed α at every exit (test stream) | " + " | ".join(f"{alpha:g}" for alpha, _, _ in points) + " |",
-        "|---|" + "---:|" * len(points),
-        "| cost reduction / drop (pts) | " + " | ".join(f"{100 * c:.0f} % / {d:+.2f}" for _, d, c in points) + " |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "| fixed α at every exit (test stream) | " + " | ".join(f"{alpha:g}" for alpha, _, _ in points) + " |",
+            "|---|" + "---:|" * len(points),
+            "| cost reduction / drop (pts) | " + " | ".join(f"{100 * c:.0f} % / {d:+.2f}" for _, d, c in points) + " |",
+        ]
+    )
 
 
 def phase_table(policies: Sequence[PolicyResult]) -> str:
@@ -97,17 +99,20 @@ def target_line(policies: Sequence[PolicyResult]) -> str:
     lines = [
         f"Best online policy picked on validation (cheapest at ≤ {drop:g} pt validation drop), on the test stream: "
         f"{found}: ≥ {reduction:.0f} % at ≤ {drop:g} pt {'**met**' if met else '**missed**'}"
-        + (f"; fixed α cheaper by {_gap(best)} pts" if best else "") + ".",
+        + (f"; fixed α cheaper by {_gap(best)} pts" if best else "")
+        + ".",
         f"Bandits on or beyond the fixed-α frontier (no fixed α at the same or a lower drop cheaper by more than "
         f"{FRONTIER_SLACK:g} pt): {', '.join(on_frontier) or 'none'}.",
-    ]  # fmt: skip
+    ]
     budgets = []
     for r in policies:
         if r.kind == "budget":
             share = BUDGETS[[f"budget ≤ {100 * b:g} %" for b in BUDGETS].index(r.policy)]
             over = 100 * (1 - r.cost_reduction - share)
-            budgets.append(f"{r.policy}: mean cost {100 * (1 - r.cost_reduction):.2f} % of the final layer's "
-                           f"({'kept' if over <= 100 * BUDGET_SLACK else '**over**'}, {over:+.2f} pt)")  # fmt: skip
+            budgets.append(
+                f"{r.policy}: mean cost {100 * (1 - r.cost_reduction):.2f} % of the final layer's "
+                f"({'kept' if over <= 100 * BUDGET_SLACK else '**over**'}, {over:+.2f} pt)"
+            )
     if budgets:
         lines.append("Budgets: " + "; ".join(budgets) + ".")
     return " ".join(lines)
@@ -117,11 +122,16 @@ def phase_line(policies: Sequence[PolicyResult]) -> str:
     """The drift targets: every phase's drop ≤ 1 pt, and regret growing sub-linearly after each shift."""
     online = [r for r in policies if r.kind in ONLINE]
     every = [r.policy for r in online if all(p.drop_points <= PHASE_DROP for p in r.phases)]
-    slowing = [r.policy for r in online if r.phases and all(
-        p.regret_halves is not None and p.regret_halves < 1.0 for p in r.phases[1:])]  # fmt: skip
-    return (f"Online policies with every phase's drop ≤ {PHASE_DROP:g} pt: {', '.join(every) or 'none'}. "
-            f"Bandits whose regret grew more slowly in the second half of every post-shift phase than in the first: "
-            f"{', '.join(slowing) or 'none'}.")  # fmt: skip
+    slowing = [
+        r.policy
+        for r in online
+        if r.phases and all(p.regret_halves is not None and p.regret_halves < 1.0 for p in r.phases[1:])
+    ]
+    return (
+        f"Online policies with every phase's drop ≤ {PHASE_DROP:g} pt: {', '.join(every) or 'none'}. "
+        f"Bandits whose regret grew more slowly in the second half of every post-shift phase than in the first: "
+        f"{', '.join(slowing) or 'none'}."
+    )
 
 
 def scenario_section(result: ScenarioResult) -> str:
@@ -147,10 +157,15 @@ def scenario_section(result: ScenarioResult) -> str:
 
 
 def page_body(
-    results: Sequence[ScenarioResult], setup: Setup, seeds: int, runtime_s: float,
-    plots: Sequence[Path], page_dir: Path,
-) -> str:  # fmt: skip
-    """The policies page: how the streams were replayed and priced, the plots (linked from ``page_dir``), every table."""
+    results: Sequence[ScenarioResult],
+    setup: Setup,
+    seeds: int,
+    runtime_s: float,
+    plots: Sequence[Path],
+    page_dir: Path,
+) -> str:
+    """The policies page: how the streams were replayed and priced, the plots (linked from ``page_dir``), every
+    table."""
     costs = setup.costs
     weights = " / ".join(f"{tier.value} {weight:g}" for tier, weight in costs.tier_weights.items())
     header = (

@@ -56,7 +56,8 @@ def accuracy_line(policies: Sequence[PolicyResult], points: float) -> str:
             else f"the cheapest fixed α as accurate saves {gap:+.1f} pts more"
         )
         lines.append(
-            f"Accuracy budget {points:g} pt (`{r.policy}`): true drop {r.drop_points:+.2f} pt, worst phase {worst:+.2f} "
+            f"Accuracy budget {points:g} pt (`{r.policy}`): true drop {r.drop_points:+.2f} pt, worst phase "
+            f"{worst:+.2f} "
             f"({phase}); shadow runs {100 * (r.shadow_share or 0.0):.1f} % of the samples, charged; cost reduction "
             f"{100 * r.cost_reduction:.1f} %, {shown_gap}. Target (every phase ≤ {ACCURACY_PHASE_DROP:g} pt, within "
             f"{FRONTIER_POINTS:g} pts of the frontier): {_met(ok)}."
@@ -68,7 +69,8 @@ def drift_line(policies: Sequence[PolicyResult]) -> str:
     """Every online policy against the fixed α tuned on validation; the target for the one picked on validation."""
     fixed = next(r for r in policies if r.policy == "fixed-thresholds")
     margins = [
-        f"{r.policy} {100 * (r.cost_reduction - fixed.cost_reduction):+.1f} pts cost / {r.drop_points - fixed.drop_points:+.2f} pt drop"
+        f"{r.policy} {100 * (r.cost_reduction - fixed.cost_reduction):+.1f} pts cost / "
+        f"{r.drop_points - fixed.drop_points:+.2f} pt drop"
         for r in policies
         if r.kind in ONLINE
     ]

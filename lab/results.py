@@ -51,13 +51,24 @@ def text_model_table() -> str:
     rows = [
         "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
         "|---|" + "---:|" * exits,
-        accuracy_row(f"`minilm-bbc-topic`, BBC News ({topic['test_samples']} held-out articles)", topic["test_accuracy"]),
+        accuracy_row(
+            f"`minilm-bbc-topic`, BBC News ({topic['test_samples']} held-out articles)", topic["test_accuracy"]
+        ),
     ]
     for rotation in sentiment["rotations"]:
         trained = " + ".join(rotation["train_domains"])
         shipped = " (shipped)" if rotation["unseen_domain"] == sentiment["deployed_on"] else ""
-        rows.append(accuracy_row(f"sentiment{shipped}, trained on {trained}: held-out {trained}", rotation["in_domain_accuracy"]))
-        rows.append(accuracy_row(f"sentiment{shipped}, trained on {trained}: unseen {rotation['unseen_domain']}", rotation["cross_domain_accuracy"]))
+        rows.append(
+            accuracy_row(
+                f"sentiment{shipped}, trained on {trained}: held-out {trained}", rotation["in_domain_accuracy"]
+            )
+        )
+        rows.append(
+            accuracy_row(
+                f"sentiment{shipped}, trained on {trained}: unseen {rotation['unseen_domain']}",
+                rotation["cross_domain_accuracy"],
+            )
+        )
     return "Text models (frozen all-MiniLM-L6-v2, one trained exit head per layer):\n\n" + "\n".join(rows)
 
 
@@ -82,7 +93,11 @@ def profiles_table() -> str:
     rows = ["| profile | rate | burst | queue (latency) |", "|---|---:|---:|---:|"]
     for name, shaping in LINK_PROFILES.items():
         default = {"wan": " (default backhaul)", "wifi": " (default link)"}.get(name, "")
-        cells = ("–",) * 3 if shaping is None else (shaping.rate, f"{shaping.burst_bytes / 1024:g} KiB", f"{shaping.latency_ms} ms")
+        cells = (
+            ("–",) * 3
+            if shaping is None
+            else (shaping.rate, f"{shaping.burst_bytes / 1024:g} KiB", f"{shaping.latency_ms} ms")
+        )
         rows.append(f"| `{name}`{default} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

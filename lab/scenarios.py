@@ -108,12 +108,21 @@ SCENARIOS = (
 )
 VALIDATION = {
     **{test.name: validation for test, validation in FMNIST},
-    "sentiment-imdb": Scenario("sentiment-val", "Sentiment, the held-out 20 % of amazon + yelp",
-                               "minilm-sentiment", "sentiment-heldout",
-                               options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0}),
-    "bbc-topic": Scenario("bbc-topic-val", "BBC News topic, the first half of the held-out 20 %", "minilm-bbc-topic",
-                          "bbc", options={**BBC_SPLIT, "half": "validation"}),
-}  # fmt: skip
+    "sentiment-imdb": Scenario(
+        "sentiment-val",
+        "Sentiment, the held-out 20 % of amazon + yelp",
+        "minilm-sentiment",
+        "sentiment-heldout",
+        options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0},
+    ),
+    "bbc-topic": Scenario(
+        "bbc-topic-val",
+        "BBC News topic, the first half of the held-out 20 %",
+        "minilm-bbc-topic",
+        "bbc",
+        options={**BBC_SPLIT, "half": "validation"},
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,8 @@ def corrupt(pixels: np.ndarray, phase: Phase, rng: np.random.Generator) -> np.nd
 
 
 def fashion_mnist_inputs(scenario: Scenario, manifest: Manifest, package_dir: Path) -> Inputs:
-    """One half of the test set (:func:`lab.fashion_mnist.held_out_half`), split (seeded) into equal parts, one per phase."""
+    """One half of the test set (:func:`lab.fashion_mnist.held_out_half`), split (seeded) into equal parts, one per
+    phase."""
     assert isinstance(manifest.input, ImageInput)
     pixels, labels = fashion_mnist.held_out_half(scenario.options["half"])
     rng = np.random.default_rng(0)

@@ -82,13 +82,17 @@ CANDIDATES: dict[str, Callable[[dict[str, Choice]], list[Choice]]] = {
     "dimee-router": lambda chosen: [_dimee(chosen)],
     "cascade": lambda chosen: [
         {"cascade_grid": g, "mu": mu, "ucb_c": c, "drift_threshold": chosen["splitee-cd"]["drift_threshold"]}
-        for g in CASCADE_GRIDS for mu in MUS for c in UCB_CS
+        for g in CASCADE_GRIDS
+        for mu in MUS
+        for c in UCB_CS
     ],
     "accuracy-budget": lambda chosen: [
         {"shadow_share": s, "drift_threshold": h} for s in SHADOW_SHARES for h in (5.0, 10.0, 20.0)
     ],
-    "budget": lambda chosen: [{"budget_step": s, "budget_alpha": a} for s in (0.02, 0.05, 0.1) for a in (0.8, 0.9, 0.95)],
-}  # fmt: skip
+    "budget": lambda chosen: [
+        {"budget_step": s, "budget_alpha": a} for s in (0.02, 0.05, 0.1) for a in (0.8, 0.9, 0.95)
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,14 @@ def _best(results: Sequence[PolicyResult], budget_share: float | None, drop_limi
 
 
 def tune_one(
-    name: str, options: Sequence[Choice], setup: Setup, validation: ExitStream, chain: Chain, seeds: int,
+    name: str,
+    options: Sequence[Choice],
+    setup: Setup,
+    validation: ExitStream,
+    chain: Chain,
+    seeds: int,
     policy: str = "",
-) -> Tuned:  # fmt: skip
+) -> Tuned:
     """Replay each of ``options`` over the validation stream; the one the rule picks."""
     final_accuracy = float((validation.predictions[:, -1] == validation.labels).mean())
     costs = setup.costs.model()

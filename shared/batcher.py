@@ -144,7 +144,8 @@ class Batcher:
 
 
 def _run_batch(batch: list[Sample]) -> list[tuple[float, LocalRun] | ServingError]:
-    """Runs on a compute thread (or inline): the batch's live samples as one, each sample's own outcome in batch order."""
+    """Runs on a compute thread (or inline): the batch's live samples as one, each sample's own outcome in batch
+    order."""
     started = time.perf_counter()
     late: list[ServingError | None] = []
     for sample in batch:

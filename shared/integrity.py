@@ -138,7 +138,9 @@ def check_signature(package_dir: Path, digest: str, public_key: Ed25519PublicKey
     """Raise :class:`SignatureError` unless ``integrity.sig`` signs ``digest`` under ``public_key``."""
     path = package_dir / SIGNATURE_FILE
     if not path.is_file():
-        raise SignatureError(f"package {package_dir} is not signed ({SIGNATURE_FILE} is missing) but a key is configured")
+        raise SignatureError(
+            f"package {package_dir} is not signed ({SIGNATURE_FILE} is missing) but a key is configured"
+        )
     try:
         public_key.verify(bytes.fromhex(path.read_text().strip()), signed_message(digest))
     except (ValueError, InvalidSignature):

@@ -132,7 +132,9 @@ class LinkPool:
         for address in replicas:
             if address not in self.links:
                 log.info("%s: replica %s joins", self._host, address)
-                link = TierLink(address, self._max_message_bytes, on_reachable=lambda up: self._recount(), dial=self._dial)
+                link = TierLink(
+                    address, self._max_message_bytes, on_reachable=lambda up: self._recount(), dial=self._dial
+                )
                 self.links[address] = link
                 link.start()
         for address in [a for a in self.links if a not in replicas]:

@@ -202,7 +202,9 @@ def validation_summary(exc: ValidationError) -> str:
 
 def verified_segment_path(package_dir: Path, block: BlockSpec) -> Path:
     """The path of a block's ONNX file, after checking it against the manifest."""
-    return verified(package_dir / block.file, block.sha256, "rebuild the package with `make train` or restore the file from git")
+    return verified(
+        package_dir / block.file, block.sha256, "rebuild the package with `make train` or restore the file from git"
+    )
 
 
 def verified(path: Path, sha256: str, remedy: str) -> Path:

@@ -102,6 +102,7 @@ class TierMetrics:
             self.registry.register(collector)
         self._declare_request_metrics(self.registry)
         self._declare_sample_metrics(self.registry)
+        self._declare_route_metrics(self.registry)
         Info("splitexit_build", "Versions this tier runs", ["tier"], registry=self.registry).labels(self.tier).info(
             {
                 "version": _version("splitexit"),
@@ -112,65 +113,99 @@ class TierMetrics:
 
     def _declare_request_metrics(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "splitexit_requests", "Requests finished, by gRPC status code (HTTP requests too, under method HTTP)",
-            ["tier", "model", "method", "code"], registry=registry,
-        )  # fmt: skip
+            "splitexit_requests",
+            "Requests finished, by gRPC status code (HTTP requests too, under method HTTP)",
+            ["tier", "model", "method", "code"],
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "splitexit_requests_in_flight", "Requests being served now", ["tier", "method"], registry=registry
         )
         self.request_seconds = Histogram(
-            "splitexit_request_duration_seconds", "Time from receipt to answer on this tier, downstream tiers included",
-            ["tier", "model", "method"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "splitexit_request_duration_seconds",
+            "Time from receipt to answer on this tier, downstream tiers included",
+            ["tier", "model", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
     def _declare_sample_metrics(self, registry: CollectorRegistry) -> None:
+        """What happened to the samples on this tier: stages, batches, exits, thresholds, degraded answers."""
         self.stage_seconds = Histogram(
-            "splitexit_stage_duration_seconds", "Time a sample spent in each stage on this tier (stages that took place)",
-            ["tier", "model", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "splitexit_stage_duration_seconds",
+            "Time a sample spent in each stage on this tier (stages that took place)",
+            ["tier", "model", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.batch_size = Histogram(
-            "splitexit_batch_size", "Samples per batch this tier ran (1: no other sample was waiting)",
-            ["tier", "model"], buckets=BATCH_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "splitexit_batch_size",
+            "Samples per batch this tier ran (1: no other sample was waiting)",
+            ["tier", "model"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
         self.exits = Counter(
-            "splitexit_exits", "Samples this tier answered, by exit (1-based block)",
-            ["tier", "model", "exit"], registry=registry,
-        )  # fmt: skip
+            "splitexit_exits",
+            "Samples this tier answered, by exit (1-based block)",
+            ["tier", "model", "exit"],
+            registry=registry,
+        )
         self.exit_confidence = Histogram(
-            "splitexit_exit_confidence", "Top softmax probability of the answers this tier gave",
-            ["tier", "model"], buckets=CONFIDENCE_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "splitexit_exit_confidence",
+            "Top softmax probability of the answers this tier gave",
+            ["tier", "model"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
         self.exit_threshold = Gauge(
-            "splitexit_exit_threshold", "Exit threshold α applied at this exit to the last sample that reached it",
-            ["tier", "model", "exit"], registry=registry,
-        )  # fmt: skip
+            "splitexit_exit_threshold",
+            "Exit threshold α applied at this exit to the last sample that reached it",
+            ["tier", "model", "exit"],
+            registry=registry,
+        )
         self.degraded = Counter(
-            "splitexit_degraded", "Answers this tier gave from an earlier exit because the next tier could not be used",
-            ["tier", "model", "reason"], registry=registry,
-        )  # fmt: skip
+            "splitexit_degraded",
+            "Answers this tier gave from an earlier exit because the next tier could not be used",
+            ["tier", "model", "reason"],
+            registry=registry,
+        )
         self.next_tier_up = Gauge(
-            "splitexit_next_tier_up", "1 while the next tier reports SERVING on its health check, else 0",
-            ["tier"], registry=registry,
-        )  # fmt: skip
+            "splitexit_next_tier_up",
+            "1 while the next tier reports SERVING on its health check, else 0",
+            ["tier"],
+            registry=registry,
+        )
+
+    def _declare_route_metrics(self, registry: CollectorRegistry) -> None:
+        """Where samples went, and what their routes cost: offloads, the device's plans, costs."""
         self.offloads = Counter(
             "splitexit_offloads", "Samples sent on to the next tier", ["tier", "model", "link"], registry=registry
         )
         self.offload_bytes = Counter(
-            "splitexit_offload_bytes", "Bytes of the ContinueRequests sent to the next tier",
-            ["tier", "model", "link"], registry=registry,
-        )  # fmt: skip
+            "splitexit_offload_bytes",
+            "Bytes of the ContinueRequests sent to the next tier",
+            ["tier", "model", "link"],
+            registry=registry,
+        )
         self.plans = Counter(
-            "splitexit_plans", "Plans the device's policies made for answered samples (0: end of the hosted range)",
-            ["tier", "model", "policy", "device_last_block", "edge_last_block"], registry=registry,
-        )  # fmt: skip
+            "splitexit_plans",
+            "Plans the device's policies made for answered samples (0: end of the hosted range)",
+            ["tier", "model", "policy", "device_last_block", "edge_last_block"],
+            registry=registry,
+        )
         self.cost = Counter(
-            "splitexit_cost", "Cost of the answered samples (λ per block run, o per link crossed)",
-            ["tier", "model", "policy", "exit_tier"], registry=registry,
-        )  # fmt: skip
+            "splitexit_cost",
+            "Cost of the answered samples (λ per block run, o per link crossed)",
+            ["tier", "model", "policy", "exit_tier"],
+            registry=registry,
+        )
         self.cost_final_layer = Counter(
-            "splitexit_cost_final_layer", "What the same samples would have cost run to the final layer",
-            ["tier", "model", "policy", "exit_tier"], registry=registry,
-        )  # fmt: skip
+            "splitexit_cost_final_layer",
+            "What the same samples would have cost run to the final layer",
+            ["tier", "model", "policy", "exit_tier"],
+            registry=registry,
+        )
 
     def child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
         """``metric.labels(*labels)``, looked up once per label set (``labels()`` costs ~5 µs a call)."""
@@ -213,7 +248,9 @@ class TierMetrics:
         finally:
             call.finish(call.code or code)
 
-    def observe_hop(self, model: str, hop: pb.Hop, thresholds: Sequence[float], answer: pb.InferResponse | None) -> None:
+    def observe_hop(
+        self, model: str, hop: pb.Hop, thresholds: Sequence[float], answer: pb.InferResponse | None
+    ) -> None:
         """A sample's pass through this tier: its stages, the α in effect, and its exit (``answer``,
         this tier's own) or its offload (``answer`` None; ``hop.bytes_sent`` crossed the link)."""
         for stage in STAGES:

@@ -58,9 +58,13 @@ class TierNode:
         self._poller: asyncio.Task[None] | None = None
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
         self.batcher = Batcher(
-            settings.compute_threads, settings.max_batch, settings.max_batch_wait_us / 1e6, f"{self.tier.value}-onnx",
-            self.metrics.observe_batch, settings.inline_compute_us / 1e6,
-        )  # fmt: skip
+            settings.compute_threads,
+            settings.max_batch,
+            settings.max_batch_wait_us / 1e6,
+            f"{self.tier.value}-onnx",
+            self.metrics.observe_batch,
+            settings.inline_compute_us / 1e6,
+        )
         self.admission = InFlightLimit(
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )
@@ -121,7 +125,8 @@ class TierNode:
             log.info("the %s %s %s version %s from %s", self.tier.value, verb, loaded.name, version, package_dir)
 
     def _configured_thresholds(self, model: HostedModel) -> tuple[float, ...]:
-        """The model's α per exit; :class:`ValueError` if the settings do not fit it, or a last tier cannot finish it."""
+        """The model's α per exit; :class:`ValueError` if the settings do not fit it, or a last tier cannot finish
+        it."""
         if self.settings.next_tier is None and model.hosted.last != model.manifest.num_blocks:
             raise ValueError(
                 f"the {self.tier.value} has no next tier, so it must host {model.name} "
@@ -145,7 +150,9 @@ class TierNode:
         sample.deadline.check(f"the {self.tier.value} could start on it")
 
         queue_s, run = await self.batcher.run(sample)
-        timings = pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)
+        timings = pb.StageTimings(
+            queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s
+        )
         bytes_sent = 0
         if run.exited:
             answer = self._answer(sample, run)
@@ -179,7 +186,9 @@ class TierNode:
                 raise
             answer = self._answer(sample, run)
             answer.degraded = True
-            answer.degradation.CopyFrom(pb.Degradation(reason=failure.reason, tier=self.tier.proto, message=failure.message))
+            answer.degradation.CopyFrom(
+                pb.Degradation(reason=failure.reason, tier=self.tier.proto, message=failure.message)
+            )
             self.metrics.observe_degraded(sample.model.name, failure.reason)
             return answer, 0
 
@@ -236,4 +245,3 @@ class TierNode:
         if self.link is not None:
             await self.link.close()
         self.batcher.close()
-

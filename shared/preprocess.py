@@ -85,7 +85,9 @@ def _readable(size: int) -> Iterator[None]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidInput(f"the image claims more than {MAX_IMAGE_PIXELS:,} pixels; it is refused unread") from None
     except UnidentifiedImageError:
-        raise InvalidInput(f"the {size:,} bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)") from None
+        raise InvalidInput(
+            f"the {size:,} bytes sent are not an image in a format Pillow reads (PNG, JPEG, ...)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
         reason = FILE_REPR.sub("the image", str(exc)) or type(exc).__name__
         raise InvalidInput(f"the {size:,} bytes sent are not a readable image: {reason}") from None

@@ -250,9 +250,7 @@ class ModelRegistry:
         try:
             return self._models[name]
         except KeyError:
-            raise UnknownModel(
-                f"no model named {name!r}; this tier serves {', '.join(sorted(self._models))}"
-            ) from None
+            raise UnknownModel(f"no model named {name!r}; this tier serves {', '.join(sorted(self._models))}") from None
 
     def __iter__(self) -> Iterator[HostedModel]:
         return iter(list(self._models.values()))

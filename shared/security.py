@@ -49,12 +49,15 @@ def server_credentials(settings: TierSettings) -> grpc.ServerCredentials | None:
     if settings.plaintext:
         log.warning(
             "the %s serves PLAINTEXT on %s: anyone who reaches the port can read and send its traffic",
-            settings.tier.value, settings.address,
-        )  # fmt: skip
+            settings.tier.value,
+            settings.address,
+        )
         return None
     cert, key, ca = _tls_files(settings)
     mutual = settings.tier is not Tier.DEVICE
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca if mutual else None, require_client_auth=mutual)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca if mutual else None, require_client_auth=mutual
+    )
 
 
 def link_dialer(settings: TierSettings) -> Dial:
@@ -74,7 +77,11 @@ def link_dialer(settings: TierSettings) -> Dial:
 
 def _tls_files(settings: TierSettings) -> tuple[bytes, bytes, bytes]:
     prefix = tier_env_prefix(settings.tier)
-    files = {"TLS_CERT_FILE": settings.tls_cert_file, "TLS_KEY_FILE": settings.tls_key_file, "TLS_CA_FILE": settings.tls_ca_file}
+    files = {
+        "TLS_CERT_FILE": settings.tls_cert_file,
+        "TLS_KEY_FILE": settings.tls_key_file,
+        "TLS_CA_FILE": settings.tls_ca_file,
+    }
     missing = [name for name, path in files.items() if path is None]
     if missing:
         raise TlsNotConfigured(

@@ -80,9 +80,10 @@ async def run_tier(
     names = [add(server) for add in services]
     health_servicer = _add_health_and_reflection(server, names if settings.reflection else None)
     bound = (
-        server.add_insecure_port(settings.address) if credentials is None
+        server.add_insecure_port(settings.address)
+        if credentials is None
         else server.add_secure_port(settings.address, credentials)
-    )  # fmt: skip
+    )
     if bound == 0:
         raise OSError(f"cannot bind the {settings.tier.value} to {settings.address}")
     if settings.metrics_port:

@@ -110,7 +110,9 @@ class TierSettings(BaseSettings):
     max_message_bytes: int = Field(64 << 20, ge=1 << 20, description="gRPC send/receive limit")
     codec: Codec = Field("fp32", description="how activations to the next tier are encoded")
     next_tier: str | None = Field(None, description="host:port of the next tier; none for the cloud")
-    tls_cert_file: Path | None = Field(None, description="this tier's certificate (PEM): served, and shown to the next tier")
+    tls_cert_file: Path | None = Field(
+        None, description="this tier's certificate (PEM): served, and shown to the next tier"
+    )
     tls_key_file: Path | None = Field(None, description="the private key of tls_cert_file (PEM)")
     tls_ca_file: Path | None = Field(None, description="the CA that signs the tiers' certificates (PEM)")
     plaintext: bool = Field(False, description="serve and link without TLS (a warning at start); else TLS is required")

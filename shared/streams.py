@@ -58,7 +58,8 @@ async def serve_stream(
         drain.open_streams -= 1
     if drain.closing.is_set():
         raise ShuttingDown(
-            f"the {where} is shutting down: requests on this stream without an answer were not accepted; send them again"
+            f"the {where} is shutting down: requests on this stream without an answer were not accepted; send them "
+            "again"
         )
 
 

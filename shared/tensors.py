@@ -60,8 +60,6 @@ def encode(array: np.ndarray, codec: Codec = "fp32") -> pb.Tensor:
     return pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=shape, raw=quantized.tobytes(), quantization=quantization)
 
 
-
-
 def _quantize(array: np.ndarray, axes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Affine int8 of ``array`` with one (scale, zero point) per slice left after reducing ``axes`` (all: None).
 
@@ -109,7 +107,8 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
 
 
 def _check_quantization(tensor: pb.Tensor, shape: tuple[int, ...], what: str) -> None:
-    """Raise :class:`InvalidInput` unless an INT8 tensor's scales are positive and finite, one per channel if per channel."""
+    """Raise :class:`InvalidInput` unless an INT8 tensor's scales are positive and finite, one per channel if per
+    channel."""
     q = tensor.quantization
     if not tensor.HasField("quantization"):
         raise InvalidInput(f"{what}: an INT8 tensor needs quantization (a scale and zero point)")
@@ -148,7 +147,11 @@ def check_shape(shape: tuple[int, ...], dtype: np.dtype | type, spec: TensorSpec
     dynamic axis takes 1 to ``spec.max_length`` values. Costs nothing: no value is read.
     """
     if np.dtype(dtype) != np.dtype(spec.dtype):
-        kind = "a float tensor (FP32, FP16 or quantized INT8)" if spec.dtype == "float32" else "an INT64 tensor of token ids"
+        kind = (
+            "a float tensor (FP32, FP16 or quantized INT8)"
+            if spec.dtype == "float32"
+            else "an INT64 tensor of token ids"
+        )
         raise InvalidInput(f"{what} must be {kind}, got {np.dtype(dtype)}")
     expected = [1, *spec.per_sample_shape()]
     if len(shape) != len(expected) or any(d is not None and n != d for n, d in zip(shape, expected)):

@@ -85,7 +85,10 @@ def _models(args: argparse.Namespace) -> None:
             continue
         prep = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.preprocessing.items())
         mark = " (default)" if info.name == default else ""
-        print(f"{info.name}{mark}: {info.task}, {info.num_blocks} blocks, {len(info.labels)} labels; {info.input_kind}: {prep}")
+        print(
+            f"{info.name}{mark}: {info.task}, {info.num_blocks} blocks, {len(info.labels)} labels; "
+            f"{info.input_kind}: {prep}"
+        )
 
 
 def _health(args: argparse.Namespace) -> None:
@@ -103,7 +106,9 @@ def _loadgen(args: argparse.Namespace) -> None:
     from splitexit.samples import SAMPLE_PACK, load_pack
 
     images = load_pack(args.samples or SAMPLE_PACK)
-    print(f"Sending {len(images)} Fashion-MNIST test images round-robin to {args.address} at {args.rate:g}/s", flush=True)
+    print(
+        f"Sending {len(images)} Fashion-MNIST test images round-robin to {args.address} at {args.rate:g}/s", flush=True
+    )
     try:
         asyncio.run(
             loadgen.generate(
@@ -168,7 +173,9 @@ def _testbed(args: argparse.Namespace) -> None:
             for tier in Tier:
                 extra = ""
                 if isinstance(bed, NetnsTestbed):
-                    extra = f"  metrics {bed.metrics_url(tier)}" + (f"  http {bed.http_url}" if tier is Tier.DEVICE else "")
+                    extra = f"  metrics {bed.metrics_url(tier)}" + (
+                        f"  http {bed.http_url}" if tier is Tier.DEVICE else ""
+                    )
                 print(f"  {tier.value:<6} {bed.processes[tier].address:<21} log {bed.processes[tier].log_path}{extra}")
             print(f"device: {bed.device_address}   (Ctrl-C or SIGTERM stops every tier)", flush=True)
             signal.pause()
@@ -181,7 +188,9 @@ def _loopback_testbed(args: argparse.Namespace) -> Testbed:
     from splitexit.testbed import Testbed
 
     ports = {tier: args.port + i for i, tier in enumerate(Tier)}
-    served = {"model_poll_s": str(args.model_poll_s)} | ({"models_dir": str(args.models_dir)} if args.models_dir else {})
+    served = {"model_poll_s": str(args.model_poll_s)} | (
+        {"models_dir": str(args.models_dir)} if args.models_dir else {}
+    )
     return Testbed(ports=ports, settings={tier: served for tier in Tier}, log_dir=args.log_dir, tls_dir=args.tls_dir)
 
 
@@ -194,29 +203,45 @@ def _client_options(command: argparse.ArgumentParser) -> None:
 
 def _tls_options(command: argparse.ArgumentParser) -> None:
     """``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--token``."""
-    command.add_argument("--tls-ca", type=Path, help="PEM file of the CA that signed the device's certificate (turns TLS on)")
+    command.add_argument(
+        "--tls-ca", type=Path, help="PEM file of the CA that signed the device's certificate (turns TLS on)"
+    )
     command.add_argument("--tls-cert", type=Path, help="PEM client certificate, for mutual TLS")
     command.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
-    command.add_argument("--token", default=os.environ.get("SPLITEXIT_TOKEN"), help="bearer token (default: $SPLITEXIT_TOKEN)")
+    command.add_argument(
+        "--token", default=os.environ.get("SPLITEXIT_TOKEN"), help="bearer token (default: $SPLITEXIT_TOKEN)"
+    )
 
 
 def _add_client_commands(commands: Any) -> None:
     """``splitexit infer`` and ``splitexit models``."""
     infer = commands.add_parser(
-        "infer", help="classify image files, folders, globs or texts through a running device",
-        description=infer_cli_doc(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "infer",
+        help="classify image files, folders, globs or texts through a running device",
+        description=infer_cli_doc(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     infer.add_argument("inputs", nargs="*", metavar="PATH", help="image files, folders (searched recursively) or globs")
-    infer.add_argument("--text", action="append", default=[], help="a text to classify (repeatable; needs a text --model)")
-    infer.add_argument("--truncate", action="store_true", help="cut texts over the model's token limit instead of failing")
+    infer.add_argument(
+        "--text", action="append", default=[], help="a text to classify (repeatable; needs a text --model)"
+    )
+    infer.add_argument(
+        "--truncate", action="store_true", help="cut texts over the model's token limit instead of failing"
+    )
     _client_options(infer)
     infer.add_argument("--model", default="", help="model name (default: the device's default)")
     infer.add_argument("--threshold", type=float, help="exit threshold at every exit, for these requests")
-    infer.add_argument("--policy", default="", help="a device policy by name (splitee, dimee, ...; default: the model's)")
+    infer.add_argument(
+        "--policy", default="", help="a device policy by name (splitee, dimee, ...; default: the model's)"
+    )
     infer.add_argument("--top-k", type=int, default=0, help="classes to show per answer (0: the device's default, 5)")
     infer.add_argument("--concurrency", type=int, default=16, help="samples in flight at once (default 16)")
-    infer.add_argument("--json", action="store_true", help="one JSON object per line on stdout (the HTTP answer + input)")
-    infer.add_argument("--progress", action=argparse.BooleanOptionalAction, help="a progress bar on stderr (default: on a terminal)")
+    infer.add_argument(
+        "--json", action="store_true", help="one JSON object per line on stdout (the HTTP answer + input)"
+    )
+    infer.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, help="a progress bar on stderr (default: on a terminal)"
+    )
     infer.set_defaults(run=_infer)
 
     models = commands.add_parser("models", help="the models a device serves and how to call them (Device.ListModels)")
@@ -237,7 +262,9 @@ def _add_testbed_and_package_commands(commands: Any) -> None:
     testbed.add_argument(
         "--model-poll-s", type=float, default=0.0, help="look for new or changed packages this often (0: only at start)"
     )
-    testbed.add_argument("--port", type=int, default=50051, help="the device's port; the edge and cloud take the next two")
+    testbed.add_argument(
+        "--port", type=int, default=50051, help="the device's port; the edge and cloud take the next two"
+    )
     testbed.set_defaults(run=_testbed)
 
     package = commands.add_parser(

@@ -83,7 +83,9 @@ def texts(values: list[str]) -> list[Input]:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raw = text.encode("utf-8", "surrogateescape")
-            raise UsageError(f"--text #{number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+            raise UsageError(
+                f"--text #{number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+            ) from None
     return [Input(repr(text), text=text) for text in values]
 
 
@@ -109,7 +111,9 @@ class Tally:
     def summary(self) -> str:
         answered, failed = len(self.answers), sum(self.errors.values())
         elapsed = time.monotonic() - self.started
-        lines = [f"{answered} of {self.total} answered in {elapsed:.2f} s ({(answered + failed) / max(elapsed, 1e-9):.1f}/s)"]
+        lines = [
+            f"{answered} of {self.total} answered in {elapsed:.2f} s ({(answered + failed) / max(elapsed, 1e-9):.1f}/s)"
+        ]
         if failed:
             lines.append("failed: " + ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())))
         if self.answers:
@@ -119,7 +123,10 @@ class Tally:
             p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
             lines.append(f"device latency mean {statistics.fmean(latencies):.2f} ms, p95 {p95:.2f} ms")
         if self.labelled:
-            lines.append(f"accuracy {self.correct / self.labelled:.1%} ({self.correct} of {self.labelled} labelled by folder name)")
+            lines.append(
+                f"accuracy {self.correct / self.labelled:.1%} ({self.correct} of {self.labelled} labelled by "
+                "folder name)"
+            )
         return "\n".join(lines)
 
 
@@ -127,9 +134,14 @@ def line(item: Input, answer: Prediction, as_json: bool, truth: str | None) -> s
     if as_json:
         return json.dumps({"input": item.name, **({"true_label": truth} if truth else {}), **answer.to_dict()})
     degraded = f"  DEGRADED: {answer.degradation.message}" if answer.degradation is not None else ""
-    top = "  top: " + ", ".join(f"{c.label_name} {c.probability:.3f}" for c in answer.top_k[1:]) if len(answer.top_k) > 1 else ""
+    top = (
+        "  top: " + ", ".join(f"{c.label_name} {c.probability:.3f}" for c in answer.top_k[1:])
+        if len(answer.top_k) > 1
+        else ""
+    )
     return (
-        f"{item.name}: {answer.label_name} ({answer.confidence:.3f}) exit {answer.exit_tier.value} block {answer.exit_block} "
+        f"{item.name}: {answer.label_name} ({answer.confidence:.3f}) exit {answer.exit_tier.value} block "
+        f"{answer.exit_block} "
         f"{answer.latency_s * 1e3:.2f} ms{top}{degraded}"
     )
 
@@ -156,7 +168,13 @@ def client_options(args: Any) -> dict[str, Any]:
 
 async def run(args: Any, items: list[Input], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Send every input, print answers as they come, then the summary; the exit code."""
-    options = {"model": args.model, "threshold": args.threshold, "policy": args.policy, "top_k": args.top_k, "truncate": args.truncate}
+    options = {
+        "model": args.model,
+        "threshold": args.threshold,
+        "policy": args.policy,
+        "top_k": args.top_k,
+        "truncate": args.truncate,
+    }
     show_progress = args.progress if args.progress is not None else err.isatty() and len(items) > 1
     tally, failures = Tally(len(items)), {}
     async with AsyncClient(args.address, **client_options(args)) as client:
@@ -183,7 +201,11 @@ async def run(args: Any, items: list[Input], out: TextIO = sys.stdout, err: Text
                     tally.labelled += 1
                     tally.correct += result.label == truth
                 tally.answers.append(result)
-                print(line(item, result, args.json, info.labels[truth] if truth is not None else None), file=out, flush=True)
+                print(
+                    line(item, result, args.json, info.labels[truth] if truth is not None else None),
+                    file=out,
+                    flush=True,
+                )
                 if show_progress and time.monotonic() - last_drawn > 0.1:
                     print(tally.progress(), end="", file=err, flush=True)
                     last_drawn = time.monotonic()

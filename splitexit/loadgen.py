@@ -90,4 +90,3 @@ async def generate(
                 tally, tally_started = Tally(), time.monotonic()
         await asyncio.gather(*tasks)
     print(tally.report(max(time.monotonic() - tally_started, 1e-3)), flush=True)
-

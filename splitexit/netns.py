@@ -126,7 +126,8 @@ class NamespaceNetwork:
         return Veth(*ends)
 
     def create(self) -> None:
-        """Make the namespaces (``lo`` up) and the veths, addressed and up; what was made is recorded for :meth:`delete`."""
+        """Make the namespaces (``lo`` up) and the veths, addressed and up; what was made is recorded for
+        :meth:`delete`."""
         for name in self.namespaces.values():
             run_command(["ip", "netns", "add", name])
             self._namespaces_made.append(name)

@@ -65,13 +65,19 @@ def sign_package(package_dir: Path, key: Ed25519PrivateKey) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m splitexit.package_signing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m splitexit.package_signing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     keygen = commands.add_parser("keygen", help="write a new ed25519 key pair (PEM)")
     keygen.add_argument("--private", type=Path, required=True, help="where the private key goes (mode 0600)")
-    keygen.add_argument("--public", type=Path, required=True, help="where the public key goes (a tier's package_public_key)")
-    digest = commands.add_parser("digest", help="(re)write integrity.json from the files as they are; drops integrity.sig")
+    keygen.add_argument(
+        "--public", type=Path, required=True, help="where the public key goes (a tier's package_public_key)"
+    )
+    digest = commands.add_parser(
+        "digest", help="(re)write integrity.json from the files as they are; drops integrity.sig"
+    )
     digest.add_argument("packages", type=Path, nargs="+")
     sign = commands.add_parser("sign", help="write integrity.sig, after checking the files against integrity.json")
     sign.add_argument("--key", type=Path, required=True, help="ed25519 private key (PEM)")

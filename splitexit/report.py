@@ -90,7 +90,11 @@ def tier_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
             own = hop.timings.total_s - hop.timings.network_s - downstream
             samples[Tier.from_proto(hop.tier)].append((own, hop.timings.compute_s))
     return {
-        t.value: {"samples": len(v), "own_s": float(np.mean([s[0] for s in v])), "compute_s": float(np.mean([s[1] for s in v]))}
+        t.value: {
+            "samples": len(v),
+            "own_s": float(np.mean([s[0] for s in v])),
+            "compute_s": float(np.mean([s[1] for s in v])),
+        }
         for t, v in samples.items()
         if v
     }
@@ -111,6 +115,7 @@ def latency_by_exit_tier(outcomes: list[Outcome]) -> dict[str, dict[str, float]]
 def format_tier_times(times: dict[str, dict[str, float]]) -> str:
     """One line per tier: how many samples reached it, its mean own time and compute time."""
     return "\n".join(
-        f"  {tier:<6} {t['samples']:>5.0f} samples  own {t['own_s'] * 1e3:6.2f} ms  compute {t['compute_s'] * 1e3:6.2f} ms"
+        f"  {tier:<6} {t['samples']:>5.0f} samples  own {t['own_s'] * 1e3:6.2f} ms  compute "
+        f"{t['compute_s'] * 1e3:6.2f} ms"
         for tier, t in times.items()
     )

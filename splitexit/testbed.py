@@ -180,12 +180,14 @@ def tls_env(tier: Tier, tls_dir: Path | None) -> dict[str, str]:
     if tls_dir is None:
         return {f"{prefix}PLAINTEXT": "true"}
     files = PkiFiles.of(tls_dir, tier.value)
-    return {f"{prefix}TLS_CERT_FILE": str(files.cert), f"{prefix}TLS_KEY_FILE": str(files.key), f"{prefix}TLS_CA_FILE": str(files.ca)}
+    return {
+        f"{prefix}TLS_CERT_FILE": str(files.cert),
+        f"{prefix}TLS_KEY_FILE": str(files.key),
+        f"{prefix}TLS_CA_FILE": str(files.ca),
+    }
 
 
-def start_tier(
-    tier: Tier, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path
-) -> TierProcess:
+def start_tier(tier: Tier, port: int, next_address: str | None, settings: dict[str, str], log_dir: Path) -> TierProcess:
     """Start ``splitexit serve TIER`` on loopback, configured by :func:`tier_env`, and wait until it reports SERVING.
 
     Its log is ``log_dir/<tier>.log``.
@@ -272,6 +274,8 @@ class Testbed(TierChain):
         next_address = f"{LOOPBACK}:{self.ports[tier.next]}" if tier.next else None
         settings = self.settings.get(tier, {})
         ports = {"metrics_port": self.metrics_ports.get(tier, 0), "http_port": self.http_port}
-        env = tier_env(tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports, tls_dir=self.tls_dir)
+        env = tier_env(
+            tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports, tls_dir=self.tls_dir
+        )
         address, log = f"{LOOPBACK}:{self.ports[tier]}", self.log_dir / f"{tier.value}.log"
         return TierLaunch(tier, address, env, log, health_tls=self.client_tls)

@@ -80,12 +80,13 @@ def edge_address(testbed: Testbed) -> str:
 def gateway_url(edge_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a device of its own, with its HTTP gateway, in front of the testbed's edge."""
     http_port = free_port()
-    device = start_tier(Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path_factory.mktemp("http"))
+    device = start_tier(
+        Tier.DEVICE, free_port(), edge_address, {"http_port": str(http_port)}, tmp_path_factory.mktemp("http")
+    )
     try:
         yield f"http://127.0.0.1:{http_port}"
     finally:
         device.stop()
-
 
 
 @pytest.fixture(scope="module")

@@ -107,9 +107,10 @@ def model_stages(instructions: list[tuple[str, str]]) -> set[str]:
     final = stages(instructions)[-1][1]
     names = {name for name, _ in stages(instructions)[:-1]}
     return {
-        name for name in names
+        name
+        for name in names
         if (sources := copies_from(final, name)) and all(s.rstrip("/").endswith("/models") for s in sources)
-    }  # fmt: skip
+    }
 
 
 def serving_instructions(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:

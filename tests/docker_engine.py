@@ -89,8 +89,14 @@ def install_compose_plugin(plugins: Path = CLI_PLUGINS) -> Path:
     try:
         (work / "lists" / "partial").mkdir(parents=True)
         (work / "sources.list").write_text(f"deb http://deb.debian.org/debian {COMPOSE_DEB_SUITE} main\n")
-        apt = ["-o", f"Dir::Etc::SourceList={work / 'sources.list'}", "-o", "Dir::Etc::SourceParts=-",
-               "-o", f"Dir::State::Lists={work / 'lists'}"]  # fmt: skip
+        apt = [
+            "-o",
+            f"Dir::Etc::SourceList={work / 'sources.list'}",
+            "-o",
+            "Dir::Etc::SourceParts=-",
+            "-o",
+            f"Dir::State::Lists={work / 'lists'}",
+        ]
         run(["apt-get", *apt, "update"], 300)
         run(["apt-get", *apt, "download", f"docker-compose/{COMPOSE_DEB_SUITE}"], 300, cwd=work)
         [package] = work.glob("docker-compose_*.deb")

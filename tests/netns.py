@@ -37,9 +37,7 @@ def _install_iproute2() -> None:
         subprocess.run(command, env=env, capture_output=True, timeout=APT_TIMEOUT_S, check=False)
 
 
-def netns_testbed(
-    log_dir: Path, settings: dict[Tier, dict[str, str]] | None = None, marker: str = ""
-) -> NetnsTestbed:
+def netns_testbed(log_dir: Path, settings: dict[Tier, dict[str, str]] | None = None, marker: str = "") -> NetnsTestbed:
     """A (not yet entered) namespace testbed logging to ``log_dir``, or a skip that says why there is none.
 
     Its device serves HTTP too; a ``marker`` goes into every tier's environment, for :func:`marked_processes`.

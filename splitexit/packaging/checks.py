@@ -39,7 +39,8 @@ def declared_input(network: EarlyExitNetwork) -> str:
 
 
 def check_inputs(network: EarlyExitNetwork, vocab_size: int | None) -> None:
-    """Raise unless the example and every data batch are what the preprocessing makes (text ids below ``vocab_size``)."""
+    """Raise unless the example and every data batch are what the preprocessing makes (text ids below
+    ``vocab_size``)."""
     batches = network.data.batches() if network.data else []
     for what, x in [
         ("the example input", network.example),
@@ -87,7 +88,8 @@ def trace_shapes(network: EarlyExitNetwork, model: SegmentedModel) -> list[Tenso
                 logits = segment.head(activation)
             except Exception as exc:
                 raise PackagingError(
-                    f"{network.name}: exit {k} does not take block {k}'s output {list(activation.shape)}: {first_line(exc)}"
+                    f"{network.name}: exit {k} does not take block {k}'s output {list(activation.shape)}: "
+                    f"{first_line(exc)}"
                 ) from None
             if not isinstance(logits, Tensor) or tuple(logits.shape) != (len(x), len(network.labels)):
                 shape = list(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__

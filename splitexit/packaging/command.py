@@ -13,7 +13,8 @@ from splitexit.packaging.writer import write_package
 
 
 def load_description(target: str) -> EarlyExitNetwork:
-    """Import ``FILE.py`` and call ``FUNCTION()``; :class:`PackagingError` if either is missing or it returns no network."""
+    """Import ``FILE.py`` and call ``FUNCTION()``; :class:`PackagingError` if either is missing or it returns no
+    network."""
     file, _, function = target.rpartition(":")
     path = Path(file)
     if not file or not function or path.suffix != ".py":

@@ -111,13 +111,24 @@ class CostBudget:
 
     def state(self) -> dict[str, Any]:
         mean = self.spent / self.samples if self.samples else 0.0
-        return {"policy": self.name, "samples": self.samples, "thresholds": list(self._plan.thresholds or ()),
-                "budget_share": self.share, "budget_cost": self.budget(), "mean_cost": mean,
-                "costs": self.costs.as_dict()}  # fmt: skip
+        return {
+            "policy": self.name,
+            "samples": self.samples,
+            "thresholds": list(self._plan.thresholds or ()),
+            "budget_share": self.share,
+            "budget_cost": self.budget(),
+            "mean_cost": mean,
+            "costs": self.costs.as_dict(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.name, "samples": self.samples, "level": self.level, "spent": self.spent,
-                "allowed": self.allowed}  # fmt: skip
+        return {
+            "policy": self.name,
+            "samples": self.samples,
+            "level": self.level,
+            "spent": self.spent,
+            "allowed": self.allowed,
+        }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         if state["policy"] != self.name:

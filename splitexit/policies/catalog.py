@@ -28,7 +28,8 @@ from splitexit.policies.splitee import BanditPolicy, DeviceSideCosts, i_splitee_
 
 
 class PolicyParams(BaseModel):
-    """Hyperparameters of the device's policies (symbols as in the papers; costs are :class:`~splitexit.policies.costs.CostSettings`)."""
+    """Hyperparameters of the device's policies (symbols as in the papers; costs are
+    :class:`~splitexit.policies.costs.CostSettings`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,7 +40,9 @@ class PolicyParams(BaseModel):
     window: int = Field(
         300, ge=1, description="the sliding-window policies (splitee-sw, dimee-sw): rounds each arm's mean covers"
     )
-    drift_delta: float = Field(0.005, ge=0.0, description="the -cd policies' Page-Hinkley test on C_1: drift δ tolerated")
+    drift_delta: float = Field(
+        0.005, ge=0.0, description="the -cd policies' Page-Hinkley test on C_1: drift δ tolerated"
+    )
     drift_threshold: float = Field(
         10.0, gt=0.0, description="the -cd policies' Page-Hinkley test: cumulative deviation h that signals a change"
     )

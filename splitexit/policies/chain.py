@@ -52,7 +52,9 @@ class Chain:
         if self.hosted[Tier.DEVICE].first != 1:
             raise ValueError(f"the device must host block 1, not start at {self.hosted[Tier.DEVICE]}")
         if self.hosted[Tier.CLOUD].last != self.num_blocks:
-            raise ValueError(f"the cloud must host the final block {self.num_blocks}, not end at {self.hosted[Tier.CLOUD]}")
+            raise ValueError(
+                f"the cloud must host the final block {self.num_blocks}, not end at {self.hosted[Tier.CLOUD]}"
+            )
 
     def last_exit(self, tier: Tier) -> int:
         """The deepest exit ``tier`` hosts (m for the device, e for the edge, L for the cloud)."""
@@ -152,9 +154,7 @@ def route_taken(plan: Plan, chain: Chain, confidences: Mapping[int, float]) -> R
 
 def observed_confidences(answer: pb.InferResponse) -> dict[int, float]:
     """Every exit a sample ran, across all tiers, from its answer: block -> C_k."""
-    return {
-        hop.first_block + i: confidence for hop in answer.hops for i, confidence in enumerate(hop.exit_confidences)
-    }
+    return {hop.first_block + i: confidence for hop in answer.hops for i, confidence in enumerate(hop.exit_confidences)}
 
 
 def observed_labels(answer: pb.InferResponse) -> dict[int, int]:

@@ -70,7 +70,8 @@ def embed(x: np.ndarray, cells: int = 4) -> np.ndarray:
 
 
 def _split(length: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and size of ``parts`` near-equal chunks of ``length`` (the first ones one longer, as ``np.array_split``)."""
+    """Start and size of ``parts`` near-equal chunks of ``length`` (the first ones one longer, as
+    ``np.array_split``)."""
     sizes = np.full(parts, length // parts) + (np.arange(parts) < length % parts)
     return np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes
 
@@ -99,7 +100,9 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.n
         centroids = np.vstack([centroids, points[pick]])
     for _ in range(iterations):
         labels = nearest(points, centroids)
-        updated = np.array([points[labels == j].mean(axis=0) if (labels == j).any() else centroids[j] for j in range(k)])
+        updated = np.array(
+            [points[labels == j].mean(axis=0) if (labels == j).any() else centroids[j] for j in range(k)]
+        )
         if np.array_equal(updated, centroids):
             break
         centroids = updated

@@ -123,7 +123,8 @@ class Shadowing(Policy, Protocol):
 
 
 def show(policy: Policy, plan: Plan, confidences: Mapping[int, float], labels: Callable[[], Mapping[int, int]]) -> None:
-    """Show ``policy`` what a sample revealed; the labels (read only for a shadow plan) when the plan was a shadow run."""
+    """Show ``policy`` what a sample revealed; the labels (read only for a shadow plan) when the plan was a shadow
+    run."""
     if plan.shadow:
         cast(Shadowing, policy).observe_shadow(plan, confidences, labels())
     else:

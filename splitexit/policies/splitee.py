@@ -225,24 +225,36 @@ class BanditPolicy:
         for group, (plans, bandit) in enumerate(zip(self.plans, self.bandits, strict=True)):
             best = bandit.best()
             chosen = plans[best] if best >= 0 else None
-            groups.append({
-                "name": self.group_name(group),
-                "pulls": bandit.counts.tolist(),
-                "mean_reward": bandit.means().tolist(),
-                "best_arm": best,
-                "best_label": self.labels[best] if best >= 0 else "",
-                "thresholds": list(chosen.thresholds or ()) if chosen else [],
-                "device_last_block": chosen.last_block.get(Tier.DEVICE, 0) if chosen else 0,
-                "edge_last_block": chosen.last_block.get(Tier.EDGE, 0) if chosen else 0,
-            })  # fmt: skip
+            groups.append(
+                {
+                    "name": self.group_name(group),
+                    "pulls": bandit.counts.tolist(),
+                    "mean_reward": bandit.means().tolist(),
+                    "best_arm": best,
+                    "best_label": self.labels[best] if best >= 0 else "",
+                    "thresholds": list(chosen.thresholds or ()) if chosen else [],
+                    "device_last_block": chosen.last_block.get(Tier.DEVICE, 0) if chosen else 0,
+                    "edge_last_block": chosen.last_block.get(Tier.EDGE, 0) if chosen else 0,
+                }
+            )
         changes = {"changes": self.detector.changes} if self.detector is not None else {}
-        return {"policy": self.name, "samples": self.samples, "arms": list(self.labels), "groups": groups,
-                "costs": self.costs.as_dict(), **changes}  # fmt: skip
+        return {
+            "policy": self.name,
+            "samples": self.samples,
+            "arms": list(self.labels),
+            "groups": groups,
+            "costs": self.costs.as_dict(),
+            **changes,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to carry on exactly where it stands."""
-        state = {"policy": self.name, "arms": list(self.labels), "samples": self.samples,
-                 "bandits": [bandit.to_dict() for bandit in self.bandits]}  # fmt: skip
+        state = {
+            "policy": self.name,
+            "arms": list(self.labels),
+            "samples": self.samples,
+            "bandits": [bandit.to_dict() for bandit in self.bandits],
+        }
         if self.detector is not None:
             state["detector"] = self.detector.to_dict()
         return state

@@ -164,7 +164,9 @@ def test_every_tier_speaks_mutual_tls_with_the_certificates_the_certs_service_wr
     settings = tier_settings(tier, {**dockerfile_env(dockerfile), **environment(services[tier])}, monkeypatch)
     assert not settings.plaintext
     assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file) == (
-        Path(f"{CERTS}/{tier}.pem"), Path(f"{CERTS}/{tier}-key.pem"), Path(f"{CERTS}/ca.pem")
+        Path(f"{CERTS}/{tier}.pem"),
+        Path(f"{CERTS}/{tier}-key.pem"),
+        Path(f"{CERTS}/ca.pem"),
     )  # what `splitexit certs` names them
     assert f"certs:{CERTS}:ro" in services[tier]["volumes"]
     assert services["certs"]["volumes"] == [f"certs:{CERTS}"]
@@ -321,7 +323,9 @@ def test_netem_script_applies_each_profile_to_its_peer(tmp_path: Path) -> None:
     """netem.sh with stand-ins for tc and getent: the qdiscs and filters it would install."""
     calls = tmp_path / "tc.calls"
     (tmp_path / "tc").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
-    (tmp_path / "getent").write_text('#!/bin/sh\n[ "$2" = device ] && echo "10.0.0.3 device" || echo "10.0.0.5 cloud"\n')
+    (tmp_path / "getent").write_text(
+        '#!/bin/sh\n[ "$2" = device ] && echo "10.0.0.3 device" || echo "10.0.0.5 cloud"\n'
+    )
     for tool in ("tc", "getent"):
         (tmp_path / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}

@@ -68,7 +68,9 @@ async def send(stack: Stack, images: list[LabelledImage], count: int, rate: floa
 
 
 def full_answers(answers: list[pb.InferResponse | str]) -> int:
-    return sum(isinstance(a, pb.InferResponse) and a.exit_tier == pb.TIER_NAME_CLOUD and not a.degraded for a in answers)
+    return sum(
+        isinstance(a, pb.InferResponse) and a.exit_tier == pb.TIER_NAME_CLOUD and not a.degraded for a in answers
+    )
 
 
 def test_every_cloud_replica_serves_a_fair_share(pools: Stack, images: list[LabelledImage]) -> None:
@@ -92,11 +94,17 @@ def test_a_cloud_replica_crashing_under_load_loses_no_sample(pools: Stack, image
         return await load
 
     answers = asyncio.run(load_and_crash())
-    lost = [a for a in answers if not (isinstance(a, pb.InferResponse) and a.exit_tier == pb.TIER_NAME_CLOUD and not a.degraded)]
+    lost = [
+        a
+        for a in answers
+        if not (isinstance(a, pb.InferResponse) and a.exit_tier == pb.TIER_NAME_CLOUD and not a.degraded)
+    ]
     edge_logs = pools("logs", "--no-color", "edge")
     assert edge_logs.count("joins") >= SCALE["cloud"] * SCALE["edge"], "each edge's pool found every cloud"
     retried = edge_logs.count("trying another")
-    print(f"\none of 3 clouds crashed under load: {len(answers) - len(lost)} of {len(answers)} answered in full, "
-          f"{retried} samples retried on another replica")  # fmt: skip
+    print(
+        f"\none of 3 clouds crashed under load: {len(answers) - len(lost)} of {len(answers)} answered in full, "
+        f"{retried} samples retried on another replica"
+    )
     assert pools.restarts(victim) >= 1, "the replica did not crash"
     assert not lost, f"{len(lost)} samples lost or degraded, e.g. {lost[:3]}"

@@ -61,7 +61,11 @@ def test_images_over_grpc_and_http(stack: Stack, images: list[LabelledImage]) ->
     http = f"https://{stack.address('device', 8080)}/v1/infer"
     for image, expected in zip(sample[:8], forced, strict=True):
         reply = httpx.post(
-            http, content=image.png, params={"threshold": 1}, headers={"Content-Type": "image/png"}, verify=verify(stack)
+            http,
+            content=image.png,
+            params={"threshold": 1},
+            headers={"Content-Type": "image/png"},
+            verify=verify(stack),
         )
         assert reply.status_code == 200, reply.text
         body = reply.json()
@@ -75,8 +79,13 @@ def test_texts_over_grpc_and_http(stack: Stack) -> None:
     assert accuracy >= 0.6, f"{accuracy:.2f} of real sentences right through the containers"
     http = f"https://{stack.address('device', 8080)}/v1/infer"
     for text, expected in zip(texts[:5], answers[:5], strict=True):
-        reply = httpx.post(http, content=text.text.encode(), params={"model": TEXT_MODEL},
-                           headers={"Content-Type": "text/plain"}, verify=verify(stack))  # fmt: skip
+        reply = httpx.post(
+            http,
+            content=text.text.encode(),
+            params={"model": TEXT_MODEL},
+            headers={"Content-Type": "text/plain"},
+            verify=verify(stack),
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["label"] == expected.label
 
@@ -108,9 +117,25 @@ def test_prometheus_scrapes_every_tier_and_answers_a_dashboard_query(stack: Stac
 
 
 def test_the_compose_load_generator_runs_bounded(stack: Stack) -> None:
-    output = stack("run", "--rm", "--no-deps", "loadgen", "splitexit", "loadgen", "--address", "device:50051",
-                   "--tls-ca", "/certs/ca.pem", "--rate", "20", "--duration", "6", "--report-every", "6",
-                   timeout_s=90)  # fmt: skip
+    output = stack(
+        "run",
+        "--rm",
+        "--no-deps",
+        "loadgen",
+        "splitexit",
+        "loadgen",
+        "--address",
+        "device:50051",
+        "--tls-ca",
+        "/certs/ca.pem",
+        "--rate",
+        "20",
+        "--duration",
+        "6",
+        "--report-every",
+        "6",
+        timeout_s=90,
+    )
     assert "answers/s" in output and "errors" not in output, output[-2000:]
 
 
@@ -125,7 +150,10 @@ def test_an_edge_crash_gives_degraded_answers_then_full_ones_after_its_restart(
     while not degraded and time.monotonic() - crashed < 30:
         degraded = [a for a in infer_all(stack, forced) if a.degraded]
     assert degraded, "no degraded answer while the edge was down"
-    assert all(a.exit_tier == pb.TIER_NAME_DEVICE and a.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE for a in degraded)
+    assert all(
+        a.exit_tier == pb.TIER_NAME_DEVICE and a.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE
+        for a in degraded
+    )
     full: list[pb.InferResponse] = []
     while not full and time.monotonic() - crashed < 120:
         time.sleep(1)

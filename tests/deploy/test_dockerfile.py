@@ -37,7 +37,9 @@ def test_dockerfile_copies_only_files_that_exist_and_reach_the_context(dockerfil
 
 def test_dockerfile_is_multi_stage_on_python_311_slim(dockerfile: list[tuple[str, str]]) -> None:
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in dockerfile if k == "ARG" and "=" in a}
-    bases = [re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), a.split()[0]) for k, a in dockerfile if k == "FROM"]
+    bases = [
+        re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), a.split()[0]) for k, a in dockerfile if k == "FROM"
+    ]
     assert len(bases) >= 2, "a builder stage and a runtime stage"
     stage_names = {name for name, _ in stages(dockerfile)}
     for base in (base for base in bases if base not in stage_names):
@@ -72,9 +74,10 @@ def test_text_slices_come_from_the_context_and_torch_only_as_a_fallback(dockerfi
     from training.text_slices import STALE_EXIT
 
     builders = {
-        name for name, body in stages(dockerfile)
+        name
+        for name, body in stages(dockerfile)
         if any(k == "RUN" and "training.text_export" in args for k, args in body)
-    }  # fmt: skip
+    }
     assert len(builders) == 1, f"one stage rebuilds the slices, not {builders}"
     assert builders <= model_stages(dockerfile), f"the image must take only models/ from {builders}"
     body = dict(stages(dockerfile))[builders.pop()]
@@ -115,8 +118,16 @@ def test_every_stage_installs_into_a_venv(dockerfile: list[tuple[str, str]]) -> 
 
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".cache/fashion-mnist/x.gz", "tests/deploy/test_compose.py", "training/train.py",
-     "bench/serving.py", ".git/HEAD", "models/fmnist-cnn/weights.pt", "shared/__pycache__/x.pyc"],
+    [
+        ".venv/bin/python",
+        ".cache/fashion-mnist/x.gz",
+        "tests/deploy/test_compose.py",
+        "training/train.py",
+        "bench/serving.py",
+        ".git/HEAD",
+        "models/fmnist-cnn/weights.pt",
+        "shared/__pycache__/x.pyc",
+    ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:
     assert dockerignore_excludes(path, dockerignore_patterns()), f"{path} would reach the build context"

@@ -179,7 +179,9 @@ def test_promtool_accepts_the_repository_config(tools: Tools) -> None:
 
 @pytest.mark.parametrize("tier", list(Tier), ids=lambda tier: tier.value)
 def test_promtool_accepts_every_tiers_metrics(tier: Tier, tools: Tools, bed: Testbed, traffic: None) -> None:
-    check = subprocess.run([tools.promtool, "check", "metrics"], input=scrape(bed, tier), capture_output=True, text=True)
+    check = subprocess.run(
+        [tools.promtool, "check", "metrics"], input=scrape(bed, tier), capture_output=True, text=True
+    )
     assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
 
 
@@ -252,12 +254,12 @@ def test_cost_counters_add_up_the_answers(bed: Testbed, images: list[LabelledIma
     assert plans_made >= 20
 
 
-def test_failures_are_counted_by_status_code_with_bounded_labels(
-    bed: Testbed, images: list[LabelledImage]
-) -> None:
+def test_failures_are_counted_by_status_code_with_bounded_labels(bed: Testbed, images: list[LabelledImage]) -> None:
     labels = {"method": "Infer", "model": "unknown", "code": "NOT_FOUND"}
     before = samples(bed, Tier.DEVICE, "splitexit_requests_total", **labels)
-    answers = asyncio.run(send(bed.device_address, [pb.InferRequest(model=f"m{i}", image=images[0].png) for i in range(3)]))
+    answers = asyncio.run(
+        send(bed.device_address, [pb.InferRequest(model=f"m{i}", image=images[0].png) for i in range(3)])
+    )
     assert answers == [grpc.StatusCode.NOT_FOUND] * 3
     assert samples(bed, Tier.DEVICE, "splitexit_requests_total", **labels) - before == 3
     assert "m1" not in scrape(bed, Tier.DEVICE), "a client's model name must not become a label value"

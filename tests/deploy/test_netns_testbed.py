@@ -55,7 +55,7 @@ def test_real_images_are_answered_and_offloads_cross_both_links(bed: NetnsTestbe
     # the activations went over the tier-to-tier veths (the kernel's counters), not over the management links
     assert sent[0] >= sum(a.hops[0].bytes_sent for a in answers) > 0
     assert sent[1] >= sum(a.hops[1].bytes_sent for a in answers) > 0
-    (_, on_device), = timed_answers(bed.device_address, images[:1], ON_DEVICE)
+    ((_, on_device),) = timed_answers(bed.device_address, images[:1], ON_DEVICE)
     assert [hop.tier for hop in on_device.hops] == [pb.TIER_NAME_DEVICE]
 
 
@@ -71,11 +71,13 @@ def test_a_slow_device_edge_link_slows_offloads_but_not_device_exits(
     bed.shape("device-edge", "slow")
     try:
         slow_offload, slow_exit = medians()
-        (_, answer), = timed_answers(bed.device_address, images[:1], TO_CLOUD)
+        ((_, answer),) = timed_answers(bed.device_address, images[:1], TO_CLOUD)
     finally:
         bed.shape("device-edge", "none")
-    print(f"offload median {fast_offload * 1e3:.1f} -> {slow_offload * 1e3:.1f} ms ({slow_offload / fast_offload:.1f}x); "
-          f"device exit {fast_exit * 1e3:.1f} -> {slow_exit * 1e3:.1f} ms")
+    print(
+        f"offload median {fast_offload * 1e3:.1f} -> {slow_offload * 1e3:.1f} ms ({slow_offload / fast_offload:.1f}x); "
+        f"device exit {fast_exit * 1e3:.1f} -> {slow_exit * 1e3:.1f} ms"
+    )
     assert slow_offload >= 5 * fast_offload
     # 1 Mbit/s cannot carry the activations faster than this, whatever else the machine does (the burst goes free)
     assert slow_offload >= (answer.hops[0].bytes_sent - LINK_PROFILES["slow"].burst_bytes) * 8 / 1e6
@@ -98,16 +100,30 @@ def test_a_link_down_degrades_offloads_and_up_again_they_are_answered(
         on_device = answer_or_error(bed.device_address, images[0], ON_DEVICE, timeout_s=2.0)
     finally:
         bed.set_link("device-edge", True)
-    assert_degraded(offloaded, pb.TIER_NAME_DEVICE, 2, pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE)
-    assert isinstance(on_device, pb.InferResponse) and on_device.exit_tier == pb.TIER_NAME_DEVICE and not on_device.degraded
+    assert_degraded(
+        offloaded,
+        pb.TIER_NAME_DEVICE,
+        2,
+        pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW,
+        pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE,
+    )
+    assert (
+        isinstance(on_device, pb.InferResponse)
+        and on_device.exit_tier == pb.TIER_NAME_DEVICE
+        and not on_device.degraded
+    )
     assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.TIER_NAME_CLOUD
 
 
-def test_a_killed_edge_degrades_offloads_until_it_is_started_again(bed: NetnsTestbed, images: list[LabelledImage]) -> None:
+def test_a_killed_edge_degrades_offloads_until_it_is_started_again(
+    bed: NetnsTestbed, images: list[LabelledImage]
+) -> None:
     bed.kill(Tier.EDGE)
     try:
         assert bed.processes[Tier.EDGE].process.returncode == -9
-        assert bed.network is not None and pids_in(bed.network.namespaces[Tier.EDGE]) == [], "SIGKILL hit the tier itself"
+        assert bed.network is not None and pids_in(bed.network.namespaces[Tier.EDGE]) == [], (
+            "SIGKILL hit the tier itself"
+        )
         offloaded = answer_or_error(bed.device_address, images[0], TO_CLOUD, timeout_s=5.0)
         on_device = answer_or_error(bed.device_address, images[0], ON_DEVICE, timeout_s=5.0)
     finally:
@@ -123,7 +139,9 @@ def test_a_paused_cloud_makes_the_edge_answer_degraded_in_time(bed: NetnsTestbed
         offloaded = answer_or_error(bed.device_address, images[0], TO_CLOUD, timeout_s=2.0)
     finally:
         bed.resume(Tier.CLOUD)
-    assert_degraded(offloaded, pb.TIER_NAME_EDGE, 4, pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE)
+    assert_degraded(
+        offloaded, pb.TIER_NAME_EDGE, 4, pb.DEGRADED_REASON_NEXT_TIER_TOO_SLOW, pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE
+    )
     assert first_answer_within(bed.device_address, images[0], TO_CLOUD, within_s=20).exit_tier == pb.TIER_NAME_CLOUD
 
 
@@ -143,7 +161,7 @@ def test_after_exit_no_namespace_veth_or_process_remains(tmp_path: Path, images:
     marker = f"exit-{os.getpid()}"
     with netns_testbed(tmp_path, marker=marker) as testbed:
         assert len(marked_processes(marker)) == 3
-        (_, answer), = timed_answers(testbed.device_address, images[:1], TO_CLOUD)
+        ((_, answer),) = timed_answers(testbed.device_address, images[:1], TO_CLOUD)
         assert answer.exit_tier == pb.TIER_NAME_CLOUD
         assert leftovers(testbed), "leftovers() must see a running testbed's namespaces and veths"
     assert leftovers(testbed) == []

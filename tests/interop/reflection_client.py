@@ -32,7 +32,10 @@ def fetch_files(channel: grpc.Channel, version: str) -> descriptor_pool.Descript
     listing = next(info(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
     assert SERVICE in {s.name for s in listing.list_services_response.service}, listing
     reply = next(info(iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)]), timeout=10))
-    files = [descriptor_pb2.FileDescriptorProto.FromString(raw) for raw in reply.file_descriptor_response.file_descriptor_proto]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in reply.file_descriptor_response.file_descriptor_proto
+    ]
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
     while len(added) < len(files):  # dependencies first
@@ -53,16 +56,27 @@ def main() -> None:
             descriptor = service.methods_by_name[name]
             reply_class = message_factory.GetMessageClass(descriptor.output_type)
             call = channel.unary_unary(
-                f"/{SERVICE}/{name}", request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_class.FromString
+                f"/{SERVICE}/{name}",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=reply_class.FromString,
             )
             return message_factory.GetMessageClass(descriptor.input_type), call
 
-        as_json = lambda m: MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)  # noqa: E731
+        as_json = lambda m: MessageToDict(
+            m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )  # noqa: E731
         request_class, list_models = method("ListModels")
         print(json.dumps({"kind": "models", **as_json(list_models(request_class(), timeout=10))}))
         request_class, infer = method("Infer")
         for image in images:
-            print(json.dumps({"kind": "answer", **as_json(infer(request_class(image=Path(image).read_bytes(), top_k=3), timeout=30))}))
+            print(
+                json.dumps(
+                    {
+                        "kind": "answer",
+                        **as_json(infer(request_class(image=Path(image).read_bytes(), top_k=3), timeout=30)),
+                    }
+                )
+            )
     assert not any(name.startswith("splitexit") for name in sys.modules), "the client must not use splitexit's code"
 
 

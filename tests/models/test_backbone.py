@@ -71,8 +71,23 @@ def test_the_command_packages_an_encoder_folder_that_a_tier_serves(
     labels = {0: "bad", 1: "good"}
     rows = [{"text": s.text, "label": labels[s.label]} for s in sentiment("amazon")[:80]]
     out = tmp_path / "small-mpnet-sentiment"
-    assert main(["--encoder", str(small_mpnet), "--data", str(write_jsonl(tmp_path / "d.jsonl", rows)),
-                 "--out", str(out), "--epochs", "2", "--threads", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--encoder",
+                str(small_mpnet),
+                "--data",
+                str(write_jsonl(tmp_path / "d.jsonl", rows)),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     manifest = verify_package(out)
     assert manifest.labels == ["bad", "good"] and manifest.num_blocks == LAYERS
     assert all(block.temperature is not None for block in manifest.blocks)

@@ -10,7 +10,7 @@ import pytest
 
 from lab import evaluate, policy_tables
 from lab.fashion_mnist import default_cache_dir
-from lab.policy_eval import BUDGETS, CONVENTIONS
+from lab.policy_eval import BUDGETS, CONVENTIONS, ScenarioResult
 from lab.policy_runs import PolicyResult, Setup
 from lab.scenarios import SCENARIOS, load_stream
 from lab.tuning import budget_name
@@ -21,52 +21,37 @@ from splitexit.policies.costs import CostSettings
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+RELAYS = {"relay after 1", "relay after 2", "relay after 3"}  # after 4 or 5: the final layer's route
+BANDITS = {"splitee", "splitee-s", "i-splitee", "splitee-d", "splitee-sw", "splitee-cd", "dimee", "dimee-sw"}
+BANDITS |= {"dimee-router", "cascade"}
+
+
 def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = evaluate.run(
-        scenarios=["fmnist-clean"], seeds=2, limit=300, sweeps=False, plots_dir=tmp_path / "plots",
+        scenarios=["fmnist-clean"],
+        seeds=2,
+        limit=300,
+        sweeps=False,
+        plots_dir=tmp_path / "plots",
         json_path=tmp_path / "policies.json",
-    )  # fmt: skip
+    )
     printed = capsys.readouterr().out
     for convention in CONVENTIONS:
         assert f"| {convention}: policy | accuracy | drop (pts) | cost reduction |" in printed
     assert "| **splitee** |" in printed and "| oracle-split |" in printed and "| relay after 1 |" in printed
-    assert "Accuracy budget 0.5 pt (`accuracy-budget`): true drop" in printed and "Best online policy picked on" in printed
+    assert (
+        "Accuracy budget 0.5 pt (`accuracy-budget`): true drop" in printed and "Best online policy picked on" in printed
+    )
 
     (result,) = results
     assert result.samples == 300 and not result.sweeps and result.validation == "fmnist-clean-val, 300 samples"
-    relays = {"relay after 1", "relay after 2", "relay after 3"}  # after 4 or 5: the final layer's route
     for convention, policies in result.policies.items():
-        names = [r.policy for r in policies]
-        oracles = {name for name in names if name.startswith("oracle-fixed")}
-        accuracy = by_name_of(policies)["accuracy-budget"]
-        assert accuracy.kind == "accuracy" and accuracy.shadow_share is not None and 0.0 < accuracy.shadow_share < 0.5
-        assert accuracy.tuned.startswith("s=") and accuracy.validation is not None
-        assert set(names) == set(POLICY_NAMES) - {"thresholds", "budget"} | {"oracle-split", "oracle-cascade"} | (
-            relays | oracles | {budget_name(share) for share in BUDGETS})  # fmt: skip
-        assert oracles, "some fixed α is within 0.5 pt of the final layer"
-        by_name = dict(zip(names, policies, strict=True))
-        assert by_name["fixed-thresholds"].tuned.startswith("α=") and by_name["budget ≤ 40 %"].tuned.startswith("η=")
-        assert by_name["final-layer"].tuned == "" and by_name["oracle-split"].tuned == ""
-        for relay in relays:  # no early exit: the final layer's answers
-            assert by_name[relay].drop_points == 0.0 and by_name[relay].tier_share["cloud"] == 1.0
-        relay_cost = 1 - by_name["relay after 1"].cost_reduction
-        assert relay_cost == pytest.approx(0.3 / 0.6 if convention == "cloud free" else 1.0)
-        for r in policies:  # the gap is against the frontier of fixed α: none of those rows lies beyond it
-            if r.policy.startswith("oracle-fixed"):
-                assert r.frontier_gap == 0.0
-        final = policies[names.index("final-layer")]
-        assert final.drop_points == 0.0 and final.cost_reduction == 0.0 and final.tier_share["cloud"] == 1.0
-        device = policies[names.index("all-device")]
-        assert device.tier_share["device"] == 1.0
-        assert device.cost_reduction == pytest.approx(1 - 0.2 / result.final_cost[convention])
-        for r in policies:
-            assert sum(r.tier_share.values()) == pytest.approx(1.0)
+        check_policies(convention, policies, result)
     assert result.final_cost == pytest.approx({"cloud charged": 0.8, "cloud free": 0.6})
     # every bandit's regret against its own arms: cumulative, so never falling
-    assert set(result.regret) == {"splitee", "splitee-s", "i-splitee", "splitee-d", "splitee-sw", "splitee-cd",
-                                  "dimee", "dimee-sw", "dimee-router", "cascade"}  # fmt: skip
+    assert set(result.regret) == BANDITS
     assert result.regret_at[-1] == 300
     for curve in result.regret.values():
         assert all(later >= earlier - 1e-9 for earlier, later in zip(curve, curve[1:], strict=False)) and curve[-1] > 0
@@ -80,6 +65,36 @@ def test_evaluate_prints_the_table_and_writes_the_report_and_plots(
     plots = [tmp_path / "plots" / "regret.png"]
     body = policy_tables.page_body(results, Setup(PolicyParams(), CostSettings()), 2, 1.0, plots, tmp_path / "page")
     assert body.startswith("`make evaluate`") and "![regret](../plots/regret.png)" in body
+
+
+def check_policies(convention: str, policies: list[PolicyResult], result: ScenarioResult) -> None:
+    """One cost convention's rows: every policy once, tuned on validation, relays and baselines as they must be."""
+    names = [r.policy for r in policies]
+    oracles = {name for name in names if name.startswith("oracle-fixed")}
+    accuracy = by_name_of(policies)["accuracy-budget"]
+    assert accuracy.kind == "accuracy" and accuracy.shadow_share is not None and 0.0 < accuracy.shadow_share < 0.5
+    assert accuracy.tuned.startswith("s=") and accuracy.validation is not None
+    assert set(names) == set(POLICY_NAMES) - {"thresholds", "budget"} | {"oracle-split", "oracle-cascade"} | (
+        RELAYS | oracles | {budget_name(share) for share in BUDGETS}
+    )
+    assert oracles, "some fixed α is within 0.5 pt of the final layer"
+    by_name = dict(zip(names, policies, strict=True))
+    assert by_name["fixed-thresholds"].tuned.startswith("α=") and by_name["budget ≤ 40 %"].tuned.startswith("η=")
+    assert by_name["final-layer"].tuned == "" and by_name["oracle-split"].tuned == ""
+    for relay in RELAYS:  # no early exit: the final layer's answers
+        assert by_name[relay].drop_points == 0.0 and by_name[relay].tier_share["cloud"] == 1.0
+    relay_cost = 1 - by_name["relay after 1"].cost_reduction
+    assert relay_cost == pytest.approx(0.3 / 0.6 if convention == "cloud free" else 1.0)
+    for r in policies:  # the gap is against the frontier of fixed α: none of those rows lies beyond it
+        if r.policy.startswith("oracle-fixed"):
+            assert r.frontier_gap == 0.0
+    final = policies[names.index("final-layer")]
+    assert final.drop_points == 0.0 and final.cost_reduction == 0.0 and final.tier_share["cloud"] == 1.0
+    device = policies[names.index("all-device")]
+    assert device.tier_share["device"] == 1.0
+    assert device.cost_reduction == pytest.approx(1 - 0.2 / result.final_cost[convention])
+    for r in policies:
+        assert sum(r.tier_share.values()) == pytest.approx(1.0)
 
 
 def test_drift_stream_is_reported_per_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

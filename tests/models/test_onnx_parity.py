@@ -56,7 +56,9 @@ def test_checksums_match(manifest: Manifest) -> None:
         verified_segment_path(PACKAGE, block)
 
 
-def test_onnx_chain_matches_torch(sessions: list[ort.InferenceSession], test_set: tuple[np.ndarray, np.ndarray]) -> None:
+def test_onnx_chain_matches_torch(
+    sessions: list[ort.InferenceSession], test_set: tuple[np.ndarray, np.ndarray]
+) -> None:
     x = test_set[0][:PARITY_SAMPLES]
     model = load_reference(PACKAGE)
     with torch.no_grad():

@@ -70,8 +70,10 @@ def test_a_package_the_tiers_load_with_costs_and_exit_accuracy(images: tuple[Ten
     assert verify_package(tmp_path / "tiny") == manifest
     assert [b.input.shape for b in manifest.blocks] == [[None, 1, 28, 28], [None, 4, 14, 14], [None, 8, 7, 7]]
     assert {tier: (r.first, r.last) for tier, r in manifest.default_ranges.items()} == {
-        Tier.DEVICE: (1, 1), Tier.EDGE: (1, 2), Tier.CLOUD: (1, 3)
-    }  # fmt: skip
+        Tier.DEVICE: (1, 1),
+        Tier.EDGE: (1, 2),
+        Tier.CLOUD: (1, 3),
+    }
     report = json.loads((tmp_path / "tiny" / "packaging.json").read_text())
     assert [b["activation_bytes"] for b in report["blocks"]] == [4 * 4 * 14 * 14, 4 * 8 * 7 * 7, 4 * 8 * 4 * 4]
     conv1 = 4 * 14 * 14 * 9 + 4 * 14 * 14 * 10  # the 3x3 conv, then the exit's linear layer
@@ -126,22 +128,41 @@ class SignBranch(nn.Module):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: ([conv(1, 4), conv(8, 8)], [head(4, 14), head(8, 7)], {}),
-         "tiny: block 2 does not take block 1's output [1, 4, 14, 14]: "),
-        (lambda: ([conv(1, 4)], [head(4, 14, classes=7)], {}),
-         "tiny: exit 1 gives logits [1, 7] for a batch of 1; with 10 labels it must give [1, 10]"),
-        (lambda: ([nn.Sequential(conv(1, 4), Histogram())], [head(4, 14)], {}),
-         "tiny: ONNX cannot export block 1 or exit 1: Exporting the operator 'aten::histc' to ONNX opset version 17 is not supported"),
-        (lambda: ([conv(3, 4)], [head(4, 14)], {"preprocessing": SPEC.model_copy(update={"channels": 3})}),
-         "tiny: the example input is float32 [1, 1, 28, 28], but the preprocessing declares float32 [B, 3, 28, 28]"),
-        (lambda: ([conv(3, 4)], [head(4, 14)], {}),
-         "tiny: block 1 does not take the declared input float32 [B, 1, 28, 28]: "),
-        (lambda: ([conv(1, 4), conv(4, 8)], [head(4, 14)], {}),
-         "tiny: 2 blocks but 1 exit heads; every block needs one"),
+        (
+            lambda: ([conv(1, 4), conv(8, 8)], [head(4, 14), head(8, 7)], {}),
+            "tiny: block 2 does not take block 1's output [1, 4, 14, 14]: ",
+        ),
+        (
+            lambda: ([conv(1, 4)], [head(4, 14, classes=7)], {}),
+            "tiny: exit 1 gives logits [1, 7] for a batch of 1; with 10 labels it must give [1, 10]",
+        ),
+        (
+            lambda: ([nn.Sequential(conv(1, 4), Histogram())], [head(4, 14)], {}),
+            "tiny: ONNX cannot export block 1 or exit 1: Exporting the operator 'aten::histc' to ONNX opset "
+            "version 17 is not supported",
+        ),
+        (
+            lambda: ([conv(3, 4)], [head(4, 14)], {"preprocessing": SPEC.model_copy(update={"channels": 3})}),
+            "tiny: the example input is float32 [1, 1, 28, 28], but the preprocessing declares float32 [B, 3, 28, 28]",
+        ),
+        (
+            lambda: ([conv(3, 4)], [head(4, 14)], {}),
+            "tiny: block 1 does not take the declared input float32 [B, 1, 28, 28]: ",
+        ),
+        (
+            lambda: ([conv(1, 4), conv(4, 8)], [head(4, 14)], {}),
+            "tiny: 2 blocks but 1 exit heads; every block needs one",
+        ),
     ],
-    ids=["block-does-not-feed-next", "logits-do-not-match-labels", "op-onnx-cannot-export", "example-not-declared",
-         "model-does-not-fit-input", "an-exit-missing"],
-)  # fmt: skip
+    ids=[
+        "block-does-not-feed-next",
+        "logits-do-not-match-labels",
+        "op-onnx-cannot-export",
+        "example-not-declared",
+        "model-does-not-fit-input",
+        "an-exit-missing",
+    ],
+)
 def test_bad_networks_are_refused_in_one_line(
     images: tuple[Tensor, Tensor], tmp_path: Path, make, message: str
 ) -> None:
@@ -167,7 +188,8 @@ def test_the_command_packages_a_file_and_refuses_in_one_line(tmp_path: Path) -> 
         "from torch import nn\nfrom splitexit.packaging import EarlyExitNetwork, ImageInput\nimport torch\n"
         "def describe():\n"
         "    spec = ImageInput(channels=1, height=28, width=28, mean=0.0, std=1.0)\n"
-        "    return EarlyExitNetwork('bad', [nn.Conv2d(1, 4, 3)], [nn.Flatten()], torch.zeros(1, 1, 28, 28), ['a', 'b'], spec)\n"
+        "    return EarlyExitNetwork('bad', [nn.Conv2d(1, 4, 3)], [nn.Flatten()], torch.zeros(1, 1, 28, 28), ['a', "
+        "'b'], spec)\n"
     )
     command = [sys.executable, "-m", "splitexit", "package"]
     result = subprocess.run(

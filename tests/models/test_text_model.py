@@ -44,7 +44,9 @@ def test_package_is_complete_and_verified(name: str) -> None:
     assert (first.dtype, first.shape, first.vocab_size) == ("int64", [None, None], 30522)
     for block in manifest.blocks:
         verified_segment_path(package, block)
-        assert block.activation.shape == [None, None, HIDDEN] and block.activation.max_length == manifest.input.max_tokens
+        assert (
+            block.activation.shape == [None, None, HIDDEN] and block.activation.max_length == manifest.input.max_tokens
+        )
     check_backbone(package, load_encoder(package_backbone_dir(package)))
     assert (package / HEADS_FILE).stat().st_size < 20 << 20  # what git holds; the slices are rebuilt
 
@@ -71,7 +73,9 @@ def exits_and_activations(sessions: list[ort.InferenceSession], x: np.ndarray) -
 def test_onnx_segments_equal_torch_on_real_sentences(name: str, ids: list[np.ndarray]) -> None:
     package = DEFAULT_MODELS_DIR / name
     manifest: Manifest = load_manifest(package)
-    sessions = [ort.InferenceSession(str(package / b.file), providers=["CPUExecutionProvider"]) for b in manifest.blocks]
+    sessions = [
+        ort.InferenceSession(str(package / b.file), providers=["CPUExecutionProvider"]) for b in manifest.blocks
+    ]
     model = load_reference(package, len(manifest.labels))
     assert len({x.shape[1] for x in ids}) > 8, "sentences of many lengths: the token axis is dynamic"
     same_length = [x for x in ids if x.shape[1] == ids[0].shape[1]]

@@ -1,4 +1,5 @@
-"""The device's tokenizer (``splitexit.shared.tokenizer``, no torch) gives exactly the ids training used (``transformers``)."""
+"""The device's tokenizer (``splitexit.shared.tokenizer``, no torch) gives exactly the ids training used
+(``transformers``)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ def device_tokenizer(name: str) -> TextTokenizer:
     return TextTokenizer.from_package(DEFAULT_MODELS_DIR / name, spec)
 
 
-@pytest.mark.parametrize(("name", "texts", "at_least_cut"), [
-    (SENTIMENT_PACKAGE, lambda: [s.text for d in SENTIMENT_DOMAINS for s in sentiment(d)], 0),
-    (TOPIC_PACKAGE, lambda: [a.text for a in bbc_news()[0]], 2000),
-], ids=["sentiment-3000-sentences", "bbc-2225-articles"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "texts", "at_least_cut"),
+    [
+        (SENTIMENT_PACKAGE, lambda: [s.text for d in SENTIMENT_DOMAINS for s in sentiment(d)], 0),
+        (TOPIC_PACKAGE, lambda: [a.text for a in bbc_news()[0]], 2000),
+    ],
+    ids=["sentiment-3000-sentences", "bbc-2225-articles"],
+)
 def test_device_ids_equal_training_ids(name: str, texts: Callable[[], list[str]], at_least_cut: int) -> None:
     """Every text of the task, cut to the token limit as training cut it (most BBC articles are longer)."""
     texts = texts()

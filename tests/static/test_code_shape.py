@@ -1,9 +1,10 @@
 """The code stays readable and installs under one name.
 
 Small modules (at most 400 lines) and functions (at most 60), generated stubs
-aside; no unused or undefined names and imports in order (ruff's pyflakes and
-isort rules, configured in pyproject.toml); and the wheel installs nothing at
-the top level of site-packages but ``splitexit``.
+aside; no unused or undefined names, imports in order and no line over 120
+columns (ruff's pyflakes, isort and E501 rules, configured in pyproject.toml);
+the code exactly as ``ruff format`` writes it, the formatter never switched off;
+and the wheel installs nothing at the top level of site-packages but ``splitexit``.
 """
 
 from __future__ import annotations
@@ -47,19 +48,49 @@ def test_modules_and_functions_are_small() -> None:
     assert not too_long, "split these:\n" + "\n".join(too_long)
 
 
-def test_ruff_finds_no_unused_or_undefined_names() -> None:
-    ruff = Path(sys.executable).with_name("ruff")
-    if not ruff.is_file():
+def ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = Path(sys.executable).with_name("ruff")
+    if not binary.is_file():
         pytest.skip("ruff is not installed in this environment (requirements/dev.txt has it)")
-    result = subprocess.run([str(ruff), "check", "--output-format", "concise", str(ROOT)], capture_output=True, text=True)
+    return subprocess.run([str(binary), *args, str(ROOT)], capture_output=True, text=True)
+
+
+def test_ruff_finds_no_unused_or_undefined_names_and_no_long_lines() -> None:
+    result = ruff("check", "--output-format", "concise")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_code_is_as_ruff_format_writes_it() -> None:
+    result = ruff("format", "--check")
+    assert result.returncode == 0, "run `.venv/bin/ruff format .`:\n" + result.stdout + result.stderr
+
+
+def test_no_code_switches_the_formatter_off() -> None:
+    switched_off = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in python_files()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.rstrip().endswith("# fmt: skip") or line.strip() in {"# fmt: off", "# fmt: on"}
+    ]
+    assert not switched_off, f"the formatter is switched off at {switched_off}"
 
 
 def test_the_wheel_installs_only_the_splitexit_package(tmp_path: Path) -> None:
     leftover = ROOT / "build"  # setuptools builds in the tree; leave it as it was
     had_build_dir = leftover.exists()
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )

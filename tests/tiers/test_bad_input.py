@@ -54,15 +54,33 @@ def assert_status(call, code: grpc.StatusCode, *phrases: str) -> None:
         (request(b""), INVALID, ["empty"]),
         (request(b"\x00" * (50 << 20)), grpc.StatusCode.RESOURCE_EXHAUSTED, ["50.0 MiB", "at most 8.0 MiB"]),
         (pb.InferRequest(model="fmnist-cnn"), INVALID, ["no input"]),
-        (pb.InferRequest(model="no-such-model", image=b"x"), grpc.StatusCode.NOT_FOUND, ["no-such-model", "fmnist-cnn"]),
+        (
+            pb.InferRequest(model="no-such-model", image=b"x"),
+            grpc.StatusCode.NOT_FOUND,
+            ["no-such-model", "fmnist-cnn"],
+        ),
         (pb.InferRequest(tensor=encode(np.zeros((1, 3, 28, 28), np.float32))), INVALID, ["shape [1, 1, 28, 28]"]),
-        (pb.InferRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1, 1, 28, 28], raw=b"\0" * 7)), INVALID, ["raw bytes"]),
+        (
+            pb.InferRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1, 1, 28, 28], raw=b"\0" * 7)),
+            INVALID,
+            ["raw bytes"],
+        ),
         (pb.InferRequest(tensor=encode(np.full((1, 1, 28, 28), np.nan, np.float32))), INVALID, ["NaN"]),
         (pb.InferRequest(policy=pb.Plan(threshold=1.5)), INVALID, ["[0, 1]"]),
         (pb.InferRequest(policy=pb.Plan(exit_thresholds=[0.5, 0.5])), INVALID, ["one value per exit"]),
     ],
-    ids=["not-an-image", "empty", "50MB", "no-input", "unknown-model", "wrong-shape", "short-raw", "nan",
-         "bad-threshold", "thresholds-count"],
+    ids=[
+        "not-an-image",
+        "empty",
+        "50MB",
+        "no-input",
+        "unknown-model",
+        "wrong-shape",
+        "short-raw",
+        "nan",
+        "bad-threshold",
+        "thresholds-count",
+    ],
 )
 def test_device_rejects_bad_requests_then_serves_the_next(
     testbed: Testbed, images: list[LabelledImage], message: pb.InferRequest, code: grpc.StatusCode, phrases: list[str]
@@ -77,9 +95,7 @@ def continue_request(activation: pb.Tensor, next_block: int = 3, model: str = "f
     return pb.ContinueRequest(model=model, request_id="edge-test", next_block=next_block, activation=activation)
 
 
-def test_edge_rejects_wrong_tensors_and_blocks_then_serves_the_next(
-    edge_address: str, manifest: Manifest
-) -> None:
+def test_edge_rejects_wrong_tensors_and_blocks_then_serves_the_next(edge_address: str, manifest: Manifest) -> None:
     shape = [1, *manifest.block(3).input.per_sample_shape()]
     good = encode(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     wrong_dtype = pb.Tensor(dtype=pb.DATA_TYPE_INT64, shape=shape, raw=b"\0" * 8 * int(np.prod(shape)))

@@ -17,9 +17,13 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     exits = {name: path["exit_block"] for name, path in report["paths"].items()}
     assert exits == {
-        "fmnist-cnn → device": 1, "fmnist-cnn → edge": 3, "fmnist-cnn → cloud": 6,
-        "minilm-sentiment → device": 1, "minilm-sentiment → edge": 3, "minilm-sentiment → cloud": 6,
-    }  # fmt: skip
+        "fmnist-cnn → device": 1,
+        "fmnist-cnn → edge": 3,
+        "fmnist-cnn → cloud": 6,
+        "minilm-sentiment → device": 1,
+        "minilm-sentiment → edge": 3,
+        "minilm-sentiment → cloud": 6,
+    }
     assert all(path["served_over_bare"] > 0 and path["floor_ms"] > 0 for path in report["paths"].values())
     assert set(report["throughput"]) == set(report["unbatched"]) and all(v > 0 for v in report["throughput"].values())
     int8 = [by_codec["int8"] for by_codec in report["codecs"].values()]

@@ -35,8 +35,17 @@ def labelled_folder(tmp_path_factory: pytest.TempPathFactory, images: list[Label
 def test_a_folder_as_json_lines_with_top_k_and_accuracy_from_folder_names(
     testbed: Testbed, labelled_folder: Path, images: list[LabelledImage], manifest: Manifest
 ) -> None:
-    run = splitexit("infer", str(labelled_folder), "--json", "--top-k", "3", "--concurrency", "4",
-                    "--address", testbed.device_address)  # fmt: skip
+    run = splitexit(
+        "infer",
+        str(labelled_folder),
+        "--json",
+        "--top-k",
+        "3",
+        "--concurrency",
+        "4",
+        "--address",
+        testbed.device_address,
+    )
     assert run.returncode == 0, run.stderr
     answers = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(answers) == 40 and "Traceback" not in run.stderr
@@ -50,13 +59,21 @@ def test_a_folder_as_json_lines_with_top_k_and_accuracy_from_folder_names(
 
 
 def test_globs_and_text_lines(testbed: Testbed, labelled_folder: Path) -> None:
-    run = splitexit("infer", f"{labelled_folder}/**/*.png", "--address", testbed.device_address, "--threshold", "1",
-                    "--progress")  # fmt: skip
+    run = splitexit(
+        "infer", f"{labelled_folder}/**/*.png", "--address", testbed.device_address, "--threshold", "1", "--progress"
+    )
     assert run.returncode == 0, run.stderr
     assert f"[{'#' * 30}] 40/40" in run.stderr  # the bar, full at the end (text mode turns its \r into \n)
     assert len(run.stdout.splitlines()) == 40 and all("exit cloud block 6" in line for line in run.stdout.splitlines())
-    text = splitexit("infer", "--model", "minilm-sentiment", "--text", "A wonderful, moving film.", "--address",
-                     testbed.device_address)  # fmt: skip
+    text = splitexit(
+        "infer",
+        "--model",
+        "minilm-sentiment",
+        "--text",
+        "A wonderful, moving film.",
+        "--address",
+        testbed.device_address,
+    )
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("'A wonderful, moving film.': positive")
 
@@ -71,8 +88,9 @@ def test_bad_inputs_are_one_line_each_with_exit_codes_scripts_can_use(
     assert empty.returncode == 2 and "give image files" in empty.stderr
     bad_utf8 = subprocess.run(
         [sys.executable, "-m", "splitexit", "infer", "--model", "minilm-sentiment", "--text", b"caf\xe9", *address],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert bad_utf8.returncode == 2 and "--text #1 is not valid UTF-8 (byte 0xe9 at offset 3)" in bad_utf8.stderr
     unknown_model = splitexit("infer", str(labelled_folder), "--model", "nope", *address)
     assert unknown_model.returncode == 2 and "NOT_FOUND" in unknown_model.stderr
@@ -91,6 +109,9 @@ def test_models_lists_the_contract(testbed: Testbed) -> None:
     assert run.returncode == 0, run.stderr
     assert "fmnist-cnn (default): image-classification, 6 blocks, 10 labels; image:" in run.stdout
     assert "mean 0.286" in run.stdout and "std 0.353" in run.stdout
-    as_json = [json.loads(line) for line in splitexit("models", "--json", "--address", testbed.device_address).stdout.splitlines()]
+    as_json = [
+        json.loads(line)
+        for line in splitexit("models", "--json", "--address", testbed.device_address).stdout.splitlines()
+    ]
     assert {m["name"] for m in as_json} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
     assert next(m for m in as_json if m["name"] == "fmnist-cnn")["tensor"]["shape"] == [1, 1, 28, 28]

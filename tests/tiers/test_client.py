@@ -65,7 +65,11 @@ def test_discovery_describes_the_contract_and_a_tensor_built_from_it_gets_the_im
         from_tensor = client.infer(tensor=tensor, threshold=1.0)
         from_image = client.infer(images[2].png, threshold=1.0)
         unnormalised = client.infer(tensor=pixels[None, None], threshold=1.0)
-    assert default == "fmnist-cnn" and {m.name for m in models} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
+    assert default == "fmnist-cnn" and {m.name for m in models} == {
+        "fmnist-cnn",
+        "minilm-sentiment",
+        "minilm-bbc-topic",
+    }
     assert info.input_kind == "image" and prep["mean"] == pytest.approx(0.286) and prep["std"] == pytest.approx(0.353)
     assert list(info.message.tensor.shape) == [1, 1, 28, 28] and info.message.tensor.dtype == pb.DATA_TYPE_FP32
     assert info.labels[0] == "T-shirt/top" and info.num_blocks == 6 and info.hosted[0].tier is Tier.DEVICE
@@ -153,8 +157,14 @@ async def serve_recorder(recorder: Recorder, credentials: grpc.ServerCredentials
         (grpc.StatusCode.RESOURCE_EXHAUSTED, 1, 4, 1, False),
         (grpc.StatusCode.INTERNAL, 1, 4, 1, False),
     ],
-    ids=["unavailable-retried", "retries-bounded", "retries-off", "invalid-not-retried", "exhausted-not-retried",
-         "internal-not-retried"],
+    ids=[
+        "unavailable-retried",
+        "retries-bounded",
+        "retries-off",
+        "invalid-not-retried",
+        "exhausted-not-retried",
+        "internal-not-retried",
+    ],
 )
 def test_only_unavailable_is_retried(
     code: grpc.StatusCode, fail_first: int, retries: int, calls: int, answered: bool
@@ -181,10 +191,27 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 

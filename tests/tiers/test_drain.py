@@ -60,7 +60,9 @@ async def unary_until_refused(address: str, image: bytes, seen: dict[str, float]
     return answered
 
 
-async def stream_until_it_ends(address: str, images: list[LabelledImage], sent: dict[str, float]) -> tuple[set[str], grpc.StatusCode | None]:
+async def stream_until_it_ends(
+    address: str, images: list[LabelledImage], sent: dict[str, float]
+) -> tuple[set[str], grpc.StatusCode | None]:
     """Send on one InferStream every 20 ms until it ends; the ids answered and how the stream ended."""
     answered: set[str] = set()
     async with grpc.aio.insecure_channel(address) as channel:
@@ -88,7 +90,9 @@ async def stream_until_it_ends(address: str, images: list[LabelledImage], sent: 
     return answered, None
 
 
-def test_sigterm_drains_the_device_without_losing_an_accepted_request(bed: Testbed, images: list[LabelledImage]) -> None:
+def test_sigterm_drains_the_device_without_losing_an_accepted_request(
+    bed: Testbed, images: list[LabelledImage]
+) -> None:
     device = bed.processes[Tier.DEVICE]
     seen: dict[str, float] = {}
     sent: dict[str, float] = {}

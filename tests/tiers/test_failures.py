@@ -21,9 +21,7 @@ from tests.conftest import free_port
 def infer(address: str, image: bytes, threshold: float, forbid_degraded: bool = False) -> pb.InferResponse:
     async def go() -> pb.InferResponse:
         async with AsyncClient(address, retries=0) as client:  # what the device answers, not retried
-            request = pb.InferRequest(
-                image=image, policy=pb.Plan(threshold=threshold), forbid_degraded=forbid_degraded
-            )
+            request = pb.InferRequest(image=image, policy=pb.Plan(threshold=threshold), forbid_degraded=forbid_degraded)
             return (await client.infer_request(request, timeout_s=10)).message
 
     return asyncio.run(go())
@@ -37,7 +35,10 @@ def test_a_device_whose_edge_is_down_answers_degraded_from_its_deepest_exit(
     try:
         answer = infer(device.address, images[0].png, threshold=1.0)  # the plan wants the final exit
         assert answer.degraded and (answer.exit_tier, answer.exit_block) == (pb.TIER_NAME_DEVICE, 2)
-        assert answer.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE and answer.degradation.tier == pb.TIER_NAME_DEVICE
+        assert (
+            answer.degradation.reason == pb.DEGRADED_REASON_NEXT_TIER_UNREACHABLE
+            and answer.degradation.tier == pb.TIER_NAME_DEVICE
+        )
         assert dead_edge in answer.degradation.message
         assert [h.tier for h in answer.hops] == [pb.TIER_NAME_DEVICE] and answer.hops[0].bytes_sent == 0
 

@@ -101,7 +101,9 @@ def test_a_wrongly_shaped_large_tensor_does_not_hold_up_other_requests(
                 assert exc.code() == INVALID and "shape [1, 1, 28, 28]" in exc.details()
             return time.perf_counter() - started
 
-        hostile_s, *good_s = await asyncio.gather(timed(hostile), *(timed(pb.InferRequest(image=i.png)) for i in images[:5]))
+        hostile_s, *good_s = await asyncio.gather(
+            timed(hostile), *(timed(pb.InferRequest(image=i.png)) for i in images[:5])
+        )
         return hostile_s, good_s
 
     hostile_s, good_s = asyncio.run(go())
@@ -112,9 +114,10 @@ def test_two_clients_may_use_the_same_request_id_at_once(testbed: Testbed, image
     """Ids are the client's own: the link to the edge uses ids of its own, so these never collide."""
 
     async def go() -> list[pb.InferResponse]:
-        async with grpc.aio.insecure_channel(testbed.device_address) as a, grpc.aio.insecure_channel(
-            testbed.device_address
-        ) as b:
+        async with (
+            grpc.aio.insecure_channel(testbed.device_address) as a,
+            grpc.aio.insecure_channel(testbed.device_address) as b,
+        ):
             requests = [
                 pb_grpc.DeviceStub(channel).Infer(
                     pb.InferRequest(request_id="order-1", image=image.png, policy=pb.Plan(threshold=1.0)),
@@ -138,7 +141,9 @@ def test_timeouts_that_are_not_a_positive_number_of_seconds_are_invalid(
     message = pb.ContinueRequest(model="fmnist-cnn", next_block=3, activation=activation, timeout_s=timeout_s)
     code, details = status_of(edge_address, "Tier", "Continue", message)
     assert code == INVALID and "timeout_s" in details
-    code, details = status_of(testbed.device_address, "Device", "Infer", pb.InferRequest(image=b"x", timeout_s=timeout_s))
+    code, details = status_of(
+        testbed.device_address, "Device", "Infer", pb.InferRequest(image=b"x", timeout_s=timeout_s)
+    )
     assert code == INVALID and "timeout_s" in details
 
 

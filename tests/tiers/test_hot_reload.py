@@ -41,7 +41,8 @@ REFUSAL = "refuses the package"
 
 
 def package(out: Path, version: str, seed: int) -> SegmentedModel:
-    """An untrained three-block CNN written by the public packager (a block per tier); the torch model it was made from."""
+    """An untrained three-block CNN written by the public packager (a block per tier); the torch model it was made
+    from."""
     torch.manual_seed(seed)
     blocks = [nn.Sequential(nn.Conv2d(a, b, 3, 2, 1), nn.ReLU()) for a, b in ((1, 4), (4, 8), (8, 8))]
     exits = [nn.Sequential(nn.Flatten(), nn.Linear(c * s * s, 10)) for c, s in ((4, 14), (8, 7), (8, 4))]

@@ -115,38 +115,75 @@ def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
 
 OVERSIZED = b"\x89PNG" + b"\0" * MAX_IMAGE_BYTES
 # a DDS header whose pixel format Pillow does not implement (it raised NotImplementedError: INTERNAL)
-BROKEN_DDS = b"DDS " + struct.pack("<7I", 124, 0x1007, 28, 28, 28, 0, 0) + bytes(44) + struct.pack("<8I", 32, *[0] * 7) + bytes(804)
+BROKEN_DDS = (
+    b"DDS "
+    + struct.pack("<7I", 124, 0x1007, 28, 28, 28, 0, 0)
+    + bytes(44)
+    + struct.pack("<8I", 32, *[0] * 7)
+    + bytes(804)
+)
 BAD_REQUESTS = {
     # id: (send, status, code, phrases)
-    "not-an-image": (lambda g: post_png(g, b"GIF89a? definitely not pixels"), 400, "INVALID_ARGUMENT", ["not an image"]),
+    "not-an-image": (
+        lambda g: post_png(g, b"GIF89a? definitely not pixels"),
+        400,
+        "INVALID_ARGUMENT",
+        ["not an image"],
+    ),
     "empty": (lambda g: post_png(g, b""), 400, "INVALID_ARGUMENT", ["empty"]),
     "unknown-model": (lambda g: post_png(g, b"x", model="no-such-model"), 404, "NOT_FOUND", ["no-such-model"]),
     "bad-threshold": (lambda g: post_png(g, g.png, threshold=1.5), 400, "INVALID_ARGUMENT", ["[0, 1]"]),
-    "unknown-policy": (lambda g: post_png(g, g.png, policy="no-such-policy"), 400, "INVALID_ARGUMENT", ["no policy named"]),
+    "unknown-policy": (
+        lambda g: post_png(g, g.png, policy="no-such-policy"),
+        400,
+        "INVALID_ARGUMENT",
+        ["no policy named"],
+    ),
     "bad-top-k": (lambda g: post_png(g, g.png, top_k=-1), 400, "INVALID_ARGUMENT", ["top_k"]),
     "oversized": (lambda g: post_png(g, OVERSIZED), 413, "RESOURCE_EXHAUSTED", [f"at most {MAX_IMAGE_BYTES:,} bytes"]),
     "oversized-chunked": (
         lambda g: g.http.post("/v1/infer", content=chunks(OVERSIZED), headers={"Content-Type": "image/png"}),
-        413, "RESOURCE_EXHAUSTED", ["at most"],
+        413,
+        "RESOURCE_EXHAUSTED",
+        ["at most"],
     ),
-    "oversized-json": (lambda g: post_json(g, {"image_base64": b64(OVERSIZED)}), 413, "RESOURCE_EXHAUSTED", ["image_base64", "at most"]),
+    "oversized-json": (
+        lambda g: post_json(g, {"image_base64": b64(OVERSIZED)}),
+        413,
+        "RESOURCE_EXHAUSTED",
+        ["image_base64", "at most"],
+    ),
     "bad-base64": (lambda g: post_json(g, {"image_base64": "not base64!"}), 400, "INVALID_ARGUMENT", ["base64"]),
     "bad-json": (
         lambda g: g.http.post("/v1/infer", content=b'{"image_base64": ', headers={"Content-Type": "application/json"}),
-        400, "INVALID_ARGUMENT", ["JSON"],
+        400,
+        "INVALID_ARGUMENT",
+        ["JSON"],
     ),
     "json-without-image": (lambda g: post_json(g, {"model": "fmnist-cnn"}), 400, "INVALID_ARGUMENT", ["image_base64"]),
     "json-unknown-model": (
-        lambda g: post_json(g, {"image_base64": b64(g.png), "model": "nope"}), 404, "NOT_FOUND", ["nope"],
+        lambda g: post_json(g, {"image_base64": b64(g.png), "model": "nope"}),
+        404,
+        "NOT_FOUND",
+        ["nope"],
     ),
     "form-content-type": (
-        lambda g: g.http.post("/v1/infer", content=g.png, headers={"Content-Type": "application/x-www-form-urlencoded"}),
-        415, "INVALID_ARGUMENT", ["Content-Type"],
+        lambda g: g.http.post(
+            "/v1/infer", content=g.png, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ),
+        415,
+        "INVALID_ARGUMENT",
+        ["Content-Type"],
     ),
     "no-route": (lambda g: g.http.get("/v2/nothing"), 404, "NOT_FOUND", []),
     "no-docs": (lambda g: g.http.get("/docs"), 404, "NOT_FOUND", []),  # FastAPI's load a CDN: blank offline
     "no-redoc": (lambda g: g.http.get("/redoc"), 404, "NOT_FOUND", []),
-    "unreadable-dds": (lambda g: post_png(g, BROKEN_DDS), 400, "INVALID_ARGUMENT", ["not a readable image: Unknown pixel"]),
+    "unreadable-dds": (
+        lambda g: post_png(g, BROKEN_DDS),
+        400,
+        "INVALID_ARGUMENT",
+        ["not a readable image: Unknown pixel"],
+    ),
     "unknown-model-metadata": (lambda g: g.http.get("/v1/models/nope"), 404, "NOT_FOUND", ["'nope'"]),
 }
 
@@ -223,9 +260,11 @@ def test_text_as_json_or_plain_text_gives_the_grpc_answer(gateway: Gateway) -> N
     expected = grpc_infer(gateway.grpc_address, request(text=text, model="minilm-sentiment", threshold=0.9))
     by_json = post_json(gateway, {"model": "minilm-sentiment", "text": text, "threshold": 0.9})
     raw = gateway.http.post(
-        "/v1/infer", content=text.encode(), params={"model": "minilm-sentiment", "threshold": 0.9},
+        "/v1/infer",
+        content=text.encode(),
+        params={"model": "minilm-sentiment", "threshold": 0.9},
         headers={"Content-Type": "text/plain; charset=utf-8"},
-    )  # fmt: skip
+    )
     for answer in (by_json, raw):
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -237,8 +276,13 @@ def test_text_as_json_or_plain_text_gives_the_grpc_answer(gateway: Gateway) -> N
     ("kwargs", "phrase"),
     [
         ({"content": b"caf\xe9", "headers": {"Content-Type": "text/plain"}}, "not valid UTF-8"),
-        ({"content": b'{"model": "minilm-sentiment", "text": "\\ud800"}', "headers": {"Content-Type": "application/json"}},
-         "bad JSON body"),
+        (
+            {
+                "content": b'{"model": "minilm-sentiment", "text": "\\ud800"}',
+                "headers": {"Content-Type": "application/json"},
+            },
+            "bad JSON body",
+        ),
         ({"json": {"model": "minilm-sentiment", "text": "ok", "image_base64": "AAAA"}}, "not both"),
         ({"json": {"model": "minilm-sentiment", "text": "word " * 300}}, "at most 128"),
     ],

@@ -48,8 +48,10 @@ def wire_name(tier: Tier) -> str:
 
 def assert_same_answer(theirs: dict, ours: Prediction) -> None:
     assert (theirs["label_name"], theirs["exit_tier"], theirs["exit_block"]) == (
-        ours.label_name, wire_name(ours.exit_tier), ours.exit_block,
-    )  # fmt: skip
+        ours.label_name,
+        wire_name(ours.exit_tier),
+        ours.exit_block,
+    )
     assert theirs["logits"] == pytest.approx(list(ours.logits), abs=1e-5)
     assert [c["label_name"] for c in theirs["top_k"]] == [c.label_name for c in ours.top_k]
     assert [h["tier"] for h in theirs["hops"]] == [wire_name(h.tier) for h in ours.hops]
@@ -58,12 +60,24 @@ def assert_same_answer(theirs: dict, ours: Prediction) -> None:
 def test_node_grpc_js_client_gets_the_sdks_answers(testbed: Testbed, sdk_answers: list[Prediction]) -> None:
     node = shutil.which("node")
     assert node is not None, "Node.js is needed (Debian: apt-get install nodejs npm)"
-    assert (INTEROP / "node_modules" / "@grpc" / "grpc-js").is_dir(), "run `make interop-deps` (npm ci in tests/interop)"
+    assert (INTEROP / "node_modules" / "@grpc" / "grpc-js").is_dir(), (
+        "run `make interop-deps` (npm ci in tests/interop)"
+    )
     run = subprocess.run(
-        [node, str(INTEROP / "client.js"), testbed.device_address, "fmnist-cnn", *map(str, IMAGES),
-         "--text", "minilm-sentiment", SENTENCE],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            node,
+            str(INTEROP / "client.js"),
+            testbed.device_address,
+            "fmnist-cnn",
+            *map(str, IMAGES),
+            "--text",
+            "minilm-sentiment",
+            SENTENCE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     models, metadata, *answers, error = lines(run)
     assert models["default_model"] == "fmnist-cnn" and "minilm-sentiment" in models["names"]
     with Client(testbed.device_address) as client:
@@ -82,9 +96,18 @@ def test_a_reflection_only_client_gets_the_sdks_answers(
     testbed: Testbed, sdk_answers: list[Prediction], version: str
 ) -> None:
     run = subprocess.run(
-        [sys.executable, "-I", str(INTEROP / "reflection_client.py"), testbed.device_address, version, *map(str, IMAGES)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-I",
+            str(INTEROP / "reflection_client.py"),
+            testbed.device_address,
+            version,
+            *map(str, IMAGES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     models, *answers = lines(run)
     assert {m["name"] for m in models["models"]} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
     for theirs, expected in zip(answers, sdk_answers[: len(IMAGES)], strict=True):
@@ -94,8 +117,24 @@ def test_a_reflection_only_client_gets_the_sdks_answers(
 
 def test_schemathesis_finds_no_server_error_and_answers_match_the_spec(gateway_url: str, tmp_path: Path) -> None:
     run = subprocess.run(
-        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{gateway_url}/openapi.json", "--checks", "not_a_server_error,response_schema_conformance",
-         "--max-examples", "30", "--seed", "1", "--request-timeout", "30", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=400, cwd=tmp_path,  # it keeps a .schemathesis/ cache in its cwd
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{gateway_url}/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "30",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,  # it keeps a .schemathesis/ cache in its cwd
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

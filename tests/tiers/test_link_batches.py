@@ -24,10 +24,13 @@ def continue_requests(model: HostedModel, images: list[LabelledImage], first: in
         activation = model.run(1, x, [(1.0,) * model.manifest.num_blocks], [first - 1])[0].activation
         requests.append(
             pb.ContinueRequest(
-                model=model.name, request_id=f"r{n}", next_block=first, activation=encode(activation),
+                model=model.name,
+                request_id=f"r{n}",
+                next_block=first,
+                activation=encode(activation),
                 policy=pb.Plan(threshold=1.0),
             )
-        )  # fmt: skip
+        )
     return requests
 
 
@@ -38,8 +41,11 @@ def test_one_message_of_requests_gets_each_its_own_answer_or_error(
     requests = continue_requests(image_model, images[:6], first)
     requests[3].next_block = 99  # one bad request inside the batch
     expected = {
-        r.request_id: image_model.run(first, np.frombuffer(r.activation.raw, "<f4").reshape(r.activation.shape), [(1.0,) * 6], [6])[0]
-        for r in requests if r.next_block == first
+        r.request_id: image_model.run(
+            first, np.frombuffer(r.activation.raw, "<f4").reshape(r.activation.shape), [(1.0,) * 6], [6]
+        )[0]
+        for r in requests
+        if r.next_block == first
     }
 
     async def go() -> list[pb.StreamResponse]:

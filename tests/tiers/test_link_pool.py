@@ -70,8 +70,9 @@ def pool_over(clouds: list[TierProcess]) -> LinkPool:
 async def send_all(pool: LinkPool, first: int, tensors: list[pb.Tensor], count: int) -> list[pb.InferResponse | str]:
     async def one(i: int) -> pb.InferResponse | str:
         await asyncio.sleep(i * 0.01)
-        message = pb.ContinueRequest(model="fmnist-cnn", request_id=f"s{i}", next_block=first,
-                                     activation=tensors[i % len(tensors)], timeout_s=10)  # fmt: skip
+        message = pb.ContinueRequest(
+            model="fmnist-cnn", request_id=f"s{i}", next_block=first, activation=tensors[i % len(tensors)], timeout_s=10
+        )
         try:
             return await pool.call(message, 10)
         except Exception as exc:  # noqa: BLE001 -- every failure counts

@@ -61,6 +61,7 @@ def send_one_at_a_time(
     address: str, images: list[LabelledImage], order: np.ndarray, policy: str
 ) -> list[pb.InferResponse]:
     """Each image in ``order``, the next sent when the previous is answered, naming ``policy``."""
+
     async def go() -> list[pb.InferResponse]:
         async with AsyncClient(address) as client:
             answers = []

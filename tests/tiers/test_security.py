@@ -58,7 +58,11 @@ def infer(address: str, tls: TLS | bool, token: str | None, image: bytes, thresh
 
 def test_mutual_tls_all_the_way_to_the_cloud(secure_bed: Testbed, pki: Path, images: list[LabelledImage]) -> None:
     answer = infer(secure_bed.device_address, tls_as(pki, "client"), TOKEN, images[0].png)
-    assert answer.exit_tier == pb.TIER_NAME_CLOUD and [hop.tier for hop in answer.hops] == [pb.TIER_NAME_DEVICE, pb.TIER_NAME_EDGE, pb.TIER_NAME_CLOUD]
+    assert answer.exit_tier == pb.TIER_NAME_CLOUD and [hop.tier for hop in answer.hops] == [
+        pb.TIER_NAME_DEVICE,
+        pb.TIER_NAME_EDGE,
+        pb.TIER_NAME_CLOUD,
+    ]
     assert not answer.degraded
 
 
@@ -89,10 +93,14 @@ async def _health(address: str, tls: TLS) -> bool:
 @pytest.mark.parametrize(
     ("tier", "caller", "allowed"),
     [
-        (Tier.EDGE, "client", False), (Tier.EDGE, "cloud", False), (Tier.EDGE, "device", True),
-        (Tier.CLOUD, "client", False), (Tier.CLOUD, "edge", True), (Tier.CLOUD, "device", True),
+        (Tier.EDGE, "client", False),
+        (Tier.EDGE, "cloud", False),
+        (Tier.EDGE, "device", True),
+        (Tier.CLOUD, "client", False),
+        (Tier.CLOUD, "edge", True),
+        (Tier.CLOUD, "device", True),
     ],
-)  # fmt: skip
+)
 def test_only_the_tiers_before_may_resume_samples(
     secure_bed: Testbed, pki: Path, tier: Tier, caller: str, allowed: bool
 ) -> None:
@@ -126,9 +134,12 @@ def test_the_device_wants_its_token_over_grpc_and_https(
         assert refused.value.code is grpc.StatusCode.UNAUTHENTICATED and "token" in str(refused.value)
     headers = {"Content-Type": "image/png", **({"Authorization": f"Bearer {token}"} if token else {})}
     reply = httpx.post(
-        f"https://127.0.0.1:{secure_bed.http_port}/v1/infer", content=images[1].png, headers=headers,
-        verify=ssl.create_default_context(cafile=str(pki / "ca.pem")), timeout=10,
-    )  # fmt: skip
+        f"https://127.0.0.1:{secure_bed.http_port}/v1/infer",
+        content=images[1].png,
+        headers=headers,
+        verify=ssl.create_default_context(cafile=str(pki / "ca.pem")),
+        timeout=10,
+    )
     assert reply.status_code == (200 if works else 401), reply.text
     if not works:
         assert reply.headers["WWW-Authenticate"] == "Bearer" and TOKEN not in reply.text

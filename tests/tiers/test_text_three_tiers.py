@@ -137,8 +137,18 @@ def encode_ids(ids: list[list[int]]) -> pb.Tensor:
         (pb.InferRequest(model=SENTIMENT, tensor=encode_ids([[101] * 129])), ["1 to 128"]),
         (pb.InferRequest(model=SENTIMENT, tensor=encode_ids([[101, 102]] * 2)), ["shape [1, N]"]),
     ],
-    ids=["bad-utf8", "empty", "whitespace", "too-long", "text-to-image-model", "image-to-text-model",
-         "float-ids", "id-out-of-vocab", "too-many-ids", "batch-of-two"],
+    ids=[
+        "bad-utf8",
+        "empty",
+        "whitespace",
+        "too-long",
+        "text-to-image-model",
+        "image-to-text-model",
+        "float-ids",
+        "id-out-of-vocab",
+        "too-many-ids",
+        "batch-of-two",
+    ],
 )
 def test_device_rejects_bad_text_then_serves_the_next(
     testbed: Testbed, sentences: list[LabelledText], message: pb.InferRequest, phrases: list[str]
@@ -150,7 +160,9 @@ def test_device_rejects_bad_text_then_serves_the_next(
 
 def test_long_text_is_truncated_only_when_asked(testbed: Testbed, sentiment_manifest: Manifest) -> None:
     text = "a truly wonderful and moving film " * 40
-    assert_status(lambda: device_call(testbed.device_address, request(text=text, model=SENTIMENT)), INVALID, "tokens long")
+    assert_status(
+        lambda: device_call(testbed.device_address, request(text=text, model=SENTIMENT)), INVALID, "tokens long"
+    )
     answer = device_call(testbed.device_address, request(text=text, model=SENTIMENT, threshold=1.0, truncate=True))
     (exits,) = torch_exits(SENTIMENT, sentiment_manifest, [text], truncate=True)
     np.testing.assert_allclose(np.array(answer.logits), exits[-1], atol=1e-4, rtol=0)

@@ -111,7 +111,10 @@ def test_infer_stream_answers_every_request_and_reports_bad_ones_in_line(
 
 
 def test_edge_continue_unary_resumes_a_device_activation(
-    testbed: Testbed, edge_address: str, images: list[LabelledImage], manifest: Manifest,
+    testbed: Testbed,
+    edge_address: str,
+    images: list[LabelledImage],
+    manifest: Manifest,
     torch_exit_logits: np.ndarray,
 ) -> None:
     """A generic client can resume a sample on the edge with the unary Continue."""
@@ -124,8 +127,11 @@ def test_edge_continue_unary_resumes_a_device_activation(
         async with grpc.aio.insecure_channel(edge_address) as channel:
             return await pb_grpc.TierStub(channel).Continue(
                 pb.ContinueRequest(
-                    model="fmnist-cnn", request_id="direct", next_block=2,
-                    activation=encode(activation.numpy()), policy=pb.Plan(threshold=1.0),
+                    model="fmnist-cnn",
+                    request_id="direct",
+                    next_block=2,
+                    activation=encode(activation.numpy()),
+                    policy=pb.Plan(threshold=1.0),
                 ),
                 timeout=10,
             )
@@ -154,4 +160,3 @@ def test_health_and_reflection_on_every_tier(testbed: Testbed) -> None:
         status, names = asyncio.run(services(running.address))
         assert status == health_pb2.HealthCheckResponse.SERVING
         assert {expected[tier.value], "grpc.health.v1.Health"} <= names
-

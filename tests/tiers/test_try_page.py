@@ -33,7 +33,9 @@ def page(gateway_url: str) -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         outside: list[str] = []
-        page.on("request", lambda r: None if r.url.startswith((gateway_url, "blob:", "data:")) else outside.append(r.url))
+        page.on(
+            "request", lambda r: None if r.url.startswith((gateway_url, "blob:", "data:")) else outside.append(r.url)
+        )
         page.goto(gateway_url + "/")
         page.wait_for_selector("body[data-ready=true]", timeout=15_000)
         yield page
@@ -45,17 +47,25 @@ def shown(page: object) -> dict[str, str]:
     page.wait_for_selector("#answer", state="visible", timeout=15_000)  # type: ignore[attr-defined]
     read = lambda selector: page.inner_text(selector)  # type: ignore[attr-defined]  # noqa: E731
     return {
-        "label_name": read("#label"), "exit_tier": read("#tier"), "exit_block": read("#block"), "policy": read("#policy-used"),
-        "top_k": str(page.locator("#top-k-table tr").count()), "hops": str(page.locator("#hops tr").count()),  # type: ignore[attr-defined]
-    }  # fmt: skip
+        "label_name": read("#label"),
+        "exit_tier": read("#tier"),
+        "exit_block": read("#block"),
+        "policy": read("#policy-used"),
+        "top_k": str(page.locator("#top-k-table tr").count()),
+        "hops": str(page.locator("#hops tr").count()),  # type: ignore[attr-defined]
+    }
 
 
 def expected(answer: httpx.Response) -> dict[str, str]:
     body = answer.raise_for_status().json()
     return {
-        "label_name": body["label_name"], "exit_tier": body["exit_tier"], "exit_block": str(body["exit_block"]),
-        "policy": body["policy"], "top_k": str(len(body["top_k"])), "hops": str(len(body["hops"])),
-    }  # fmt: skip
+        "label_name": body["label_name"],
+        "exit_tier": body["exit_tier"],
+        "exit_block": str(body["exit_block"]),
+        "policy": body["policy"],
+        "top_k": str(len(body["top_k"])),
+        "hops": str(len(body["hops"])),
+    }
 
 
 def clear(page: object) -> None:
@@ -70,8 +80,12 @@ def test_an_uploaded_image_shows_the_apis_answer(page: object, gateway_url: str)
     clear(page)
     page.click("#send")  # type: ignore[attr-defined]
     on_page = shown(page)
-    api = httpx.post(f"{gateway_url}/v1/infer", content=SHIRT.read_bytes(), headers={"Content-Type": "image/png"},
-                     params={"model": "fmnist-cnn", "top_k": 3, "threshold": 0.95})  # fmt: skip
+    api = httpx.post(
+        f"{gateway_url}/v1/infer",
+        content=SHIRT.read_bytes(),
+        headers={"Content-Type": "image/png"},
+        params={"model": "fmnist-cnn", "top_k": 3, "threshold": 0.95},
+    )
     assert on_page == expected(api)
     assert page.locator("#stack div").count() >= 1  # type: ignore[attr-defined]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -98,8 +112,12 @@ def test_a_typed_sentence_shows_the_apis_answer(page: object, gateway_url: str) 
     clear(page)
     page.click("#send")  # type: ignore[attr-defined]
     on_page = shown(page)
-    api = httpx.post(f"{gateway_url}/v1/infer", content=SENTENCE.encode(), headers={"Content-Type": "text/plain"},
-                     params={"model": "minilm-sentiment", "top_k": 2})  # fmt: skip
+    api = httpx.post(
+        f"{gateway_url}/v1/infer",
+        content=SENTENCE.encode(),
+        headers={"Content-Type": "text/plain"},
+        params={"model": "minilm-sentiment", "top_k": 2},
+    )
     assert on_page == expected(api) and on_page["label_name"] == "positive"
     page.screenshot(path=str(SCREENSHOTS / "text.png"), full_page=True)  # type: ignore[attr-defined]
 

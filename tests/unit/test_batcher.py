@@ -28,7 +28,9 @@ def sizes() -> list[int]:
 
 @pytest.fixture
 def batcher(sizes: list[int]) -> Iterator[Batcher]:
-    batcher = Batcher(workers=1, max_batch=32, max_wait_s=0.0, thread_name="test", on_batch=lambda _, n: sizes.append(n))
+    batcher = Batcher(
+        workers=1, max_batch=32, max_wait_s=0.0, thread_name="test", on_batch=lambda _, n: sizes.append(n)
+    )
     yield batcher
     batcher.close()
 
@@ -55,7 +57,11 @@ def jobs_for(model: HostedModel, inputs: list[np.ndarray], deadline_s: float = 3
 
 
 def assert_same_run(batched: LocalRun, alone: LocalRun) -> None:
-    assert (batched.exited, batched.first_block, batched.last_block) == (alone.exited, alone.first_block, alone.last_block)
+    assert (batched.exited, batched.first_block, batched.last_block) == (
+        alone.exited,
+        alone.first_block,
+        alone.last_block,
+    )
     np.testing.assert_allclose(batched.exit_confidences, alone.exit_confidences, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(batched.logits, alone.logits, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(batched.activation, alone.activation, rtol=1e-4, atol=1e-4)

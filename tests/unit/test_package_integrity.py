@@ -67,7 +67,9 @@ def test_every_shipped_package_verifies_and_lists_all_its_files(name: str) -> No
     assert sorted(read_integrity(package).files) == package_files(package)
 
 
-@pytest.mark.parametrize(("name", "file"), [(IMAGE, "block3.onnx"), (TEXT, "heads.safetensors"), (TEXT, "tokenizer.json")])
+@pytest.mark.parametrize(
+    ("name", "file"), [(IMAGE, "block3.onnx"), (TEXT, "heads.safetensors"), (TEXT, "tokenizer.json")]
+)
 def test_a_tampered_file_refuses_to_start_naming_it(tmp_path: Path, name: str, file: str) -> None:
     package = copy_package(name, tmp_path)
     assert [m.name for m in load_as_cloud(package)] == [name]

@@ -24,8 +24,14 @@ from splitexit.policies.splitee import UCB, BanditPolicy, split_arms, split_plan
 from splitexit.shared.manifest import BlockRange
 from splitexit.shared.tiers import Tier
 
-CHAIN = Chain(6, {Tier.DEVICE: BlockRange(first=1, last=2), Tier.EDGE: BlockRange(first=1, last=4),
-                  Tier.CLOUD: BlockRange(first=1, last=6)})  # fmt: skip
+CHAIN = Chain(
+    6,
+    {
+        Tier.DEVICE: BlockRange(first=1, last=2),
+        Tier.EDGE: BlockRange(first=1, last=4),
+        Tier.CLOUD: BlockRange(first=1, last=6),
+    },
+)
 CLOUD_FREE = CostSettings(tier_weights={Tier.DEVICE: 1.0, Tier.EDGE: 1.0, Tier.CLOUD: 0.0})
 
 
@@ -110,8 +116,14 @@ def test_split_arms_exit_only_at_the_split_and_leave_the_tier_right_after() -> N
     route = walk(arms[0].plan, CHAIN, lambda block: 0.5)
     assert route.runs == (TierRun(Tier.DEVICE, 1, 1), TierRun(Tier.EDGE, 2, 1), TierRun(Tier.CLOUD, 2, 6))
     # disjoint ranges: the edge cannot resume at 2, so the device runs on to its last block
-    disjoint = Chain(6, {Tier.DEVICE: BlockRange(first=1, last=2), Tier.EDGE: BlockRange(first=3, last=4),
-                         Tier.CLOUD: BlockRange(first=5, last=6)})  # fmt: skip
+    disjoint = Chain(
+        6,
+        {
+            Tier.DEVICE: BlockRange(first=1, last=2),
+            Tier.EDGE: BlockRange(first=3, last=4),
+            Tier.CLOUD: BlockRange(first=5, last=6),
+        },
+    )
     assert dict(split_plan(disjoint, 1, 0.9).last_block) == {}
 
 
@@ -178,8 +190,10 @@ def test_cascade_plan_exits_at_the_device_and_edge_ends_and_skips_the_edge_at_al
     relay = cascade_plan(CHAIN, 0.8, 1.0)
     assert dict(relay.last_block) == {Tier.EDGE: 2}
     assert walk(relay, CHAIN, lambda k: 0.5).runs == (
-        TierRun(Tier.DEVICE, 1, 2), TierRun(Tier.EDGE, 3, 2), TierRun(Tier.CLOUD, 3, 6)
-    )  # fmt: skip
+        TierRun(Tier.DEVICE, 1, 2),
+        TierRun(Tier.EDGE, 3, 2),
+        TierRun(Tier.CLOUD, 3, 6),
+    )
 
 
 def test_dimee_scores_each_cascade_and_picks_by_ucb() -> None:
@@ -204,8 +218,9 @@ def test_kmeans_and_router_assign_samples_to_the_nearest_cluster() -> None:
     centroids = kmeans(points, 2, seed=0)
     assert sorted(map(tuple, np.round(centroids, 6))) == [(0.1, 0.0), (5.1, 5.0)]
 
-    router = make_policy("dimee-router", PolicyParams(clusters=2, calibration=4, grid=[0.8, 1.0]), CHAIN,
-                         CostSettings().model())  # fmt: skip
+    router = make_policy(
+        "dimee-router", PolicyParams(clusters=2, calibration=4, grid=[0.8, 1.0]), CHAIN, CostSettings().model()
+    )
     assert isinstance(router, ClusterRouter)
     calibration = [router.plan(point) for point in points]
     assert {plan.arm[0] for plan in calibration if plan.arm} == {0} and router.centroids is not None
@@ -260,11 +275,13 @@ def test_random_split_is_uniform_and_seeded() -> None:
 
 def tiny_stream() -> ExitStream:
     """s0 is sure at exit 1, s1 at exit 2, s2 nowhere but the final exit (C_L = 0.875); two phases."""
-    confidences = np.array([
-        [0.9375, 0.5, 0.5, 0.5, 0.5, 0.875],
-        [0.5, 0.9375, 0.5, 0.5, 0.5, 0.875],
-        [0.5, 0.5, 0.5, 0.5, 0.5, 0.875],
-    ])  # fmt: skip
+    confidences = np.array(
+        [
+            [0.9375, 0.5, 0.5, 0.5, 0.5, 0.875],
+            [0.5, 0.9375, 0.5, 0.5, 0.5, 0.875],
+            [0.5, 0.5, 0.5, 0.5, 0.5, 0.875],
+        ]
+    )
     predictions = np.zeros((3, 6), dtype=np.int64)
     return ExitStream(confidences, predictions, np.zeros(3, dtype=np.int64), np.zeros((3, 1)), np.array([0, 0, 1]))
 

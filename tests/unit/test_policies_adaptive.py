@@ -64,7 +64,10 @@ def test_i_splitee_is_the_papers_ucb1_with_side_observations_priced_on_the_devic
 def test_i_splitee_on_a_device_hosting_the_whole_chain_has_a_device_only_arm() -> None:
     whole = Chain(6, {tier: BlockRange(first=1, last=6) for tier in Tier})
     i_splitee = make_policy("i-splitee", PolicyParams(), whole, CostSettings().model())
-    assert isinstance(i_splitee, BanditPolicy) and i_splitee.labels == [*(f"split {k}" for k in range(1, 6)), "device only"]
+    assert isinstance(i_splitee, BanditPolicy) and i_splitee.labels == [
+        *(f"split {k}" for k in range(1, 6)),
+        "device only",
+    ]
     device_only = i_splitee.plans[0][5]
     confidences = [0.5, 0.95, 0.5, 0.5, 0.5, 0.9]
     route = walk(device_only, whole, lambda block: confidences[block - 1])
@@ -100,8 +103,12 @@ def test_cascade_thresholds_cover_every_exit_and_relay_past_the_edge_at_alpha_on
     relay = tier_thresholds_plan(CHAIN, 0.8, 1.0)
     assert relay.thresholds == (0.8, 0.8, 1.0, 1.0, 1.0, 1.0) and dict(relay.last_block) == {Tier.EDGE: 2}
     arms = tier_threshold_arms(CHAIN, [0.9, 1.0])  # the most cautious first
-    assert [arm.label for arm in arms] == ["α_d=1.00 α_o=1.00", "α_d=1.00 α_o=0.90", "α_d=0.90 α_o=1.00",
-                                           "α_d=0.90 α_o=0.90"]  # fmt: skip
+    assert [arm.label for arm in arms] == [
+        "α_d=1.00 α_o=1.00",
+        "α_d=1.00 α_o=0.90",
+        "α_d=0.90 α_o=1.00",
+        "α_d=0.90 α_o=0.90",
+    ]
     assert arms[3].plan.thresholds == (0.9,) * 6  # α_d = α_o: the fixed thresholds at every exit
 
 
@@ -118,7 +125,11 @@ def test_cascade_scores_the_pair_it_played() -> None:
 def test_cascade_credits_every_eager_pair_the_sample_revealed() -> None:
     cascade = policy("cascade", cascade_grid=[0.9, 1.0])  # arms (1, 1), (1, 0.9), (0.9, 1), (0.9, 0.9)
     assert eager_credits([Arm(label, plan) for label, plan in zip(cascade.labels, cascade.plans[0], strict=True)]) == [
-        [1, 2, 3], [3], [3], []]  # fmt: skip
+        [1, 2, 3],
+        [3],
+        [3],
+        [],
+    ]
     final = cascade.plan(None)  # first the most cautious: the device's blocks, the edge relays, the cloud runs 3..6
     assert final.arm == (0, 0)
     cascade.observe(final, ran(final, [0.95, 0.5, 0.5, 0.5, 0.5, 0.85]))
@@ -130,8 +141,9 @@ def test_cascade_credits_every_eager_pair_the_sample_revealed() -> None:
 
 
 def test_cost_budget_moves_alpha_by_the_constraints_dual_step() -> None:
-    budget = make_policy("budget", PolicyParams(budget_share=0.5, budget_step=0.1, budget_alpha=0.9), CHAIN,
-                         CostSettings().model())  # fmt: skip
+    budget = make_policy(
+        "budget", PolicyParams(budget_share=0.5, budget_step=0.1, budget_alpha=0.9), CHAIN, CostSettings().model()
+    )
     assert isinstance(budget, CostBudget) and budget.budget() == pytest.approx(0.4)
     plan = budget.plan(None)
     assert plan.thresholds == (0.9,) * 6

@@ -44,11 +44,15 @@ def answer(chain: Chain, plan: Plan, confidences: np.ndarray) -> pb.InferRespons
     """The answer the tiers give a sample showing ``confidences`` (C_1..C_L) under ``plan``."""
     route = walk(plan, chain, lambda block: float(confidences[block - 1]))
     hops = [
-        pb.Hop(tier=run.tier.proto, first_block=run.first, last_block=run.last,
-               exit_confidences=confidences[run.first - 1 : run.last].tolist(),
-               exit_labels=[block % 3 for block in range(run.first, run.last + 1)])
+        pb.Hop(
+            tier=run.tier.proto,
+            first_block=run.first,
+            last_block=run.last,
+            exit_confidences=confidences[run.first - 1 : run.last].tolist(),
+            exit_labels=[block % 3 for block in range(run.first, run.last + 1)],
+        )
         for run in route.runs
-    ]  # fmt: skip
+    ]
     return pb.InferResponse(exit_block=route.exit_block, hops=hops)
 
 
@@ -62,8 +66,21 @@ def learn(policies: PolicyStore, model: HostedModel, name: str, samples: int, se
         policies.settle(model, policy, plan, answer(model.chain, plan, confidences))
 
 
-@pytest.mark.parametrize("name", ["splitee-s", "dimee-router", "dimee-sw", "random-split", "splitee-cd", "cascade",
-                                  "budget", "budget@0.3", "accuracy-budget", "accuracy@0.3"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "splitee-s",
+        "dimee-router",
+        "dimee-sw",
+        "random-split",
+        "splitee-cd",
+        "cascade",
+        "budget",
+        "budget@0.3",
+        "accuracy-budget",
+        "accuracy@0.3",
+    ],
+)
 def test_a_restarted_device_restores_the_same_state(tmp_path: Path, model: HostedModel, name: str) -> None:
     before = device_policies(tmp_path, model)
     learn(before, model, name, 13)

@@ -64,17 +64,37 @@ def test_int8_of_a_constant_tensor_decodes_to_it() -> None:
         (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[-1, 4], raw=b""), r"every dimension and the total must lie in \[0,"),
         (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[2, 2], raw=b"\0" * 15), "needs 16 raw bytes, got 15"),
         (pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[2], raw=b"\0\0"), "quantization"),
-        (pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[2], raw=b"\0\0", quantization=pb.Quantization(scale=float("nan"))), "finite"),
         (
-            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0], zero_points=[0], axis=1)),
+            pb.Tensor(
+                dtype=pb.DATA_TYPE_INT8, shape=[2], raw=b"\0\0", quantization=pb.Quantization(scale=float("nan"))
+            ),
+            "finite",
+        ),
+        (
+            pb.Tensor(
+                dtype=pb.DATA_TYPE_INT8,
+                shape=[1, 2],
+                raw=b"\0\0",
+                quantization=pb.Quantization(scales=[1.0], zero_points=[0], axis=1),
+            ),
             "one scale and one zero point per channel, got 1 and 1",
         ),
         (
-            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 1.0], zero_points=[0, 0], axis=5)),
+            pb.Tensor(
+                dtype=pb.DATA_TYPE_INT8,
+                shape=[1, 2],
+                raw=b"\0\0",
+                quantization=pb.Quantization(scales=[1.0, 1.0], zero_points=[0, 0], axis=5),
+            ),
             "along axis 5",
         ),
         (
-            pb.Tensor(dtype=pb.DATA_TYPE_INT8, shape=[1, 2], raw=b"\0\0", quantization=pb.Quantization(scales=[1.0, 0.0], zero_points=[0, 0], axis=1)),
+            pb.Tensor(
+                dtype=pb.DATA_TYPE_INT8,
+                shape=[1, 2],
+                raw=b"\0\0",
+                quantization=pb.Quantization(scales=[1.0, 0.0], zero_points=[0, 0], axis=1),
+            ),
             "positive and finite",
         ),
         (pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[1 << 20, 1 << 20], raw=b""), "every dimension and the total"),
