@@ -123,12 +123,12 @@ evaluate: data models  ## replay the test streams through every policy; docs/res
 
 results: data models  ## as root: rerun demo, bench, evaluate, faults, links and the console examples; regenerate docs/results/ and the README's headline (~35 min)
 	@$(NEEDS_ROOT)
-	$(PY) -m lab.demo --json bench/results/demo.json
-	-$(MAKE) triton-venv
-	$(PY) -m bench.serving
 	$(PY) -m lab.evaluate --page
 	$(PY) -m bench.faults_report
 	$(PY) -m bench.link_phases_report
+	$(PY) -m lab.demo --json bench/results/demo.json
+	-$(MAKE) triton-venv
+	$(PY) -m bench.serving
 	$(PY) -m lab.console
 	$(PY) -m training.calibrate --page-only
 	$(PY) -m lab.results
