@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from bench.faults import FAULTS, ScenarioResult, run_scenario
 from bench.hostile import FuzzReport, run_fuzz
 from bench.link_costs import LinkCostRun, link_cost_settings, plot, run_link_cost_shift
 from bench.soak import SoakReport, run_soak
-from lab.results_pages import write_page
+from lab.results_pages import PAGES, write_page
 from splitexit.netns import NetnsTestbed
 from splitexit.samples import load_pack
 from splitexit.shared.manifest import load_manifest
@@ -85,7 +86,7 @@ def link_lines(run: LinkCostRun) -> str:
         "With measured costs, the device-edge link's cost followed its transfer time "
         f"({costs[0]:.3f} → {costs[1]:.2f} → {costs[2]:.3f}), and `splitee-sw` moved answers onto the device while the "
         f"link was slow: the device answered {shares[0]:.0f} % → {shares[1]:.0f} % → {shares[2]:.0f} % of the last 150 "
-        f"samples of each phase.\n\n![a slow link moves answers onto the device]({FIGURE.relative_to(ROOT)})"
+        f"samples of each phase.\n\n![a slow link moves answers onto the device]({os.path.relpath(FIGURE, PAGES)})"
     )
 
 
