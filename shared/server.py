@@ -53,11 +53,16 @@ ServiceAdder = Callable[[grpc.aio.Server], str]
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Message limits, and the keepalive pings of the previous tier's link allowed."""
+    """Message limits, and the keepalive pings of the previous tier's link allowed.
+
+    The option's name is the string behind gRPC core's ``GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS``;
+    without it a server allows one ping in 5 min on an idle connection and sends the link's keepalive
+    ``GOAWAY too_many_pings``, which the link sees as its next tier going down.
+    """
     return [
         *channel_options(max_message_bytes),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 1000),
     ]
 
 

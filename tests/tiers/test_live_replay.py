@@ -70,7 +70,10 @@ def send_one_at_a_time(
                 answers.append((await client.infer_request(request)).message)
             return answers
 
-    return asyncio.run(go())
+    answers = asyncio.run(go())
+    degraded = [a.degradation.message for a in answers if a.degraded]
+    assert not degraded, f"{len(degraded)} answers degraded (a policy learns nothing from them): {degraded[:3]}"
+    return answers
 
 
 @pytest.mark.parametrize("policy", ["splitee", "dimee", "i-splitee", "splitee-cd", "cascade", "budget"])
