@@ -48,7 +48,7 @@ sign-models: setup  ## sign every package in models/ with the ed25519 private ke
 demo: data models  ## start device, edge and cloud locally, send real test images and texts, print summaries
 	$(PY) -m lab.demo
 
-test: data models client-wheels interop-deps browser  ## run the test suite
+test: data models models-large client-wheels interop-deps browser  ## run the test suite
 	$(PY) -m pytest
 
 client-wheels: setup  ## the client's and the tiers' wheels in .cache/wheels (tests/tiers/test_client_install.py installs from them offline)
@@ -102,7 +102,7 @@ $(TRITON_VENV)/.installed: requirements/triton.txt
 
 triton-venv: $(TRITON_VENV)/.installed  ## the PyTriton environment make bench compares with (its own: numpy < 2)
 
-bench: data models  ## served vs bare onnxruntime, throughput, batching, workers, HTTP vs LitServe, vs Triton, codecs; JSON + docs/results/bench.md (~8 min)
+bench: data models models-large  ## served vs bare onnxruntime, throughput, batching, workers, HTTP vs LitServe, vs Triton, codecs; JSON + docs/results/bench.md (~8 min)
 	-$(MAKE) triton-venv  # without it the bench says why Triton is missing, and goes on
 	$(PY) -m bench.serving
 	$(PY) -m lab.results bench
@@ -118,7 +118,7 @@ links: data models  ## as root: the device-edge link degrades and recovers (100 
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard
 
-evaluate: data models  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
+evaluate: data models models-large  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
 	$(PY) -m lab.evaluate --page
 
 results: data models  ## as root: rerun demo, bench, evaluate, faults, links and the console examples; regenerate docs/results/ and the README's headline (~35 min)

@@ -81,7 +81,7 @@ def codec_report(models_dir: Path, limit: int | None = None) -> dict[str, dict[s
     """
     report: dict[str, dict[str, dict[str, float]]] = {}
     for scenario in (s for s in SCENARIOS if s.name in TEST_SETS):
-        package = models_dir / scenario.model
+        package = scenario.package_dir(models_dir)
         manifest = load_manifest(package)
         inputs = LOADERS[scenario.data](scenario, manifest, package)
         samples, labels = inputs.samples[:limit], inputs.labels[:limit]

@@ -27,7 +27,7 @@ def microseconds_per_decision(models_dir: Path, samples: int = 3000) -> dict[str
     """Per policy, µs per sample over ``samples`` samples of the clean Fashion-MNIST stream."""
     scenario = next(s for s in SCENARIOS if s.name == "fmnist-clean")
     stream = load_stream(scenario, models_dir, default_cache_dir())
-    chain = Chain.of(load_manifest(models_dir / scenario.model))
+    chain = Chain.of(load_manifest(scenario.package_dir(models_dir)))
     order = np.random.default_rng(0).permutation(len(stream.labels))[:samples]
     timings = {}
     for name in POLICY_NAMES:

@@ -1,16 +1,18 @@
 """`make bench`: what serving across three tiers costs over bare onnxruntime, all ratios from one run.
 
-In one run on this machine: served ÷ bare latency per path (image and text;
-device, edge and cloud exits) with the gRPC transport floor and the overhead
-beyond it per hop (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and
-64 clients, unary and streamed, and the cloud tier alone fed by a link, each ÷
-bare onnxruntime at its best batch on the same cores; the dynamic batcher's gain
-(the same loads with batching off); the cloud tier alone with 1 and 2 worker
-processes (:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight
-against Triton on the same segments (:mod:`bench.triton`); latency with early
-exits and to the final layer at half the all-to-cloud capacity; the HTTP gateway against LitServe serving
-the same model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the activation codecs' bytes and
-accuracy on the full test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
+In one run on this machine: served ÷ bare latency per path (image and text, and
+the 12-layer all-mpnet-base-v2 of models-large/; device, edge and cloud exits)
+with the gRPC transport floor and the overhead beyond it per hop
+(:mod:`bench.paths`); throughput all to the cloud at 1, 8 and 64 clients, unary
+and streamed, and the cloud tier alone fed by a link, each ÷ bare onnxruntime at
+its best batch on the same cores; the dynamic batcher's gain (the same loads with
+batching off); the cloud tier alone with 1 and 2 worker processes
+(:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight against
+Triton on the same segments (:mod:`bench.triton`); latency with early exits and
+to the final layer at half the all-to-cloud capacity; the HTTP gateway against
+LitServe serving the same model in one process; what TLS adds per hop
+(:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the full
+test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
 """
 
@@ -38,6 +40,7 @@ from bench.services import echo_service, litserve_service
 from bench.tls_cost import tls_cost
 from bench.triton import triton_rates
 from bench.workers import cloud_workers_rates
+from lab.scenarios import LARGE_MODELS_DIR, ROOT
 from lab.text_data import sentiment
 from splitexit.policies.chain import Chain
 from splitexit.samples import load_pack
@@ -65,8 +68,7 @@ def image_inputs(count: int) -> PathInputs:
     return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, pngs, prepare)
 
 
-def text_inputs(count: int) -> PathInputs:
-    package = DEFAULT_MODELS_DIR / "minilm-sentiment"
+def text_inputs(count: int, package: Path = DEFAULT_MODELS_DIR / "minilm-sentiment") -> PathInputs:
     manifest = load_manifest(package)
     texts = [record.text.encode() for record in sentiment("imdb")[:count]]
     tokenizer = TextTokenizer.from_package(package, manifest.input)  # type: ignore[arg-type]
@@ -81,6 +83,19 @@ async def paths(device: str, echo: str, inputs: list[PathInputs]) -> dict[str, d
         for tier, plan in exit_plans(model_inputs.tiers).items():
             report[f"{model_inputs.model} → {tier}"] = await measure_path(device, echo, model_inputs, plan)
     return report
+
+
+def large_model_paths(count: int) -> dict[str, dict[str, float]]:
+    """The 12-layer encoder's paths (imdb sentences), on tiers that serve its package in models-large/."""
+    package = ROOT / LARGE_MODELS_DIR / "mpnet-sentiment"
+    if not (package / "block1.onnx").is_file():
+        raise SystemExit(f"{package} has no ONNX slices: run `make models-large` first")
+    settings = {tier: {"models_dir": str(package.parent)} for tier in Tier}
+    with (
+        echo_service(LOGS) as echo,
+        Testbed({tier: free_port() for tier in Tier}, settings=settings, log_dir=LOGS) as bed,
+    ):
+        return asyncio.run(paths(bed.device_address, echo, [text_inputs(count, package)]))
 
 
 async def throughput(device: str, cloud: str, images: PathInputs, count: int) -> dict[str, float]:
@@ -178,6 +193,7 @@ def measure(quick: bool) -> dict[str, object]:
         with litserve_service(LOGS) as litserve:
             gateway = f"http://127.0.0.1:{bed.http_port}/v1/infer"
             report["http"] = asyncio.run(http_comparison(gateway, litserve, images, 800 // scale))
+    report["large_model_paths"] = large_model_paths(100 // scale)
     with Testbed({tier: free_port() for tier in Tier}, settings=UNBATCHED, log_dir=LOGS) as unbatched:
         report["unbatched"] = asyncio.run(
             throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)

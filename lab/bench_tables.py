@@ -14,7 +14,8 @@ def bench_section(path: Path) -> str:
         f"`make bench` ({'a quick smoke run, not for comparison' if report['quick'] else 'one run'}, "
         f"{report['machine']['cpus']} cores, loopback; every ratio is from the same run). "
         "Bare = the same onnxruntime segments in one process, no gRPC.",
-        paths_table(report["paths"]),
+        paths_table({**report["paths"], **report["large_model_paths"]}),
+        overhead_share_line({**report["paths"], **report["large_model_paths"]}),
         throughput_table(report),
         workers_line(report["cloud_workers"]),
         triton_table(report["triton"]),
@@ -41,6 +42,16 @@ def paths_table(paths: dict[str, dict[str, float]]) -> str:
             f"hop{'s' if p['hops'] > 1 else ''}) | {p['overhead_per_hop_us']:.0f} µs |"
         )
     return "Sequential latency, one request at a time:\n\n" + "\n".join(rows)
+
+
+def overhead_share_line(paths: dict[str, dict[str, float]]) -> str:
+    """How much of the cloud path's served latency is serving rather than the model, per model."""
+    shares = [
+        f"{name.split(' → ')[0]} {100 * (1 - p['bare_p50_ms'] / p['served_p50_ms']):.0f} %"
+        for name, p in paths.items()
+        if name.endswith("→ cloud")
+    ]
+    return "Share of the served latency that is serving, not the model, on the cloud path: " + ", ".join(shares) + "."
 
 
 def throughput_table(report: dict[str, Any]) -> str:

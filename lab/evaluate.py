@@ -77,7 +77,7 @@ def run(
         except ScenarioUnavailable as exc:
             print(f"skipping {scenario.name}: {exc}")
             continue
-        chain = Chain.of(load_manifest(models_dir / scenario.model), settings.hosted.get(scenario.model))
+        chain = Chain.of(load_manifest(scenario.package_dir(models_dir)), settings.hosted.get(scenario.model))
         swept = sweeps and scenario.name in SWEPT
         result = evaluate_scenario(scenario, stream, (validation.name, tuning), chain, setup, seeds, swept)
         print(policy_tables.scenario_section(result), flush=True)
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         "--scenario",
         action="append",
         metavar="NAME",
-        help="fmnist-clean, fmnist-drift, fmnist-gradual, fmnist-shift-back, fmnist-distortions, "
-        "sentiment-imdb, bbc-topic; repeat for several (default: all)",
+        help=f"{', '.join([*(s.name for s in SCENARIOS), policy_isplitee.SCENARIO.name])}; "
+        "repeat for several (default: all)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="random stream orders per policy")
     parser.add_argument("--limit", type=int, default=0, help="samples per scenario (0: all)")

@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.bench_tables import bench_section
 from lab.results_pages import write_page
+from lab.scenarios import LARGE_MODELS_DIR
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.report import format_summary, format_tier_times
 from splitexit.shared.manifest import load_manifest
@@ -55,25 +56,45 @@ def text_model_table() -> str:
             f"`minilm-bbc-topic`, BBC News ({topic['test_samples']} held-out articles)", topic["test_accuracy"]
         ),
     ]
-    for rotation in sentiment["rotations"]:
-        trained = " + ".join(rotation["train_domains"])
-        shipped = " (shipped)" if rotation["unseen_domain"] == sentiment["deployed_on"] else ""
-        rows.append(
-            accuracy_row(
-                f"sentiment{shipped}, trained on {trained}: held-out {trained}", rotation["in_domain_accuracy"]
-            )
-        )
-        rows.append(
-            accuracy_row(
-                f"sentiment{shipped}, trained on {trained}: unseen {rotation['unseen_domain']}",
-                rotation["cross_domain_accuracy"],
-            )
-        )
+    rows += sentiment_rows("sentiment", sentiment)
     return "Text models (frozen all-MiniLM-L6-v2, one trained exit head per layer):\n\n" + "\n".join(rows)
 
 
+def sentiment_rows(model: str, evaluation: dict[str, Any]) -> list[str]:
+    """Per training rotation of a sentiment package's ``evaluation.json``: exit accuracy held out and unseen."""
+    rows = []
+    for rotation in evaluation["rotations"]:
+        trained = " + ".join(rotation["train_domains"])
+        shipped = " (shipped)" if rotation["unseen_domain"] == evaluation["deployed_on"] else ""
+        rows.append(
+            accuracy_row(f"{model}{shipped}, trained on {trained}: held-out {trained}", rotation["in_domain_accuracy"])
+        )
+        rows.append(
+            accuracy_row(
+                f"{model}{shipped}, trained on {trained}: unseen {rotation['unseen_domain']}",
+                rotation["cross_domain_accuracy"],
+            )
+        )
+    return rows
+
+
+def large_model_table() -> str:
+    """Accuracy per exit of the 12-layer encoder's sentiment package (models-large/)."""
+    evaluation = json.loads((ROOT / LARGE_MODELS_DIR / "mpnet-sentiment" / "evaluation.json").read_text())
+    exits = len(evaluation["rotations"][0]["in_domain_accuracy"])
+    rows = [
+        "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
+        "|---|" + "---:|" * exits,
+        *sentiment_rows("`mpnet-sentiment`", evaluation),
+    ]
+    return (
+        f"The papers' scale (frozen {evaluation['backbone']}, 12 layers × 768, one trained exit head per layer; "
+        "its ONNX slices come from `make models-large`):\n\n" + "\n".join(rows)
+    )
+
+
 def model_table() -> str:
-    return image_model_table() + "\n\n" + text_model_table()
+    return "\n\n".join([image_model_table(), text_model_table(), large_model_table()])
 
 
 def demo_table(summary: dict[str, Any]) -> str:

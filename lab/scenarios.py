@@ -36,6 +36,8 @@ from splitexit.shared.preprocess import normalize_images
 from splitexit.shared.runtime import HostedModel, exit_probabilities
 from splitexit.shared.tiers import TIERS, Tier
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 class ScenarioUnavailable(RuntimeError):
     """The scenario's model package or data cannot be had here; the message says why."""
@@ -50,6 +52,9 @@ class Phase:
     blur_sigma: float = 0.0  # Gaussian blur, in pixels
 
 
+LARGE_MODELS_DIR = "models-large"  # the 12-layer encoder's packages, which `make models-large` completes
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -58,6 +63,11 @@ class Scenario:
     data: str  # a key of LOADERS
     phases: tuple[Phase, ...] = (Phase(),)
     options: dict[str, Any] = field(default_factory=dict)  # for the loader
+    models_dir: str | None = None  # its package's folder (relative to the repo) if not the evaluation's models dir
+
+    def package_dir(self, models_dir: Path) -> Path:
+        """Its model package: in its own ``models_dir`` if it names one, else in ``models_dir``."""
+        return (ROOT / self.models_dir if self.models_dir else models_dir) / self.model
 
 
 DRIFT = (Phase("clean"), Phase("noise σ=0.2", noise_std=0.2), Phase("blur σ=1", blur_sigma=1.0))
@@ -105,7 +115,16 @@ SCENARIOS = (
         "bbc",
         options={**BBC_SPLIT, "half": "test"},
     ),
+    Scenario(
+        "sentiment-imdb-mpnet",
+        "Sentiment on imdb as above, all-mpnet-base-v2 with an exit after each of its 12 layers (the papers' scale)",
+        "mpnet-sentiment",
+        "sentiment",
+        options={"domain": "imdb"},
+        models_dir=LARGE_MODELS_DIR,
+    ),
 )
+SENTIMENT_HELDOUT = {"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0}
 VALIDATION = {
     **{test.name: validation for test, validation in FMNIST},
     "sentiment-imdb": Scenario(
@@ -113,7 +132,15 @@ VALIDATION = {
         "Sentiment, the held-out 20 % of amazon + yelp",
         "minilm-sentiment",
         "sentiment-heldout",
-        options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0},
+        options=SENTIMENT_HELDOUT,
+    ),
+    "sentiment-imdb-mpnet": Scenario(
+        "sentiment-val-mpnet",
+        "Sentiment, the held-out 20 % of amazon + yelp, all-mpnet-base-v2",
+        "mpnet-sentiment",
+        "sentiment-heldout",
+        options=SENTIMENT_HELDOUT,
+        models_dir=LARGE_MODELS_DIR,
     ),
     "bbc-topic": Scenario(
         "bbc-topic-val",
@@ -265,9 +292,10 @@ def stream_for(inputs: Inputs, package_dir: Path, manifest: Manifest, batch: int
 
 def load_stream(scenario: Scenario, models_dir: Path, cache_dir: Path) -> ExitStream:
     """The scenario's exit outcomes, from the cache or computed now (raises :class:`ScenarioUnavailable`)."""
-    package_dir = models_dir / scenario.model
-    if not (package_dir / "manifest.json").is_file():
-        raise ScenarioUnavailable(f"no model package {package_dir} (build it with `make train`)")
+    package_dir = scenario.package_dir(models_dir)
+    if not (package_dir / "block1.onnx").is_file():
+        build = "make models-large" if scenario.models_dir == LARGE_MODELS_DIR else "make train"
+        raise ScenarioUnavailable(f"no model package {package_dir} (build it with `{build}`)")
     manifest = load_manifest(package_dir)
     key = hashlib.sha256(
         json.dumps([asdict(scenario), [(b.sha256, b.temperature) for b in manifest.blocks]], sort_keys=True).encode()

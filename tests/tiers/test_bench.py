@@ -24,7 +24,10 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
         "minilm-sentiment → edge": 3,
         "minilm-sentiment → cloud": 6,
     }
-    assert all(path["served_over_bare"] > 0 and path["floor_ms"] > 0 for path in report["paths"].values())
+    large = {name: path["exit_block"] for name, path in report["large_model_paths"].items()}
+    assert large == {"mpnet-sentiment → device": 1, "mpnet-sentiment → edge": 5, "mpnet-sentiment → cloud": 12}
+    every_path = [*report["paths"].values(), *report["large_model_paths"].values()]
+    assert all(path["served_over_bare"] > 0 and path["floor_ms"] > 0 for path in every_path)
     assert set(report["throughput"]) == set(report["unbatched"]) and all(v > 0 for v in report["throughput"].values())
     int8 = [by_codec["int8"] for by_codec in report["codecs"].values()]
     assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
@@ -40,5 +43,8 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert all(offered[kind]["p95_ms"] >= offered[kind]["p50_ms"] > 0 for kind in ("early_exits", "final_layer"))
     section = bench_section(out)
     assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section
+    assert (
+        "| mpnet-sentiment → cloud | 12 |" in section and "mpnet-sentiment " in section.split("on the cloud path:")[1]
+    )
     assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 9
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
