@@ -75,7 +75,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.InferBatchResponse.labels': 'per sample: the predicted class (-1: see errors)',
     'splitexit.v1.InferBatchResponse.confidences': "per sample: the exit's probability of that class",
     'splitexit.v1.InferBatchResponse.exit_blocks': 'per sample: the exit taken (1-based)',
-    'splitexit.v1.InferBatchResponse.exit_tiers': 'per sample: the tier of that exit',
+    'splitexit.v1.InferBatchResponse.exit_tiers': 'per sample: the tier of that exit (UNSPECIFIED: see errors)',
     'splitexit.v1.InferBatchResponse.degraded': 'per sample: answered from an earlier exit than its plan (see InferResponse)',
     'splitexit.v1.InferBatchResponse.costs': 'per sample: InferResponse.cost',
     'splitexit.v1.InferBatchResponse.policies': 'per sample: the policy that decided',
@@ -325,7 +325,7 @@ class InferBatchResponse:
     labels: tuple[int, ...]  # per sample: the predicted class (-1: see errors)
     confidences: tuple[float, ...]  # per sample: the exit's probability of that class
     exit_blocks: tuple[int, ...]  # per sample: the exit taken (1-based)
-    exit_tiers: tuple[Tier, ...]  # per sample: the tier of that exit
+    exit_tiers: tuple[Tier | None, ...]  # per sample: the tier of that exit (UNSPECIFIED: see errors)
     degraded: tuple[bool, ...]  # per sample: answered from an earlier exit than its plan (see InferResponse)
     costs: tuple[float, ...]  # per sample: InferResponse.cost
     policies: tuple[str, ...]  # per sample: the policy that decided
@@ -343,7 +343,7 @@ class InferBatchResponse:
             labels=tuple(message.labels),
             confidences=tuple(message.confidences),
             exit_blocks=tuple(message.exit_blocks),
-            exit_tiers=tuple(Tier.from_proto(item) for item in message.exit_tiers),
+            exit_tiers=tuple(Tier.from_proto(item) if item else None for item in message.exit_tiers),
             degraded=tuple(message.degraded),
             costs=tuple(message.costs),
             policies=tuple(message.policies),

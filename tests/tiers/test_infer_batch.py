@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from lab.text_data import sentiment
-from splitexit.client import request, tensor_message
+from splitexit.client import AsyncClient, Client, request, tensor_message
+from splitexit.results import BatchPrediction
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import ImageInput, Manifest
 from splitexit.shared.preprocess import open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
 from tests.tiers.test_bad_input import assert_status, device_call
 
@@ -122,3 +124,31 @@ def test_a_batch_wrong_as_a_whole_fails_with_a_clear_status(
     testbed: Testbed, message: pb.InferBatchRequest, code: grpc.StatusCode, phrases: tuple[str, ...]
 ) -> None:
     assert_status(lambda: batch_call(testbed.device_address, message), code, *phrases)
+
+
+def test_the_sdk_returns_typed_columns_and_each_failure(testbed: Testbed, images: list[LabelledImage]) -> None:
+    pngs = [image.png for image in images[:6]]
+    with Client(testbed.device_address) as client:
+        result = client.infer_batch([*pngs, b"not an image"], top_k=2, threshold=0.5, request_ids="abcdefg")
+        unary = client.infer(pngs[0], top_k=2, threshold=0.5)
+    assert isinstance(result, BatchPrediction) and len(result) == 7 and result.request_ids[6] == "g"
+    failure = result.failures[6]
+    assert set(result.failures) == {6} and (failure.code, failure.request_id) == (INVALID, "g")
+    assert all(isinstance(tier, Tier) for tier in result.exit_tiers[:6]) and result.exit_tiers[6] is None
+    assert result.exit_tiers[0] is unary.exit_tier
+    assert result.ranked(0) == [(p.label_name, pytest.approx(p.probability, rel=1e-5)) for p in unary.top_k]
+    assert result.ranked(6) == [] and result.to_dict()["errors"][0]["index"] == 6
+
+
+def test_the_async_sdk_sends_a_tensor_batch(testbed: Testbed, images: list[LabelledImage], manifest: Manifest) -> None:
+    assert isinstance(manifest.input, ImageInput)
+    tensors = np.concatenate([open_image(image.png).tensor(manifest.input) for image in images[:4]])
+
+    async def go() -> tuple[BatchPrediction, list[int]]:
+        async with AsyncClient(testbed.device_address) as client:
+            batch = await client.infer_batch(tensor=tensors)
+            singles = [await client.infer(image.png) for image in images[:4]]
+        return batch, [single.label for single in singles]
+
+    batch, labels = asyncio.run(go())
+    assert not batch.failures and list(batch.labels) == labels

@@ -56,6 +56,7 @@ def test_the_sdk_results_are_the_views() -> None:
     """Prediction and ModelInfo add only the wire message they were read from."""
     assert view_fields(results.Prediction) == [*proto_fields("InferResponse"), "message"]
     assert view_fields(results.ModelInfo) == [*proto_fields("ModelMetadataResponse"), "message"]
+    assert view_fields(results.BatchPrediction) == [*proto_fields("InferBatchResponse"), "message"]
     assert view_fields(results.ModelList) == proto_fields("ListModelsResponse")
     assert view_fields(results.PolicyState) == proto_fields("PolicyState")
 
