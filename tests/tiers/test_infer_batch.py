@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
@@ -152,3 +154,51 @@ def test_the_async_sdk_sends_a_tensor_batch(testbed: Testbed, images: list[Label
 
     batch, labels = asyncio.run(go())
     assert not batch.failures and list(batch.labels) == labels
+
+
+def test_http_batch_answers_as_grpc_with_each_sample_error_in_the_body(
+    gateway_url: str, testbed: Testbed, images: list[LabelledImage]
+) -> None:
+    pngs = [image.png for image in images[:5]]
+    pngs[2] = b"not an image"
+    body = {"images_base64": [base64.b64encode(png).decode() for png in pngs], "threshold": 0.9, "top_k": 2}
+    answer = httpx.post(f"{gateway_url}/v1/infer/batch", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    grpc_answer = batch_call(
+        testbed.device_address, pb.InferBatchRequest(images=pngs, policy=pb.Plan(threshold=0.9), top_k=2)
+    )
+    assert data["labels"] == list(grpc_answer.labels) and data["exit_blocks"] == list(grpc_answer.exit_blocks)
+    assert data["exit_tiers"][2] == "TIER_NAME_UNSPECIFIED" and set(data["exit_tiers"][:2]) <= {
+        "DEVICE",
+        "EDGE",
+        "CLOUD",
+    }
+    [error] = data["errors"]
+    assert (error["index"], error["code"], error["message"]) == (2, INVALID.value[0], grpc_answer.errors[0].message)
+    texts = httpx.post(
+        f"{gateway_url}/v1/infer/batch", json={"model": "minilm-sentiment", "texts": ["A wonderful film.", "Dull."]}
+    )
+    assert texts.status_code == 200 and len(texts.json()["labels"]) == 2 and not texts.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "phrase"),
+    [
+        ({}, 400, "no samples"),
+        ({"images_base64": ["aGk="], "model": "no-such-model"}, 404, "no-such-model"),
+        ({"images_base64": ["aGk="] * 257}, 413, "at most 256"),
+        ({"images_base64": ["aGk=", "%%%"]}, 400, "images_base64[1] is not valid base64"),
+        ({"images_base64": ["aGk="], "texts": ["hi"]}, 400, "not both"),
+        ({"texts": "one string"}, 400, "texts"),
+    ],
+)
+def test_http_batch_wrong_as_a_whole_is_a_problem(gateway_url: str, body: dict, status: int, phrase: str) -> None:
+    answer = httpx.post(f"{gateway_url}/v1/infer/batch", json=body, timeout=30)
+    assert answer.status_code == status and phrase in answer.json()["detail"], answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_http_batch_wants_json(gateway_url: str) -> None:
+    answer = httpx.post(f"{gateway_url}/v1/infer/batch", content=b"x", headers={"Content-Type": "image/png"})
+    assert answer.status_code == 415 and "application/json" in answer.json()["detail"]

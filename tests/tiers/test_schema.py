@@ -27,7 +27,19 @@ import pytest
 from protos.generate import PROTO, generate
 from splitexit import results
 from splitexit.client import is_serving
-from splitexit.device.http_models import ANSWERS, AS_IS, HTTP_NAMES, NOT_OVER_HTTP, OTHER_FORM, InferJSON, InferQuery
+from splitexit.device.http_models import (
+    ANSWERS,
+    AS_IS,
+    BATCH_AS_IS,
+    BATCH_NOT_OVER_HTTP,
+    BATCH_OTHER_FORM,
+    HTTP_NAMES,
+    NOT_OVER_HTTP,
+    OTHER_FORM,
+    InferBatchJSON,
+    InferJSON,
+    InferQuery,
+)
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_views as views
 from splitexit.shared.schema import answer_messages
@@ -68,6 +80,14 @@ def test_every_request_field_is_taken_over_http_or_said_why_not() -> None:
     assert InferJSON.model_fields["top_k"].metadata, "a uint32's range comes from the proto"
 
 
+def test_every_batch_request_field_is_taken_over_http_or_said_why_not() -> None:
+    fields = set(proto_fields("InferBatchRequest"))
+    assert fields == set(BATCH_AS_IS) | BATCH_OTHER_FORM.keys() | BATCH_NOT_OVER_HTTP.keys()
+    assert set(BATCH_AS_IS) <= set(InferBatchJSON.model_fields) and {"threshold", "policy"} <= set(
+        InferBatchJSON.model_fields
+    )
+
+
 def test_the_openapi_document_has_every_field(gateway_url: str) -> None:
     spec = httpx.get(f"{gateway_url}/openapi.json", timeout=10).json()
     schemas = spec["components"]["schemas"]
@@ -78,6 +98,8 @@ def test_the_openapi_document_has_every_field(gateway_url: str) -> None:
     assert {"Answer", "ModelList", "ModelMetadata", "Hop", "StageTimings", "Degradation"} <= set(schemas)
     documented = spec["paths"]["/v1/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(AS_IS) <= set(documented["properties"])
+    batch = spec["paths"]["/v1/infer/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(BATCH_AS_IS) <= set(batch["properties"]) and "BatchAnswer" in schemas
     assert schemas["Answer"]["properties"]["exit_block"]["description"].startswith("the exit taken")  # the proto's
 
 
