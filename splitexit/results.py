@@ -95,10 +95,36 @@ class BatchPrediction(views.InferBatchResponse):
 
     def ranked(self, index: int) -> list[tuple[str, float]]:
         """Sample ``index``'s top-k as (label name, probability), best first (empty for a failed sample)."""
+        return [(self.label_names[label], probability) for label, probability in self._top_k(index)]
+
+    def _top_k(self, index: int) -> list[tuple[int, float]]:
         k = self.top_k
         labels = self.top_k_labels[index * k : (index + 1) * k]
         probabilities = self.top_k_probabilities[index * k : (index + 1) * k]
-        return [(self.label_names[label], p) for label, p in zip(labels, probabilities) if label >= 0]
+        return [(label, probability) for label, probability in zip(labels, probabilities) if label >= 0]
+
+    def prediction(self, index: int) -> Prediction:
+        """Sample ``index``'s answer as a :class:`Prediction` of the fields a batch carries (no logits, no hops)."""
+        columns = self.message
+        top_k = [
+            pb.ClassProbability(label=label, label_name=self.label_names[label], probability=probability)
+            for label, probability in self._top_k(index)
+        ]
+        return Prediction.from_message(
+            pb.InferResponse(
+                request_id=columns.request_ids[index],
+                model=columns.model,
+                label=columns.labels[index],
+                label_name=self.label_names[columns.labels[index]] if columns.labels[index] >= 0 else "",
+                confidence=columns.confidences[index],
+                top_k=top_k,
+                exit_tier=columns.exit_tiers[index],
+                exit_block=columns.exit_blocks[index],
+                policy=columns.policies[index],
+                cost=columns.costs[index],
+                degraded=columns.degraded[index],
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return message_json(self.message)
