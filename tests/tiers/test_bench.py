@@ -40,5 +40,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert all(offered[kind]["p95_ms"] >= offered[kind]["p50_ms"] > 0 for kind in ("early_exits", "final_layer"))
     section = bench_section(out)
     assert "a quick smoke run" in section and "| one InferStream, 64 in flight |" in section
-    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 9
+    assert "| InferBatch, 64 images per message, 4 in flight |" in section
+    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 10
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
