@@ -184,19 +184,14 @@ def targets(report: dict[str, Any]) -> list[Target]:
     channel = [by_codec["int8-channel"] for by_codec in report["codecs"].values()]
     workers = report["cloud_workers"]
     return [
-        Target(
-            "all to cloud, one InferStream, 64 in flight ÷ bare best",
-            batched["stream_64"] / _best(bare["all_blocks"])[1],
-            0.5,
-            True,
-            "{:.2f}×",
-        ),
-        Target(
-            "all to cloud, InferBatch of 64 images, 4 in flight ÷ bare best",
-            batched["batch_64x4"] / _best(bare["all_blocks"])[1],
-            0.5,
-            True,
-            "{:.2f}×",
+        *(
+            Target(
+                f"all to cloud, {load} ÷ bare best", batched[key] / _best(bare["all_blocks"])[1], 0.5, True, "{:.2f}×"
+            )
+            for key, load in (
+                ("stream_64", "one InferStream, 64 in flight"),
+                ("batch_64x4", "InferBatch of 64, 4 in flight"),
+            )
         ),
         Target(
             "the cloud tier alone, 64 in flight ÷ bare on its blocks",
