@@ -34,7 +34,8 @@ def _one_of(**inputs: object) -> str:
     """The name of the one input given; ValueError unless exactly one is."""
     given = [name for name, value in inputs.items() if value is not None]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of {', '.join(inputs)}, not {' and '.join(given) or 'none'}")
+        *others, last = inputs
+        raise ValueError(f"give exactly one of {', '.join(others)} and {last}, not {' and '.join(given) or 'none'}")
     return given[0]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lab.text_data import sentiment
-from splitexit.client import AsyncClient, Client, request, tensor_message
+from splitexit.client import AsyncClient, Client, batch_request, request, tensor_message
 from splitexit.results import BatchPrediction
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import ImageInput, Manifest
@@ -140,6 +140,10 @@ def test_the_sdk_returns_typed_columns_and_each_failure(testbed: Testbed, images
     assert result.exit_tiers[0] is unary.exit_tier
     assert result.ranked(0) == [(p.label_name, pytest.approx(p.probability, rel=1e-5)) for p in unary.top_k]
     assert result.ranked(6) == [] and result.to_dict()["errors"][0]["index"] == 6
+    row = result.prediction(0)
+    assert (row.label_name, row.exit_block, row.top_k[0].label) == (unary.label_name, unary.exit_block, unary.label)
+    with pytest.raises(ValueError, match="exactly one of images, texts and tensor"):
+        batch_request([b"x"], texts=["y"])
 
 
 def test_the_async_sdk_sends_a_tensor_batch(testbed: Testbed, images: list[LabelledImage], manifest: Manifest) -> None:
