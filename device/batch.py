@@ -26,12 +26,14 @@ SHARED = ("model", "top_k", "truncate", "forbid_degraded")  # copied as they are
 
 def sample_requests(batch: pb.InferBatchRequest, limit: int) -> list[pb.InferRequest]:
     """The batch as one ``InferRequest`` per sample; raises for a batch that is wrong as a whole."""
-    inputs = _inputs(batch)
-    if len(inputs) > limit:
+    kind = _input_kind(batch)
+    count = (batch.tensor.shape[:1] or [0])[0] if kind == "tensor" else len(getattr(batch, kind))
+    if count > limit:  # before any sample is looked at
         raise InputTooLarge(
-            f"the batch has {len(inputs):,} samples; the device accepts at most {limit:,} per InferBatch "
+            f"the batch has {count:,} samples; the device accepts at most {limit:,} per InferBatch "
             "(SPLITEXIT_DEVICE_MAX_BATCH_SAMPLES)"
         )
+    inputs = _split(batch.tensor) if kind == "tensor" else list(getattr(batch, kind))
     ids = list(batch.request_ids)
     if ids and len(ids) != len(inputs):
         raise InvalidInput(
@@ -55,17 +57,15 @@ def sample_requests(batch: pb.InferBatchRequest, limit: int) -> list[pb.InferReq
     return requests
 
 
-def _inputs(batch: pb.InferBatchRequest) -> Sequence[bytes | pb.Tensor]:
-    """The samples of the one input kind the batch carries."""
+def _input_kind(batch: pb.InferBatchRequest) -> str:
+    """The field that carries the batch's samples: ``images``, ``texts`` or ``tensor``."""
     given = [name for name in ("images", "texts") if getattr(batch, name)]
     if batch.HasField("tensor"):
         given.append("tensor")
     if len(given) != 1:
         detail = " and ".join(given) if given else "no samples"
         raise InvalidInput(f"the batch carries {detail}: set exactly one of tensor ([N, ...]), images and texts")
-    if given == ["tensor"]:
-        return _split(batch.tensor)
-    return list(getattr(batch, given[0]))
+    return given[0]
 
 
 def _split(tensor: pb.Tensor) -> list[pb.Tensor]:

@@ -120,6 +120,11 @@ def test_a_batch_of_texts_gets_the_unary_answers(testbed: Testbed) -> None:
         (pb.InferBatchRequest(images=[b"x"] * 257), grpc.StatusCode.RESOURCE_EXHAUSTED, ("257", "at most 256")),
         (pb.InferBatchRequest(images=[b"x"] * 2, request_ids=["a"]), INVALID, ("2 samples but 1 request_ids",)),
         (pb.InferBatchRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32)), INVALID, ("[N, ...]",)),
+        (
+            pb.InferBatchRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[10**12, 1, 28, 28])),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ("1,000,000,000,000 samples", "at most 256"),
+        ),
     ],
 )
 def test_a_batch_wrong_as_a_whole_fails_with_a_clear_status(
