@@ -111,6 +111,26 @@ async def stream_rate(address: str, requests: Sequence[pb.InferRequest], in_flig
         return answered / (time.perf_counter() - started)
 
 
+async def batch_rate(address: str, batches: Sequence[pb.InferBatchRequest], in_flight: int) -> float:
+    """Samples/s sending ``batches`` as ``InferBatch`` calls, ``in_flight`` at once; every sample must be answered."""
+    queue = iter(batches)
+    answered = 0
+    async with grpc.aio.insecure_channel(address, [("grpc.max_receive_message_length", 64 << 20)]) as channel:
+        stub = pb_grpc.DeviceStub(channel)
+
+        async def caller() -> None:
+            nonlocal answered
+            for batch in queue:
+                answer = await stub.InferBatch(batch, timeout=TIMEOUT_S)
+                if answer.errors:
+                    raise RuntimeError(f"the batch answered an error: {answer.errors[0].message}")
+                answered += len(answer.labels)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(in_flight)))
+        return answered / (time.perf_counter() - started)
+
+
 async def link_rate(address: str, requests: Sequence[pb.ContinueRequest], in_flight: int, links: int = 1) -> float:
     """Samples/s sent to one tier as the tier before it sends them: ``links`` :class:`TierLink` s, each on a
     connection of its own (as that many processes of the tier before would hold), ``in_flight`` at once in all."""

@@ -4,15 +4,16 @@ In one run on this machine: served ÷ bare latency per path (image and text, and
 the 12-layer all-mpnet-base-v2 of models-large/; device, edge and cloud exits)
 with the gRPC transport floor and the overhead beyond it per hop
 (:mod:`bench.paths`); throughput all to the cloud at 1, 8 and 64 clients, unary
-and streamed, and the cloud tier alone fed by a link, each ÷ bare onnxruntime at
-its best batch on the same cores; the dynamic batcher's gain (the same loads with
-batching off); the cloud tier alone with 1 and 2 worker processes
-(:mod:`bench.workers`); one sample per request at 1, 8 and 64 in flight against
-Triton on the same segments (:mod:`bench.triton`); latency with early exits and
-to the final layer at half the all-to-cloud capacity; the HTTP gateway against
-LitServe serving the same model in one process; what TLS adds per hop
-(:mod:`bench.tls_cost`); the activation codecs' bytes and accuracy on the full
-test sets (:mod:`bench.codec_accuracy`); and µs per policy decision.
+and streamed, 64 images per ``InferBatch`` with 4 in flight, and the cloud tier
+alone fed by a link, each ÷ bare onnxruntime at its best batch on the same cores;
+the dynamic batcher's gain (the same loads with batching off); the cloud tier
+alone with 1 and 2 worker processes (:mod:`bench.workers`); one sample per
+request at 1, 8 and 64 in flight against Triton on the same segments
+(:mod:`bench.triton`); latency with early exits and to the final layer at half
+the all-to-cloud capacity; the HTTP gateway against LitServe serving the same
+model in one process; what TLS adds per hop (:mod:`bench.tls_cost`); the
+activation codecs' bytes and accuracy on the full test sets
+(:mod:`bench.codec_accuracy`); and µs per policy decision.
 Writes ``bench/results/serving.json``; ``make bench`` renders it into ``docs/results/bench.md``.
 """
 
@@ -35,7 +36,7 @@ from bench.codec_accuracy import codec_report
 from bench.http_rates import http_latency, http_rate
 from bench.paths import PathInputs, exit_plans, measure_path
 from bench.policy_speed import microseconds_per_decision
-from bench.rates import link_rate, offered_load, stream_rate, unary_load, unary_rate
+from bench.rates import batch_rate, link_rate, offered_load, stream_rate, unary_load, unary_rate
 from bench.services import echo_service, litserve_service
 from bench.tls_cost import tls_cost
 from bench.triton import triton_rates
@@ -56,6 +57,7 @@ from splitexit.testbed import Testbed, free_port
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 LOGS = Path(".cache/logs/bench")
 CLIENTS = (1, 8, 64)
+BATCH, BATCHES_IN_FLIGHT = 64, 4  # InferBatch: images per message, messages in flight
 UNBATCHED = {tier: {"max_batch": "1"} for tier in Tier}
 
 
@@ -107,8 +109,22 @@ async def throughput(device: str, cloud: str, images: PathInputs, count: int) ->
         share = many[: max(count * clients // max(CLIENTS), 200)]
         rates[f"unary_{clients}"] = await unary_rate(device, share, clients)
         rates[f"stream_{clients}"] = await stream_rate(device, share, clients)
+    rates[f"batch_{BATCH}x{BATCHES_IN_FLIGHT}"] = await batch_rate(
+        device, batch_requests(images, count), BATCHES_IN_FLIGHT
+    )
     rates["cloud_alone_64"] = await link_rate(cloud, cloud_requests(images, count), 64)
     return rates
+
+
+def batch_requests(images: PathInputs, count: int) -> list[pb.InferBatchRequest]:
+    """``count`` images all to the cloud, ``BATCH`` per ``InferBatch`` message."""
+    pngs = [image for image in images.raw if isinstance(image, bytes)]
+    many = (pngs * (count // len(pngs) + 1))[:count]
+    plan = pb.Plan(threshold=1.0)
+    return [
+        pb.InferBatchRequest(model=images.model, images=many[i : i + BATCH], policy=plan)
+        for i in range(0, count, BATCH)
+    ]
 
 
 def cloud_requests(images: PathInputs, count: int) -> list[pb.ContinueRequest]:

@@ -52,6 +52,10 @@ else the device's ``default_timeout_s``); an answer given from an earlier exit
 because the next tier could not be used says ``"degraded": true`` and why,
 unless ``forbid_degraded`` asks for 503/504 instead.
 
+``POST /v1/infer/batch`` is ``Device.InferBatch`` as JSON: ``images_base64`` or ``texts`` (lists) and the
+options of ``/v1/infer``, shared by every sample, plus ``request_ids``; the answer is ``InferBatchResponse``,
+whose ``errors`` name each sample without an answer; a batch wrong as a whole is a problem (400, 404, 413).
+
 ``GET /healthz`` answers 200 ``{"status": "SERVING", "next_tier": "SERVING"}`` while
 the device serves (503 from the moment it starts draining, while it still answers
 requests); ``next_tier`` says whether the edge reports SERVING (a device whose edge
@@ -81,8 +85,11 @@ from splitexit.device.auth import Tokens
 from splitexit.device.discovery import list_models, model_metadata
 from splitexit.device.http_models import (
     AS_IS,
+    BATCH_AS_IS,
     Answer,
+    BatchAnswer,
     Health,
+    InferBatchJSON,
     InferJSON,
     InferQuery,
     ModelList,
@@ -167,13 +174,13 @@ async def _read_body(request: Request, limit: int, what: str) -> bytes:
     return bytes(body)
 
 
-def _decode_base64(text: str) -> bytes:
+def _decode_base64(text: str, what: str = "image_base64") -> bytes:
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise HttpError(400, Code.INVALID_ARGUMENT, f"image_base64 is not valid base64: {exc}") from None
+        raise HttpError(400, Code.INVALID_ARGUMENT, f"{what} is not valid base64: {exc}") from None
 
 
 async def _infer_request(request: Request, settings: DeviceSettings, query: BaseModel) -> pb.InferRequest:
@@ -216,6 +223,29 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
             '{"text": ...} as application/json',
         )
     return _message(fields, image=image)
+
+
+async def _batch_request(request: Request, settings: DeviceSettings) -> pb.InferBatchRequest:
+    """The JSON body of ``POST /v1/infer/batch`` as the ``InferBatchRequest`` a gRPC client would send."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HttpError(
+            415, Code.INVALID_ARGUMENT, f"send the batch as application/json, not {media_type or '(none)'!r}"
+        )
+    body = await _read_body(request, 2 * settings.max_message_bytes, "JSON body")
+    try:
+        fields = InferBatchJSON.model_validate_json(body)
+    except ValidationError as exc:
+        raise HttpError(400, Code.INVALID_ARGUMENT, f"bad JSON body: {_validation_message(exc.errors())}") from None
+    if fields.texts is not None and fields.images_base64:
+        raise HttpError(400, Code.INVALID_ARGUMENT, "send either images_base64 or texts, not both")
+    message = ParseDict(fields.model_dump(include=set(BATCH_AS_IS), exclude_none=True), pb.InferBatchRequest())
+    message.texts.extend(text.encode("utf-8") for text in fields.texts or ())
+    message.images.extend(_decode_base64(b, f"images_base64[{i}]") for i, b in enumerate(fields.images_base64))
+    plan = override(fields.threshold, fields.policy)
+    if plan is not None:
+        message.policy.CopyFrom(plan)
+    return message
 
 
 def _message(fields: Any, **input_field: bytes) -> pb.InferRequest:
@@ -277,6 +307,9 @@ INFER_BODY = {
 }
 
 
+BATCH_SCHEMA = InferBatchJSON.model_json_schema()
+
+
 def _token_guard(tokens: Tokens) -> Callable[[Request], None]:
     """A dependency that raises UNAUTHENTICATED (401) unless the request's Authorization carries a token."""
 
@@ -305,6 +338,25 @@ def _add_infer_route(app: FastAPI, servicer: DeviceServicer, settings: DeviceSet
         if isinstance(outcome, ServingError):
             raise outcome
         return message_json(outcome)
+
+    @app.post(
+        "/v1/infer/batch",
+        summary="Classify N images or N texts of one model (Device.InferBatch)",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}},
+        response_model=BatchAnswer,
+        response_model_exclude_unset=True,
+        responses=problem_responses(400, 401, 404, 413, 415, 500, 503, 504),
+        dependencies=guard,
+    )
+    async def infer_batch(request: Request) -> Any:
+        try:
+            message = await _batch_request(request, settings)
+        except Exception as exc:  # noqa: BLE001 - as /v1/infer
+            raise as_serving_error(exc, "device's HTTP gateway") from None
+        answer = await servicer.node.pipeline.run("HTTP", message, servicer.infer_batch)
+        if isinstance(answer, ServingError):
+            raise answer
+        return message_json(answer)
 
 
 def _add_info_routes(app: FastAPI, servicer: DeviceServicer, settings: DeviceSettings, guard: list[Any]) -> None:

@@ -13,7 +13,8 @@ because nothing reads them statically: FastAPI takes them at run time.
 ``POST /v1/infer`` takes ``InferRequest``'s fields as they are (:data:`AS_IS`),
 except the few the gateway receives in another form (:data:`OTHER_FORM`) and
 those HTTP has no form for (:data:`NOT_OVER_HTTP`); a field added to
-``InferRequest`` is taken as it is. Health answers and errors are not proto
+``InferRequest`` is taken as it is; ``POST /v1/infer/batch`` takes ``InferBatchRequest``'s
+the same way (:data:`BATCH_AS_IS`). Health answers and errors are not proto
 messages: errors are RFC 9457 problem details (``application/problem+json``)
 carrying the gRPC status name as ``code``.
 """
@@ -40,7 +41,12 @@ from splitexit.shared.schema import (
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-HTTP_NAMES = {"InferResponse": "Answer", "ListModelsResponse": "ModelList", "ModelMetadataResponse": "ModelMetadata"}
+HTTP_NAMES = {
+    "InferResponse": "Answer",
+    "InferBatchResponse": "BatchAnswer",
+    "ListModelsResponse": "ModelList",
+    "ModelMetadataResponse": "ModelMetadata",
+}
 STRICT = ConfigDict(extra="forbid")
 OTHER_FORM = {  # InferRequest field -> what the gateway takes instead
     "image": "image_base64 (JSON) or the raw body (image/*, application/octet-stream)",
@@ -50,6 +56,17 @@ OTHER_FORM = {  # InferRequest field -> what the gateway takes instead
 NOT_OVER_HTTP = {"request_id": "the device assigns one", "tensor": "gRPC only: raw tensor bytes"}
 AS_IS = tuple(
     f.name for f in pb.InferRequest.DESCRIPTOR.fields if f.name not in OTHER_FORM.keys() | NOT_OVER_HTTP.keys()
+)
+BATCH_OTHER_FORM = {  # InferBatchRequest field -> what ``POST /v1/infer/batch`` takes instead
+    "images": "images_base64: a list of base64 strings",
+    "texts": "texts: a list of JSON strings",
+    "policy": OTHER_FORM["policy"],
+}
+BATCH_NOT_OVER_HTTP = {"tensor": NOT_OVER_HTTP["tensor"]}
+BATCH_AS_IS = tuple(
+    f.name
+    for f in pb.InferBatchRequest.DESCRIPTOR.fields
+    if f.name not in BATCH_OTHER_FORM.keys() | BATCH_NOT_OVER_HTTP.keys()
 )
 IN_QUERY = tuple(  # what a raw body's query string can carry: the scalar fields
     name
@@ -113,6 +130,7 @@ def answer_models(file: FileDescriptor = pb.DESCRIPTOR) -> dict[str, type[BaseMo
 
 ANSWERS = answer_models()
 Answer = ANSWERS["InferResponse"]
+BatchAnswer = ANSWERS["InferBatchResponse"]
 ModelList = ANSWERS["ListModelsResponse"]
 ModelMetadata = ANSWERS["ModelMetadataResponse"]
 
@@ -126,9 +144,8 @@ def _zero(field: FieldDescriptor) -> Any:
     return json_names(field.enum_type)[0] if field.enum_type is not None else field.default_value
 
 
-def _request_fields(names: tuple[str, ...]) -> dict[str, Any]:
-    """``InferRequest``'s fields ``names``, as they are, each defaulting to its zero value."""
-    descriptor = pb.InferRequest.DESCRIPTOR
+def _request_fields(names: tuple[str, ...], descriptor: Descriptor = pb.InferRequest.DESCRIPTOR) -> dict[str, Any]:
+    """The fields ``names`` of a request message (``InferRequest``), as they are, each defaulting to its zero value."""
     models = json_models([descriptor])
     found = {}
     for name in names:
@@ -153,6 +170,15 @@ InferJSON = create_model(
     **PLAN_FIELDS,
 )
 InferJSON.__doc__ = "The JSON form of ``POST /v1/infer``."
+InferBatchJSON = create_model(
+    "InferBatchJSON",
+    __config__=STRICT,
+    images_base64=(list[str], Field([], description="N encoded images (PNG, JPEG, ...), each base64 or a data: URL")),
+    texts=(list[str] | None, Field(None, description="N texts for a text model, instead of images")),
+    **_request_fields(BATCH_AS_IS, pb.InferBatchRequest.DESCRIPTOR),
+    **PLAN_FIELDS,
+)
+InferBatchJSON.__doc__ = "The body of ``POST /v1/infer/batch``: N samples of one model with shared options."
 
 
 class Health(BaseModel):

@@ -1,4 +1,4 @@
-"""``Device.Infer`` and ``Device.InferStream``: the only API clients call.
+"""``Device.Infer``, ``Device.InferStream`` and ``Device.InferBatch``: the only API clients call.
 
 The device turns a request's input into block 1's tensor (decoding image
 bytes, tokenizing UTF-8 text, or checking a preprocessed tensor), asks its
@@ -8,7 +8,8 @@ sample on if the plan does not let it exit here. When the answer is back, the
 device prices its route with the one cost model and shows the policy the
 confidences the sample showed, so online policies learn without labels.
 Metrics, validation, admission, deadlines and status mapping are the tier's
-request pipeline's (:mod:`splitexit.shared.pipeline`); the methods here only adapt gRPC to it.
+request pipeline's (:mod:`splitexit.shared.pipeline`); the methods here only adapt gRPC to it. A batch
+runs each of its samples through the pipeline as a unary call (:mod:`splitexit.device.batch`).
 
 Nothing proportional to a request's size runs on the event loop before the
 request is validated: sizes and shapes are checked first, and images are
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
+from splitexit.device.batch import SAMPLE_METHOD, batch_answer, sample_requests
 from splitexit.device.discovery import list_models, model_metadata
 from splitexit.device.policy_store import PolicyStore
 from splitexit.device.settings import DeviceSettings
@@ -73,7 +75,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         self._add_tokenizer(model)
         self.policies.add(model)
 
-    def model_for(self, request: pb.InferRequest | pb.PolicyStateRequest | pb.ModelMetadataRequest) -> HostedModel:
+    def model_for(
+        self, request: pb.InferRequest | pb.InferBatchRequest | pb.PolicyStateRequest | pb.ModelMetadataRequest
+    ) -> HostedModel:
         """The model a request names, or the default one; raises NOT_FOUND."""
         return self.node.registry.get(request.model or self.settings.default_model)
 
@@ -130,6 +134,14 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         self.node.metrics.observe_answer(model.name, policy.name if policy is not None else OVERRIDE, plan, answer)
         return answer
 
+    async def infer_batch(self, batch: pb.InferBatchRequest, deadline: Deadline | None) -> pb.InferBatchResponse:
+        """Every sample of ``batch`` through the pipeline as a unary call, all at once; the answers as columns."""
+        model = self.model_for(batch)
+        requests = sample_requests(batch, self.settings.max_batch_samples)
+        run = self.node.pipeline.run
+        outcomes = await asyncio.gather(*(run(SAMPLE_METHOD, request, self.infer, deadline) for request in requests))
+        return batch_answer(model, batch.top_k, requests, outcomes)
+
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
@@ -150,6 +162,11 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         deadline = CALL_DEADLINE.get()
         assert deadline is not None, "the pipeline sets every InferRequest's deadline"
         return await self.infer(request, deadline)
+
+    async def InferBatch(
+        self, request: pb.InferBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.InferBatchResponse:
+        return await self.infer_batch(request, CALL_DEADLINE.get())
 
     async def InferStream(
         self, request_iterator: AsyncIterator[pb.InferRequest], context: grpc.aio.ServicerContext

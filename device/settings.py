@@ -28,6 +28,9 @@ class DeviceSettings(TierSettings):
     default_model: str = Field("fmnist-cnn", description="the model a request without one gets")
     max_image_bytes: int = Field(8 << 20, ge=1, description="largest encoded image accepted")
     max_text_bytes: int = Field(1 << 20, ge=1, description="largest UTF-8 text accepted (before tokenizing)")
+    max_batch_samples: int = Field(
+        256, ge=1, description="most samples one InferBatch carries; more: RESOURCE_EXHAUSTED (HTTP 413)"
+    )
     stream_concurrency: int = Field(
         64,
         ge=1,

@@ -64,9 +64,12 @@ def throughput_table(report: dict[str, Any]) -> str:
     for key, rate in batched.items():
         clients = key.rsplit("_", 1)[1]
         base = best_cloud if key.startswith("cloud") else best_all
-        label = {"unary": f"{clients} unary clients", "stream": f"one InferStream, {clients} in flight"}.get(
-            key.split("_")[0], f"the cloud tier alone, fed by a link, {clients} in flight"
-        )
+        per_message, _, in_flight = clients.partition("x")
+        label = {
+            "unary": f"{clients} unary clients",
+            "stream": f"one InferStream, {clients} in flight",
+            "batch": f"InferBatch, {per_message} images per message, {in_flight} in flight",
+        }.get(key.split("_")[0], f"the cloud tier alone, fed by a link, {clients} in flight")
         rows.append(
             f"| {label} | {rate:,.0f} | {rate / base[1]:.2f}× | {unbatched[key]:,.0f} | {rate / unbatched[key]:.2f}× |"
         )
@@ -192,12 +195,14 @@ def targets(report: dict[str, Any]) -> list[Target]:
     channel = [by_codec["int8-channel"] for by_codec in report["codecs"].values()]
     workers = report["cloud_workers"]
     return [
-        Target(
-            "all to cloud, one InferStream, 64 in flight ÷ bare best",
-            batched["stream_64"] / _best(bare["all_blocks"])[1],
-            0.5,
-            True,
-            "{:.2f}×",
+        *(
+            Target(
+                f"all to cloud, {load} ÷ bare best", batched[key] / _best(bare["all_blocks"])[1], 0.5, True, "{:.2f}×"
+            )
+            for key, load in (
+                ("stream_64", "one InferStream, 64 in flight"),
+                ("batch_64x4", "InferBatch of 64, 4 in flight"),
+            )
         ),
         Target(
             "the cloud tier alone, 64 in flight ÷ bare on its blocks",

@@ -2,7 +2,8 @@
 
 One frozen dataclass per message a ``Device`` client can get back (and one
 ``enum.Enum`` per enum they use), each with ``from_message``; ``TierName``
-fields become :class:`splitexit.shared.tiers.Tier`. The types follow
+fields become :class:`splitexit.shared.tiers.Tier` (an entry of a repeated one is None where it is
+``TIER_NAME_UNSPECIFIED``: a batch's sample without an answer). The types follow
 :mod:`splitexit.shared.schema`, as the HTTP gateway's models do. The module
 also carries ``DOCS``, the proto's comment on every message and field by full
 name, which the OpenAPI document uses as its descriptions.
@@ -71,6 +72,10 @@ class Comments:
         return self._by_path.get((5, self._enums[enum.name]), "")
 
 
+def _is_tier(field: FieldDescriptor) -> bool:
+    return field.enum_type is not None and field.enum_type.full_name == TIER_ENUM
+
+
 def _item_type(field: FieldDescriptor) -> str:
     if field.enum_type is not None:
         return "Tier" if field.enum_type.full_name == TIER_ENUM else field.enum_type.name
@@ -97,7 +102,7 @@ def field_type(field: FieldDescriptor) -> str:
         key, value = map_types(field)
         return f"dict[{_item_type(key)}, {_item_type(value)}]"
     if field.is_repeated:
-        return f"tuple[{_item_type(field)}, ...]"
+        return f"tuple[{_item_type(field)}{' | None' if _is_tier(field) else ''}, ...]"
     return f"{_item_type(field)} | None" if absent_when_unset(field) else _item_type(field)
 
 
@@ -110,7 +115,7 @@ def field_value(field: FieldDescriptor) -> str:
             return f"dict({read})"
         return f"{{k: {_item_value(value, 'v')} for k, v in {read}.items()}}"
     if field.is_repeated:
-        item = _item_value(field, "item")
+        item = _item_value(field, "item") + (" if item else None" if _is_tier(field) else "")
         return f"tuple({read})" if item == "item" else f"tuple({item} for item in {read})"
     if absent_when_unset(field):
         return f'{_item_value(field, read)} if message.HasField("{field.name}") else None'

@@ -237,6 +237,9 @@ def _add_client_commands(commands: Any) -> None:
     infer.add_argument("--top-k", type=int, default=0, help="classes to show per answer (0: the device's default, 5)")
     infer.add_argument("--concurrency", type=int, default=16, help="samples in flight at once (default 16)")
     infer.add_argument(
+        "--batch", type=int, default=0, metavar="N", help="send N inputs per InferBatch message (0: stream them)"
+    )
+    infer.add_argument(
         "--json", action="store_true", help="one JSON object per line on stdout (the HTTP answer + input)"
     )
     infer.add_argument(

@@ -15,7 +15,8 @@ is starting, restarting or draining) are retried by gRPC itself, with backoff,
 per the channel's service config; no other status is retried. ``tls`` and
 ``token`` secure the channel and authenticate each call (``authorization:
 Bearer <token>``). :meth:`AsyncClient.infer_many` sends many samples on one
-stream with a bounded number in flight.
+stream with a bounded number in flight; :meth:`AsyncClient.infer_batch` sends N
+samples of one model in one message and gets a :class:`~splitexit.results.BatchPrediction` of columns.
 
 The SDK needs grpcio and protobuf only (numpy for tensor inputs): ``pip install
 splitexit`` installs it without the serving stack, ``pip install 'splitexit[serve]'``
@@ -27,84 +28,38 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
 from splitexit.channel import TLS, is_serving, open_channel
-from splitexit.results import ClientError, ModelInfo, ModelList, PolicyState, Prediction
+from splitexit.messages import batch_request, request, tensor_message
+from splitexit.results import BatchPrediction, ClientError, ModelInfo, ModelList, PolicyState, Prediction
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-__all__ = ["TLS", "AsyncClient", "Client", "ClientError", "is_serving", "open_channel", "request", "tensor_message"]
+__all__ = [
+    "TLS",
+    "AsyncClient",
+    "BatchPrediction",
+    "Client",
+    "ClientError",
+    "batch_request",
+    "is_serving",
+    "open_channel",
+    "request",
+    "tensor_message",
+]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 30.0
-TENSOR_DTYPES = {
-    "float32": pb.DATA_TYPE_FP32,
-    "float16": pb.DATA_TYPE_FP16,
-    "int64": pb.DATA_TYPE_INT64,
-    "uint8": pb.DATA_TYPE_UINT8,
-}
 DEVICE_SERVICE = pb.DESCRIPTOR.services_by_name["Device"]
 T = TypeVar("T")
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
-
-
-def tensor_message(array: ArrayLike) -> pb.Tensor:
-    """A numpy array (block 1's input, batch 1, preprocessed as ``ModelMetadata`` says) as a ``Tensor``."""
-    import numpy as np
-
-    values = np.ascontiguousarray(array)
-    if values.dtype.name not in TENSOR_DTYPES:
-        raise ValueError(f"tensors are {', '.join(TENSOR_DTYPES)}, not {values.dtype.name}")
-    raw = values.astype(values.dtype.newbyteorder("<")).tobytes()
-    return pb.Tensor(dtype=TENSOR_DTYPES[values.dtype.name], shape=values.shape, raw=raw)
-
-
-def request(
-    image: bytes | None = None,
-    *,
-    text: str | None = None,
-    tensor: ArrayLike | None = None,
-    model: str = "",
-    threshold: float | None = None,
-    policy: str = "",
-    top_k: int = 0,
-    truncate: bool = False,
-    timeout_s: float | None = None,
-    forbid_degraded: bool = False,
-    request_id: str = "",
-) -> pb.InferRequest:
-    """One ``InferRequest``: exactly one of ``image`` (encoded bytes), ``text`` or ``tensor`` (numpy).
-
-    ``threshold`` exits at the first exit whose confidence exceeds it (0..1, at every exit);
-    ``policy`` names a device policy instead (``splitee``, ``dimee``, ...); neither: the model's default.
-    """
-    given = [name for name, value in (("image", image), ("text", text), ("tensor", tensor)) if value is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of image, text and tensor, not {' and '.join(given) or 'none'}")
-    plan = None if threshold is None and not policy else pb.Plan(threshold=threshold, name=policy)
-    message = pb.InferRequest(
-        model=model,
-        request_id=request_id,
-        policy=plan,
-        top_k=top_k,
-        truncate=truncate,
-        timeout_s=timeout_s,
-        forbid_degraded=forbid_degraded,
-    )
-    if image is not None:
-        message.image = bytes(image)
-    elif text is not None:
-        message.text = text.encode("utf-8", errors="strict")
-    elif tensor is not None:
-        message.tensor.CopyFrom(tensor_message(tensor))
-    return message
 
 
 def _serialize(message: Message) -> bytes:
@@ -139,6 +94,7 @@ class AsyncClient:
         self._channel = open_channel(address, tls, retries)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._infer = _unary(self._channel, "Infer", pb.InferResponse)
+        self._infer_batch = _unary(self._channel, "InferBatch", pb.InferBatchResponse)
         self._list_models = _unary(self._channel, "ListModels", pb.ListModelsResponse)
         self._model_metadata = _unary(self._channel, "ModelMetadata", pb.ModelMetadataResponse)
         self._policy_state = _unary(self._channel, "GetPolicyState", pb.PolicyState)
@@ -201,6 +157,42 @@ class AsyncClient:
     async def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
         """Send a ready-made ``InferRequest`` (see :func:`request`)."""
         return Prediction.from_message(await self._call(self._infer, message, timeout_s or self.timeout_s))
+
+    async def infer_batch(
+        self,
+        images: Sequence[bytes] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        tensor: ArrayLike | None = None,
+        model: str = "",
+        threshold: float | None = None,
+        policy: str = "",
+        top_k: int = 0,
+        truncate: bool = False,
+        timeout_s: float | None = None,
+        forbid_degraded: bool = False,
+        request_ids: Sequence[str] = (),
+    ) -> BatchPrediction:
+        """N inputs of one model in one call, as :func:`batch_request`; ``timeout_s``: as :meth:`infer`'s."""
+        message = batch_request(
+            images,
+            texts=texts,
+            tensor=tensor,
+            model=model,
+            threshold=threshold,
+            policy=policy,
+            top_k=top_k,
+            truncate=truncate,
+            forbid_degraded=forbid_degraded,
+            request_ids=request_ids,
+        )
+        return await self.infer_batch_request(message, timeout_s)
+
+    async def infer_batch_request(
+        self, message: pb.InferBatchRequest, timeout_s: float | None = None
+    ) -> BatchPrediction:
+        """Send a ready-made ``InferBatchRequest``; samples without an answer are in its ``failures``."""
+        return BatchPrediction.from_message(await self._call(self._infer_batch, message, timeout_s or self.timeout_s))
 
     async def infer_many(
         self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64
@@ -335,6 +327,40 @@ class Client:
     def infer_request(self, message: pb.InferRequest, timeout_s: float | None = None) -> Prediction:
         """As :meth:`AsyncClient.infer_request`."""
         return self._run(self._client.infer_request(message, timeout_s))
+
+    def infer_batch(
+        self,
+        images: Sequence[bytes] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        tensor: ArrayLike | None = None,
+        model: str = "",
+        threshold: float | None = None,
+        policy: str = "",
+        top_k: int = 0,
+        truncate: bool = False,
+        timeout_s: float | None = None,
+        forbid_degraded: bool = False,
+        request_ids: Sequence[str] = (),
+    ) -> BatchPrediction:
+        """As :meth:`AsyncClient.infer_batch`."""
+        message = batch_request(
+            images,
+            texts=texts,
+            tensor=tensor,
+            model=model,
+            threshold=threshold,
+            policy=policy,
+            top_k=top_k,
+            truncate=truncate,
+            forbid_degraded=forbid_degraded,
+            request_ids=request_ids,
+        )
+        return self.infer_batch_request(message, timeout_s)
+
+    def infer_batch_request(self, message: pb.InferBatchRequest, timeout_s: float | None = None) -> BatchPrediction:
+        """As :meth:`AsyncClient.infer_batch_request`."""
+        return self._run(self._client.infer_batch_request(message, timeout_s))
 
     def infer_many(
         self, messages: Iterable[pb.InferRequest], *, max_in_flight: int = 64

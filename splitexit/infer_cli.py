@@ -2,7 +2,9 @@
 
 Inputs are read as they are sent (one ``InferStream``, ``--concurrency``
 samples in flight), so a folder of ten thousand images starts answering at
-once. Each answer is one line (``--json``: one JSON object per line, the answer
+once; ``--batch N`` sends them N to an ``InferBatch`` message instead, with
+``--concurrency`` / N messages in flight (answers then carry no per-hop times).
+Each answer is one line (``--json``: one JSON object per line, the answer
 exactly as the HTTP gateway returns it, plus ``"input"``); a sample the device
 refuses is one line on stderr. At the end, a summary on stderr: answered,
 failed by status, where samples exited, latency, and accuracy when an image's
@@ -23,14 +25,14 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
 
-from splitexit.client import TLS, AsyncClient, request
+from splitexit.client import TLS, AsyncClient, batch_request, request
 from splitexit.results import ClientError, Prediction
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import TIERS
@@ -119,7 +121,7 @@ class Tally:
         if self.answers:
             exits = Counter(a.exit_tier for a in self.answers)
             lines.append("exited on " + ", ".join(f"{t.value} {exits[t] / answered:.0%}" for t in TIERS))
-            latencies = sorted(a.latency_s * 1e3 for a in self.answers)
+        if latencies := sorted(a.latency_s * 1e3 for a in self.answers if a.hops):  # a batch's answers have none
             p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
             lines.append(f"device latency mean {statistics.fmean(latencies):.2f} ms, p95 {p95:.2f} ms")
         if self.labelled:
@@ -166,6 +168,57 @@ def client_options(args: Any) -> dict[str, Any]:
     return {"timeout_s": args.timeout, "tls": tls, "token": args.token}
 
 
+Result = tuple[int, Prediction | ClientError]  # an input's index and its answer or error
+
+
+async def streamed(
+    client: AsyncClient, items: list[Input], options: dict[str, Any], args: Any, failures: dict[int, str]
+) -> AsyncIterator[Result]:
+    """Every input on one ``InferStream``, ``--concurrency`` in flight."""
+    async for result in client.infer_many(messages(items, options, failures), max_in_flight=args.concurrency):
+        yield int(result.request_id), result
+
+
+async def batched(
+    client: AsyncClient, items: list[Input], options: dict[str, Any], args: Any, failures: dict[int, str]
+) -> AsyncIterator[Result]:
+    """The inputs ``--batch`` to an ``InferBatch`` (images and texts apart), ``--concurrency`` / ``--batch`` in
+    flight; a batch refused as a whole is that error for each of its inputs."""
+    slots = asyncio.Semaphore(max(1, args.concurrency // args.batch))
+
+    async def send(indices: list[int]) -> list[Result]:
+        async with slots:
+            data: dict[int, bytes | str] = {}
+            for index in indices:
+                item = items[index]
+                try:
+                    data[index] = item.text if item.path is None else item.path.read_bytes()
+                except OSError as exc:
+                    failures[index] = f"cannot read it: {exc.strerror}"
+            if not data:
+                return []
+            values, ids = list(data.values()), [str(index) for index in data]
+            kind = "texts" if isinstance(values[0], str) else "images"
+            try:
+                answer = await client.infer_batch_request(batch_request(**{kind: values}, request_ids=ids, **options))
+            except ClientError as exc:
+                return [(index, exc) for index in data]
+            failed = answer.failures
+            return [(index, failed.get(row) or answer.prediction(row)) for row, index in enumerate(data)]
+
+    chunks = [
+        indices[start : start + args.batch]
+        for indices in (
+            [i for i, item in enumerate(items) if item.path],
+            [i for i, item in enumerate(items) if not item.path],
+        )
+        for start in range(0, len(indices), args.batch)
+    ]
+    for done in asyncio.as_completed([asyncio.create_task(send(chunk)) for chunk in chunks]):
+        for result in await done:
+            yield result
+
+
 async def run(args: Any, items: list[Input], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Send every input, print answers as they come, then the summary; the exit code."""
     options = {
@@ -185,13 +238,14 @@ async def run(args: Any, items: list[Input], out: TextIO = sys.stdout, err: Text
             return EXIT_USAGE if exc.code == grpc.StatusCode.NOT_FOUND else EXIT_UNREACHABLE
         labels = {slug(name): index for index, name in enumerate(info.labels)}
         last_drawn = 0.0
+        results = (batched if args.batch else streamed)(client, items, options, args, failures)
         try:
-            async for result in client.infer_many(messages(items, options, failures), max_in_flight=args.concurrency):
-                for index, reason in list(failures.items()):
-                    print(f"{items[index].name}: {reason}", file=err)
+            async for index, result in results:
+                for failed, reason in list(failures.items()):
+                    print(f"{items[failed].name}: {reason}", file=err)
                     tally.errors["UNREADABLE"] += 1
-                    del failures[index]
-                item = items[int(result.request_id)]
+                    del failures[failed]
+                item = items[index]
                 if isinstance(result, ClientError):
                     tally.errors[result.code.name] += 1
                     print(f"{item.name}: {result}", file=err)
@@ -227,8 +281,8 @@ def main(args: Any) -> int:
         items = expand(args.inputs) + texts(args.text)
         if not items:
             raise UsageError('give image files, folders or globs, or --text "..." (with --model naming a text model)')
-        if args.concurrency < 1 or (args.timeout is not None and args.timeout <= 0):
-            raise UsageError("--concurrency must be at least 1 and --timeout above 0")
+        if args.concurrency < 1 or args.batch < 0 or (args.timeout is not None and args.timeout <= 0):
+            raise UsageError("--concurrency must be at least 1, --batch at least 0 and --timeout above 0")
         return asyncio.run(run(args, items))
     except UsageError as exc:
         print(f"splitexit infer: {exc}", file=sys.stderr)

@@ -5,9 +5,10 @@ Every answer type is generated from ``protos/splitexit.proto`` by ``make proto``
 a field here, with the proto's comment. :class:`Prediction` is one
 ``InferResponse``, :class:`ModelInfo` one ``ModelMetadataResponse``,
 :class:`ModelList` the ``ListModelsResponse`` and :class:`PolicyState` what a
-policy has learned; nested messages (``Hop``, ``StageTimings``, ...) are views
-too, tiers are :class:`~splitexit.shared.tiers.Tier` and a field the proto gives
-presence (``degradation``, a oneof member) is None when unset. Prediction and
+policy has learned, :class:`BatchPrediction` one ``InferBatchResponse``; nested
+messages (``Hop``, ``StageTimings``, ...) are views too, tiers are
+:class:`~splitexit.shared.tiers.Tier` and a field the proto gives presence
+(``degradation``, a oneof member) is None when unset. Prediction and
 ModelInfo keep their protobuf message as ``.message``; :meth:`Prediction.to_dict`
 is the answer as the HTTP gateway and ``splitexit infer --json`` print it (the
 proto3 JSON mapping with proto field names), so every surface spells it the same
@@ -25,6 +26,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from splitexit.shared.errors import status_from_number
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_views as views
 from splitexit.shared.schema import shorten_enums
@@ -64,6 +66,65 @@ class Prediction(views.InferResponse):
         """The device's time from receipt to answer (the whole journey as the device saw it)."""
         timings = self.hops[0].timings if self.hops else None
         return timings.total_s if timings is not None else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return message_json(self.message)
+
+
+@dataclass(frozen=True)
+class BatchPrediction(views.InferBatchResponse):
+    """The answers to one batch, as columns (sample i's entry at index i); ``failures`` holds the samples that
+    got none."""
+
+    message: pb.InferBatchResponse = field(default_factory=pb.InferBatchResponse, repr=False, compare=False)
+
+    @classmethod
+    def from_message(cls, message: pb.InferBatchResponse) -> Self:
+        return dataclasses.replace(super().from_message(message), message=message)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def failures(self) -> dict[int, ClientError]:
+        """Each sample without an answer, by index: its status and the message its own ``infer`` would raise."""
+        return {
+            error.index: ClientError(status_from_number(error.code), error.message, self.request_ids[error.index])
+            for error in self.errors
+        }
+
+    def ranked(self, index: int) -> list[tuple[str, float]]:
+        """Sample ``index``'s top-k as (label name, probability), best first (empty for a failed sample)."""
+        return [(self.label_names[label], probability) for label, probability in self._top_k(index)]
+
+    def _top_k(self, index: int) -> list[tuple[int, float]]:
+        k = self.top_k
+        labels = self.top_k_labels[index * k : (index + 1) * k]
+        probabilities = self.top_k_probabilities[index * k : (index + 1) * k]
+        return [(label, probability) for label, probability in zip(labels, probabilities) if label >= 0]
+
+    def prediction(self, index: int) -> Prediction:
+        """Sample ``index``'s answer as a :class:`Prediction` of the fields a batch carries (no logits, no hops)."""
+        columns = self.message
+        top_k = [
+            pb.ClassProbability(label=label, label_name=self.label_names[label], probability=probability)
+            for label, probability in self._top_k(index)
+        ]
+        return Prediction.from_message(
+            pb.InferResponse(
+                request_id=columns.request_ids[index],
+                model=columns.model,
+                label=columns.labels[index],
+                label_name=self.label_names[columns.labels[index]] if columns.labels[index] >= 0 else "",
+                confidence=columns.confidences[index],
+                top_k=top_k,
+                exit_tier=columns.exit_tiers[index],
+                exit_block=columns.exit_blocks[index],
+                policy=columns.policies[index],
+                cost=columns.costs[index],
+                degraded=columns.degraded[index],
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return message_json(self.message)

@@ -128,6 +128,30 @@ class ContinueRequest(_message.Message):
     forbid_degraded: bool
     def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., next_block: _Optional[int] = ..., activation: _Optional[_Union[Tensor, _Mapping]] = ..., policy: _Optional[_Union[Plan, _Mapping]] = ..., top_k: _Optional[int] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
+class InferBatchRequest(_message.Message):
+    __slots__ = ("model", "request_ids", "tensor", "images", "texts", "policy", "top_k", "truncate", "timeout_s", "forbid_degraded")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FORBID_DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    tensor: Tensor
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    texts: _containers.RepeatedScalarFieldContainer[bytes]
+    policy: Plan
+    top_k: int
+    truncate: bool
+    timeout_s: float
+    forbid_degraded: bool
+    def __init__(self, model: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., texts: _Optional[_Iterable[bytes]] = ..., policy: _Optional[_Union[Plan, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
+
 class ContinueBatch(_message.Message):
     __slots__ = ("requests",)
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +245,48 @@ class Degradation(_message.Message):
     tier: TierName
     message: str
     def __init__(self, reason: _Optional[_Union[DegradedReason, str]] = ..., tier: _Optional[_Union[TierName, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class InferBatchResponse(_message.Message):
+    __slots__ = ("model", "request_ids", "labels", "confidences", "exit_blocks", "exit_tiers", "degraded", "costs", "policies", "top_k", "top_k_labels", "top_k_probabilities", "label_names", "errors")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    EXIT_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_TIERS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    COSTS_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    confidences: _containers.RepeatedScalarFieldContainer[float]
+    exit_blocks: _containers.RepeatedScalarFieldContainer[int]
+    exit_tiers: _containers.RepeatedScalarFieldContainer[TierName]
+    degraded: _containers.RepeatedScalarFieldContainer[bool]
+    costs: _containers.RepeatedScalarFieldContainer[float]
+    policies: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    top_k_labels: _containers.RepeatedScalarFieldContainer[int]
+    top_k_probabilities: _containers.RepeatedScalarFieldContainer[float]
+    label_names: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.RepeatedCompositeFieldContainer[BatchError]
+    def __init__(self, model: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[int]] = ..., confidences: _Optional[_Iterable[float]] = ..., exit_blocks: _Optional[_Iterable[int]] = ..., exit_tiers: _Optional[_Iterable[_Union[TierName, str]]] = ..., degraded: _Optional[_Iterable[bool]] = ..., costs: _Optional[_Iterable[float]] = ..., policies: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_labels: _Optional[_Iterable[int]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., label_names: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[BatchError, _Mapping]]] = ...) -> None: ...
+
+class BatchError(_message.Message):
+    __slots__ = ("index", "code", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    code: int
+    message: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("response", "error")

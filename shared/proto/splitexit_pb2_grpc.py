@@ -48,6 +48,11 @@ class DeviceStub:
                 request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
                 response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.InferBatch = channel.unary_unary(
+                '/splitexit.v1.Device/InferBatch',
+                request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchRequest.SerializeToString,
+                response_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchResponse.FromString,
+                _registered_method=True)
         self.GetPolicyState = channel.unary_unary(
                 '/splitexit.v1.Device/GetPolicyState',
                 request_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.PolicyStateRequest.SerializeToString,
@@ -80,6 +85,16 @@ class DeviceServicer:
 
     def InferStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InferBatch(self, request, context):
+        """N samples of one model in one message, answered in one message of columns.
+        Each sample runs as its own Infer would (same checks, policy and answer),
+        all at once, so the tiers batch them; a bad sample gets its own error and
+        the others are answered.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -117,6 +132,11 @@ def add_DeviceServicer_to_server(servicer, server):
                     servicer.InferStream,
                     request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.FromString,
                     response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.SerializeToString,
+            ),
+            'InferBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.InferBatch,
+                    request_deserializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchRequest.FromString,
+                    response_serializer=splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchResponse.SerializeToString,
             ),
             'GetPolicyState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicyState,
@@ -192,6 +212,33 @@ class Device:
             '/splitexit.v1.Device/InferStream',
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferRequest.SerializeToString,
             splitexit_dot_shared_dot_proto_dot_splitexit__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InferBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitexit.v1.Device/InferBatch',
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchRequest.SerializeToString,
+            splitexit_dot_shared_dot_proto_dot_splitexit__pb2.InferBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

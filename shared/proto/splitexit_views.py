@@ -36,6 +36,17 @@ DOCS: dict[str, str] = {
     'splitexit.v1.ContinueRequest.activation': "the previous block's output, batch 1",
     'splitexit.v1.ContinueRequest.timeout_s': "Time left for this request when it was sent, in seconds (finite, > 0; unset: the tier's default). The unary call also carries it as the gRPC deadline; a stream cannot.",
     'splitexit.v1.ContinueRequest.forbid_degraded': 'as in InferRequest',
+    'splitexit.v1.InferBatchRequest': "N samples of one model with shared options (Device.InferBatch): exactly one of `tensor`, `images` and `texts` carries them. At most the device's max_batch_samples (RESOURCE_EXHAUSTED beyond); none is INVALID_ARGUMENT.",
+    'splitexit.v1.InferBatchRequest.model': "empty: the device's default model",
+    'splitexit.v1.InferBatchRequest.request_ids': 'none, or one per sample (an empty one: the device assigns one)',
+    'splitexit.v1.InferBatchRequest.tensor': 'N preprocessed inputs for block 1 stacked on axis 0: [N, ...]',
+    'splitexit.v1.InferBatchRequest.images': 'N encoded images (PNG, JPEG, ...)',
+    'splitexit.v1.InferBatchRequest.texts': 'N UTF-8 texts, for a text model',
+    'splitexit.v1.InferBatchRequest.policy': 'as in InferRequest, for every sample',
+    'splitexit.v1.InferBatchRequest.top_k': 'as in InferRequest, for every sample',
+    'splitexit.v1.InferBatchRequest.truncate': 'as in InferRequest, for every text',
+    'splitexit.v1.InferBatchRequest.timeout_s': "as in InferRequest: every sample's deadline",
+    'splitexit.v1.InferBatchRequest.forbid_degraded': 'as in InferRequest, for every sample',
     'splitexit.v1.ContinueBatch': 'Several requests in one link message (ContinueBatches).',
     'splitexit.v1.StageTimings': 'Time one tier spent on a sample, by stage, in seconds.',
     'splitexit.v1.StageTimings.queue_s': 'waiting for a compute thread',
@@ -58,6 +69,25 @@ DOCS: dict[str, str] = {
     'splitexit.v1.InferResponse.degraded': 'True when a tier answered from an earlier exit than the plan called for, because the next tier could not be used; `degradation` says which and why.',
     'splitexit.v1.Degradation.tier': 'the tier that answered instead of passing the sample on',
     'splitexit.v1.Degradation.message': 'what happened, for people',
+    'splitexit.v1.InferBatchResponse': "The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries.",
+    'splitexit.v1.InferBatchResponse.model': 'the model that answered',
+    'splitexit.v1.InferBatchResponse.request_ids': 'per sample: the one sent, or the one the device assigned',
+    'splitexit.v1.InferBatchResponse.labels': 'per sample: the predicted class (-1: see errors)',
+    'splitexit.v1.InferBatchResponse.confidences': "per sample: the exit's probability of that class",
+    'splitexit.v1.InferBatchResponse.exit_blocks': 'per sample: the exit taken (1-based)',
+    'splitexit.v1.InferBatchResponse.exit_tiers': 'per sample: the tier of that exit (UNSPECIFIED: see errors)',
+    'splitexit.v1.InferBatchResponse.degraded': 'per sample: answered from an earlier exit than its plan (see InferResponse)',
+    'splitexit.v1.InferBatchResponse.costs': 'per sample: InferResponse.cost',
+    'splitexit.v1.InferBatchResponse.policies': 'per sample: the policy that decided',
+    'splitexit.v1.InferBatchResponse.top_k': 'k: the stride of the top-k columns',
+    'splitexit.v1.InferBatchResponse.top_k_labels': "sample i's k best classes at [i*k, (i+1)*k), best first",
+    'splitexit.v1.InferBatchResponse.top_k_probabilities': 'their probabilities, laid out as top_k_labels',
+    'splitexit.v1.InferBatchResponse.label_names': "the model's class names: label i is label_names[i]",
+    'splitexit.v1.InferBatchResponse.errors': 'the samples that got no answer, by index',
+    'splitexit.v1.BatchError': 'Why one sample of a batch got no answer.',
+    'splitexit.v1.BatchError.index': "the sample's position in the request (0-based)",
+    'splitexit.v1.BatchError.code': 'a grpc.StatusCode value',
+    'splitexit.v1.BatchError.message': 'what the unary Infer answers for that input',
     'splitexit.v1.StreamResponse': 'A stream answer: an answer or the error for one request, never both. A bad request does not end the stream. A tier that shuts down stops reading new requests, answers every request it read, then ends the stream with UNAVAILABLE: requests without an answer were not accepted and can be resent.',
     'splitexit.v1.StreamBatch': 'Several stream answers in one link message (ContinueBatches).',
     'splitexit.v1.StreamError.code': 'a grpc.StatusCode value',
@@ -266,6 +296,62 @@ class StreamResponse:
         return cls(
             response=InferResponse.from_message(message.response) if message.HasField("response") else None,
             error=StreamError.from_message(message.error) if message.HasField("error") else None,
+        )
+
+
+@dataclass(frozen=True)
+class BatchError:
+    """Why one sample of a batch got no answer."""
+
+    index: int  # the sample's position in the request (0-based)
+    code: int  # a grpc.StatusCode value
+    message: str  # what the unary Infer answers for that input
+
+    @classmethod
+    def from_message(cls, message: pb.BatchError) -> Self:
+        return cls(
+            index=message.index,
+            code=message.code,
+            message=message.message,
+        )
+
+
+@dataclass(frozen=True)
+class InferBatchResponse:
+    """The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries."""
+
+    model: str  # the model that answered
+    request_ids: tuple[str, ...]  # per sample: the one sent, or the one the device assigned
+    labels: tuple[int, ...]  # per sample: the predicted class (-1: see errors)
+    confidences: tuple[float, ...]  # per sample: the exit's probability of that class
+    exit_blocks: tuple[int, ...]  # per sample: the exit taken (1-based)
+    exit_tiers: tuple[Tier | None, ...]  # per sample: the tier of that exit (UNSPECIFIED: see errors)
+    degraded: tuple[bool, ...]  # per sample: answered from an earlier exit than its plan (see InferResponse)
+    costs: tuple[float, ...]  # per sample: InferResponse.cost
+    policies: tuple[str, ...]  # per sample: the policy that decided
+    top_k: int  # k: the stride of the top-k columns
+    top_k_labels: tuple[int, ...]  # sample i's k best classes at [i*k, (i+1)*k), best first
+    top_k_probabilities: tuple[float, ...]  # their probabilities, laid out as top_k_labels
+    label_names: tuple[str, ...]  # the model's class names: label i is label_names[i]
+    errors: tuple[BatchError, ...]  # the samples that got no answer, by index
+
+    @classmethod
+    def from_message(cls, message: pb.InferBatchResponse) -> Self:
+        return cls(
+            model=message.model,
+            request_ids=tuple(message.request_ids),
+            labels=tuple(message.labels),
+            confidences=tuple(message.confidences),
+            exit_blocks=tuple(message.exit_blocks),
+            exit_tiers=tuple(Tier.from_proto(item) if item else None for item in message.exit_tiers),
+            degraded=tuple(message.degraded),
+            costs=tuple(message.costs),
+            policies=tuple(message.policies),
+            top_k=message.top_k,
+            top_k_labels=tuple(message.top_k_labels),
+            top_k_probabilities=tuple(message.top_k_probabilities),
+            label_names=tuple(message.label_names),
+            errors=tuple(BatchError.from_message(item) for item in message.errors),
         )
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.deploy_files import ROOT
 
 SUBPACKAGES = {"shared": "shared", "device": "device", "edge": "edge", "cloud": "cloud"}  # folder -> splitexit.<name>
-STRICT = ("client.py", "channel.py", "results.py", "policies")  # under splitexit/
+STRICT = ("client.py", "channel.py", "messages.py", "results.py", "policies")  # under splitexit/
 CONFORMS = """
 from splitexit.shared.link import Link, TierLink
 from splitexit.shared.link_pool import LinkPool

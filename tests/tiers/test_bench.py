@@ -46,5 +46,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert (
         "| mpnet-sentiment → cloud | 12 |" in section and "mpnet-sentiment " in section.split("on the cloud path:")[1]
     )
-    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 9
+    assert "| InferBatch, 64 images per message, 4 in flight |" in section
+    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 10
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section

@@ -115,3 +115,40 @@ def test_models_lists_the_contract(testbed: Testbed) -> None:
     ]
     assert {m["name"] for m in as_json} == {"fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic"}
     assert next(m for m in as_json if m["name"] == "fmnist-cnn")["tensor"]["shape"] == [1, 1, 28, 28]
+
+
+def test_batch_sends_a_folder_in_infer_batch_messages_with_the_stream_answers(
+    testbed: Testbed, labelled_folder: Path, tmp_path: Path
+) -> None:
+    address = ("--address", testbed.device_address, "--threshold", "0.9", "--json")
+    streamed = splitexit("infer", str(labelled_folder), *address)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    batched = splitexit("infer", str(labelled_folder), str(broken), "--batch", "16", "--concurrency", "32", *address)
+    assert (streamed.returncode, batched.returncode) == (0, 1), batched.stderr
+    by_input = {answer["input"]: answer for answer in map(json.loads, streamed.stdout.splitlines())}
+    answers = [json.loads(line) for line in batched.stdout.splitlines()]
+    assert len(answers) == 40 and "Traceback" not in batched.stderr
+    for answer in answers:
+        unary = by_input[answer["input"]]
+        assert (answer["label_name"], answer["exit_tier"], answer["exit_block"]) == (
+            unary["label_name"],
+            unary["exit_tier"],
+            unary["exit_block"],
+        )
+    assert f"{broken}: INVALID_ARGUMENT:" in batched.stderr and "40 of 41 answered" in batched.stderr
+    assert "accuracy" in batched.stderr and "failed: INVALID_ARGUMENT 1" in batched.stderr
+    texts = splitexit(
+        "infer",
+        "--model",
+        "minilm-sentiment",
+        "--text",
+        "A wonderful film.",
+        "--text",
+        "Dull.",
+        "--batch",
+        "2",
+        "--address",
+        testbed.device_address,
+    )
+    assert texts.returncode == 0 and texts.stdout.startswith("'A wonderful film.': positive"), texts.stderr

@@ -27,7 +27,19 @@ import pytest
 from protos.generate import PROTO, generate
 from splitexit import results
 from splitexit.client import is_serving
-from splitexit.device.http_models import ANSWERS, AS_IS, HTTP_NAMES, NOT_OVER_HTTP, OTHER_FORM, InferJSON, InferQuery
+from splitexit.device.http_models import (
+    ANSWERS,
+    AS_IS,
+    BATCH_AS_IS,
+    BATCH_NOT_OVER_HTTP,
+    BATCH_OTHER_FORM,
+    HTTP_NAMES,
+    NOT_OVER_HTTP,
+    OTHER_FORM,
+    InferBatchJSON,
+    InferJSON,
+    InferQuery,
+)
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_views as views
 from splitexit.shared.schema import answer_messages
@@ -56,6 +68,7 @@ def test_the_sdk_results_are_the_views() -> None:
     """Prediction and ModelInfo add only the wire message they were read from."""
     assert view_fields(results.Prediction) == [*proto_fields("InferResponse"), "message"]
     assert view_fields(results.ModelInfo) == [*proto_fields("ModelMetadataResponse"), "message"]
+    assert view_fields(results.BatchPrediction) == [*proto_fields("InferBatchResponse"), "message"]
     assert view_fields(results.ModelList) == proto_fields("ListModelsResponse")
     assert view_fields(results.PolicyState) == proto_fields("PolicyState")
 
@@ -65,6 +78,14 @@ def test_every_request_field_is_taken_over_http_or_said_why_not() -> None:
     assert fields == set(AS_IS) | OTHER_FORM.keys() | NOT_OVER_HTTP.keys()
     assert set(AS_IS) <= set(InferJSON.model_fields) and {"threshold", "policy"} <= set(InferQuery.model_fields)
     assert InferJSON.model_fields["top_k"].metadata, "a uint32's range comes from the proto"
+
+
+def test_every_batch_request_field_is_taken_over_http_or_said_why_not() -> None:
+    fields = set(proto_fields("InferBatchRequest"))
+    assert fields == set(BATCH_AS_IS) | BATCH_OTHER_FORM.keys() | BATCH_NOT_OVER_HTTP.keys()
+    assert set(BATCH_AS_IS) <= set(InferBatchJSON.model_fields) and {"threshold", "policy"} <= set(
+        InferBatchJSON.model_fields
+    )
 
 
 def test_the_openapi_document_has_every_field(gateway_url: str) -> None:
@@ -77,6 +98,8 @@ def test_the_openapi_document_has_every_field(gateway_url: str) -> None:
     assert {"Answer", "ModelList", "ModelMetadata", "Hop", "StageTimings", "Degradation"} <= set(schemas)
     documented = spec["paths"]["/v1/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(AS_IS) <= set(documented["properties"])
+    batch = spec["paths"]["/v1/infer/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(BATCH_AS_IS) <= set(batch["properties"]) and "BatchAnswer" in schemas
     assert schemas["Answer"]["properties"]["exit_block"]["description"].startswith("the exit taken")  # the proto's
 
 
