@@ -151,15 +151,15 @@ def policies_line(policy_us: dict[str, float]) -> str:
     return f"µs per policy decision (plan, route, learn; replayed exits): {listed}."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Target:
     """One serving target: what is measured, its value in this run (None: not run), the bound and which side."""
 
     what: str
     value: float | None
     bound: float
-    at_least: bool  # False: at most
-    shape: str  # how the value and the bound are written, e.g. "{:.2f}×"
+    at_least: bool = True  # False: at most
+    shape: str = "{:.2f}×"  # how the value and the bound are written
 
     @property
     def met(self) -> bool:
@@ -182,51 +182,50 @@ def targets(report: dict[str, Any]) -> list[Target]:
     workers = report["cloud_workers"]
     return [
         Target(
-            "all to cloud, one InferStream, 64 in flight ÷ bare best",
-            batched["stream_64"] / _best(bare["all_blocks"])[1],
-            0.5,
-            True,
-            "{:.2f}×",
+            what="all to cloud, one InferStream, 64 in flight ÷ bare best",
+            value=batched["stream_64"] / _best(bare["all_blocks"])[1],
+            bound=0.5,
         ),
         Target(
-            "the cloud tier alone, 64 in flight ÷ bare on its blocks",
-            batched["cloud_alone_64"] / _best(bare["cloud_blocks"])[1],
-            0.7,
-            True,
-            "{:.2f}×",
-        ),
-        Target("beyond the gRPC floor per hop, image (worst path)", per_hop["fmnist-cnn"], 300, False, "{:.0f} µs"),
-        Target(
-            "beyond the gRPC floor per hop, text (worst path)", per_hop["minilm-sentiment"], 300, False, "{:.0f} µs"
+            what="the cloud tier alone, 64 in flight ÷ bare on its blocks",
+            value=batched["cloud_alone_64"] / _best(bare["cloud_blocks"])[1],
+            bound=0.7,
         ),
         Target(
-            "HTTP gateway ÷ LitServe at 8 clients",
-            http["gateway_8_clients_per_s"] / http["litserve_8_clients_per_s"],
-            1,
-            True,
-            "{:.2f}×",
+            what="beyond the gRPC floor per hop, image (worst path)",
+            value=per_hop["fmnist-cnn"],
+            bound=300,
+            at_least=False,
+            shape="{:.0f} µs",
         ),
         Target(
-            "int8-channel: fewest fewer-bytes factor over the test sets",
-            min(c["bytes_vs_fp32"] for c in channel),
-            3.5,
-            True,
-            "{:.2f}×",
+            what="beyond the gRPC floor per hop, text (worst path)",
+            value=per_hop["minilm-sentiment"],
+            bound=300,
+            at_least=False,
+            shape="{:.0f} µs",
         ),
         Target(
-            "int8-channel: worst final-exit change (points)",
-            min(c["final_change_points"] for c in channel),
-            -0.2,
-            True,
-            "{:+.2f}",
+            what="HTTP gateway ÷ LitServe at 8 clients",
+            value=http["gateway_8_clients_per_s"] / http["litserve_8_clients_per_s"],
+            bound=1,
         ),
-        Target("the cloud tier alone, 2 workers ÷ 1 worker", workers["2"] / workers["1"], 1.5, True, "{:.2f}×"),
         Target(
-            "all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)",
-            _over_triton(report["triton"]),
-            1,
-            True,
-            "{:.2f}×",
+            what="int8-channel: fewest fewer-bytes factor over the test sets",
+            value=min(c["bytes_vs_fp32"] for c in channel),
+            bound=3.5,
+        ),
+        Target(
+            what="int8-channel: worst final-exit change (points)",
+            value=min(c["final_change_points"] for c in channel),
+            bound=-0.2,
+            shape="{:+.2f}",
+        ),
+        Target(what="the cloud tier alone, 2 workers ÷ 1 worker", value=workers["2"] / workers["1"], bound=1.5),
+        Target(
+            what="all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)",
+            value=_over_triton(report["triton"]),
+            bound=1,
         ),
     ]
 

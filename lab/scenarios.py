@@ -50,7 +50,7 @@ class Phase:
     blur_sigma: float = 0.0  # Gaussian blur, in pixels
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     name: str
     title: str
@@ -74,9 +74,16 @@ BBC_SPLIT = {"test_fraction": 0.2, "seed": 0}  # the training's held-out 20 %
 def fmnist(name: str, title: str, phases: tuple[Phase, ...] = (Phase(),)) -> tuple[Scenario, Scenario]:
     """A Fashion-MNIST stream on the test half of the test set, and its twin on the validation half
     (:data:`lab.fashion_mnist.HALVES`): the same phases and corruptions, other images."""
-    test = Scenario(name, title, "fmnist-cnn", "fashion-mnist", phases, {"half": "test"})
+    test = Scenario(
+        name=name, title=title, model="fmnist-cnn", data="fashion-mnist", phases=phases, options={"half": "test"}
+    )
     return test, Scenario(
-        f"{name}-val", f"{title} (validation half)", "fmnist-cnn", "fashion-mnist", phases, {"half": "validation"}
+        name=f"{name}-val",
+        title=f"{title} (validation half)",
+        model="fmnist-cnn",
+        data="fashion-mnist",
+        phases=phases,
+        options={"half": "validation"},
     )
 
 
@@ -92,34 +99,34 @@ DISTORTED = fmnist(
 SCENARIOS = (
     *(test for test, _ in FMNIST),
     Scenario(
-        "sentiment-imdb",
-        "Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
-        "minilm-sentiment",
-        "sentiment",
+        name="sentiment-imdb",
+        title="Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
+        model="minilm-sentiment",
+        data="sentiment",
         options={"domain": "imdb"},
     ),
     Scenario(
-        "bbc-topic",
-        "BBC News topic, the second half of the held-out 20 % (seed 0)",
-        "minilm-bbc-topic",
-        "bbc",
+        name="bbc-topic",
+        title="BBC News topic, the second half of the held-out 20 % (seed 0)",
+        model="minilm-bbc-topic",
+        data="bbc",
         options={**BBC_SPLIT, "half": "test"},
     ),
 )
 VALIDATION = {
     **{test.name: validation for test, validation in FMNIST},
     "sentiment-imdb": Scenario(
-        "sentiment-val",
-        "Sentiment, the held-out 20 % of amazon + yelp",
-        "minilm-sentiment",
-        "sentiment-heldout",
+        name="sentiment-val",
+        title="Sentiment, the held-out 20 % of amazon + yelp",
+        model="minilm-sentiment",
+        data="sentiment-heldout",
         options={"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0},
     ),
     "bbc-topic": Scenario(
-        "bbc-topic-val",
-        "BBC News topic, the first half of the held-out 20 %",
-        "minilm-bbc-topic",
-        "bbc",
+        name="bbc-topic-val",
+        title="BBC News topic, the first half of the held-out 20 %",
+        model="minilm-bbc-topic",
+        data="bbc",
         options={**BBC_SPLIT, "half": "validation"},
     ),
 }
@@ -239,7 +246,11 @@ def exit_outcomes(
     """
     whole = BlockRange(first=1, last=manifest.num_blocks)
     model = HostedModel(
-        package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads
+        package_dir,
+        manifest,
+        Chain(manifest.num_blocks, {t: whole for t in TIERS}),
+        tier=Tier.CLOUD,
+        onnx_threads=threads,
     )
     confidences = np.empty((len(samples), manifest.num_blocks))
     predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
@@ -260,7 +271,13 @@ def exit_outcomes(
 def stream_for(inputs: Inputs, package_dir: Path, manifest: Manifest, batch: int = 256) -> ExitStream:
     confidences, predictions = exit_outcomes(package_dir, manifest, inputs.samples, batch)
     embeddings = np.stack([embed(x) for x in inputs.samples])
-    return ExitStream(confidences, predictions, inputs.labels, embeddings, inputs.phases)
+    return ExitStream(
+        confidences=confidences,
+        predictions=predictions,
+        labels=inputs.labels,
+        embeddings=embeddings,
+        phases=inputs.phases,
+    )
 
 
 def load_stream(scenario: Scenario, models_dir: Path, cache_dir: Path) -> ExitStream:

@@ -36,7 +36,7 @@ def exit_probabilities(logits: np.ndarray, block: BlockSpec) -> np.ndarray:
     return softmax_rows(scaled / block.temperature if block.temperature is not None else scaled)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LocalRun:
     """What one tier did with one sample."""
 
@@ -58,7 +58,7 @@ class LocalRun:
 class HostedModel:
     """One model's hosted segments on one tier, and the chain of tiers it is part of."""
 
-    def __init__(self, package_dir: Path, manifest: Manifest, chain: Chain, tier: Tier, onnx_threads: int) -> None:
+    def __init__(self, package_dir: Path, manifest: Manifest, chain: Chain, *, tier: Tier, onnx_threads: int) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
         self.chain = chain
@@ -141,7 +141,7 @@ class HostedModel:
         return runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PackageLoader:
     """How one tier turns a package folder into a :class:`HostedModel`: its hosted ranges, threads, signing key."""
 
@@ -160,7 +160,7 @@ class PackageLoader:
         """Verify the package (``shared/integrity.py``; its signature too with a key) and load the hosted segments."""
         manifest = verify_package(package_dir, self.public_key)
         chain = Chain.of(manifest, self.hosted.get(manifest.name))
-        return HostedModel(package_dir, manifest, chain, self.tier, self.onnx_threads)
+        return HostedModel(package_dir, manifest, chain, tier=self.tier, onnx_threads=self.onnx_threads)
 
 
 def folder_state(package_dir: Path) -> tuple[tuple[str, int, int], ...]:
@@ -203,7 +203,9 @@ class ModelRegistry:
         names an ed25519 public key; one that fails raises :class:`PackageError` naming the file.
         """
         key = load_public_key(public_key) if public_key else None
-        loader = PackageLoader(models_dir, tier, hosted, onnx_threads, key)
+        loader = PackageLoader(
+            models_dir=models_dir, tier=tier, hosted=hosted, onnx_threads=onnx_threads, public_key=key
+        )
         models = {}
         for package_dir in loader.package_dirs():
             model = loader.load(package_dir)
