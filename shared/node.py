@@ -167,7 +167,7 @@ class TierNode:
         timings.total_s = time.perf_counter() - sample.received_at
         hop = pb.Hop(
             tier=self.tier.proto,
-            first_block=run.first_block,
+            first_block=sample.start_block,
             last_block=run.last_block,
             timings=timings,
             bytes_sent=bytes_sent,
@@ -187,7 +187,7 @@ class TierNode:
         try:
             return await self._offload(sample, run, timings)
         except LinkFailure as failure:
-            if not sample.allow_degraded or run.blocks_run == 0:
+            if not sample.allow_degraded or run.last_block < sample.start_block:  # it ran no block here
                 raise
             answer = self._answer(sample, run)
             answer.degraded = True

@@ -38,10 +38,9 @@ def exit_probabilities(logits: np.ndarray, block: BlockSpec) -> np.ndarray:
 
 @dataclass(kw_only=True)
 class LocalRun:
-    """What one tier did with one sample."""
+    """What one tier did with one sample, which started at its ``Sample.start_block``."""
 
-    first_block: int
-    last_block: int = 0
+    last_block: int  # the last block it ran; ``start_block - 1`` if it ran none
     exited: bool = False
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # exit_probabilities of ``logits``
@@ -49,10 +48,6 @@ class LocalRun:
     exit_confidences: list[float] = field(default_factory=list)
     exit_labels: list[int] = field(default_factory=list)
     compute_s: float = 0.0
-
-    @property
-    def blocks_run(self) -> int:
-        return self.last_block - self.first_block + 1
 
 
 class HostedModel:
@@ -104,7 +99,7 @@ class HostedModel:
         batch costs one session call per block; a stop block before
         ``start_block`` runs nothing: the sample is relayed as it came.
         """
-        runs = [LocalRun(first_block=start_block, last_block=start_block - 1) for _ in range(len(x))]
+        runs = [LocalRun(last_block=start_block - 1) for _ in range(len(x))]
         going = list(range(len(x)))  # samples still running, in the order of the rows of ``x``
         started = time.perf_counter()
         block = start_block
