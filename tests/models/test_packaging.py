@@ -196,8 +196,8 @@ def test_the_command_packages_a_file_and_refuses_in_one_line(tmp_path: Path) -> 
         "from torch import nn\nfrom splitexit.packaging import EarlyExitNetwork, ImageInput\nimport torch\n"
         "def describe():\n"
         "    spec = ImageInput(channels=1, height=28, width=28, mean=0.0, std=1.0)\n"
-        "    return EarlyExitNetwork('bad', [nn.Conv2d(1, 4, 3)], [nn.Flatten()], torch.zeros(1, 1, 28, 28), ['a', "
-        "'b'], spec)\n"
+        "    return EarlyExitNetwork(name='bad', blocks=[nn.Conv2d(1, 4, 3)], exits=[nn.Flatten()],\n"
+        "        example=torch.zeros(1, 1, 28, 28), labels=['a', 'b'], preprocessing=spec)\n"
     )
     command = [sys.executable, "-m", "splitexit", "package"]
     result = subprocess.run(
