@@ -81,8 +81,11 @@ def init_positional(cls: ast.ClassDef) -> list[str] | None:
 
 
 def violations(source: str, name: str) -> list[str]:
-    """``name:line Class: ...`` for each class in ``source`` that takes too many fields positionally."""
-    found = []
+    """``name:line Class: ...`` for each class in ``source`` that takes too many fields positionally.
+
+    A dataclass's positional fields follow those of its dataclass bases defined in ``source``.
+    """
+    found, inherited = [], {}
     for cls in ast.walk(ast.parse(source)):
         if not isinstance(cls, ast.ClassDef):
             continue
@@ -93,8 +96,11 @@ def violations(source: str, name: str) -> list[str]:
             positional, kind = explicit, "__init__ takes"
         elif is_named_tuple:
             positional, kind = positional_fields(cls), "NamedTuple has"
-        elif decorator is not None and not keyword_is(decorator, "kw_only"):
-            positional, kind = positional_fields(cls), "dataclass takes"
+        elif decorator is not None:
+            bases = [field for base in cls.bases for field in inherited.get(dotted(base), [])]
+            own = [] if keyword_is(decorator, "kw_only") else positional_fields(cls)
+            positional = inherited[cls.name] = [*bases, *own]
+            kind = "dataclass takes"
         else:
             continue
         if len(positional) > MAX_POSITIONAL:
@@ -146,6 +152,21 @@ class Skipped:
     e: list[int] = field(init=False)
     f: int = field(default=0, kw_only=True)
 
+@dataclass
+class Base:
+    a: int
+    b: int
+
+@dataclass
+class Derived(Base):
+    c: int
+    d: int
+
+@dataclass(kw_only=True)
+class KeyedDerived(Base):
+    c: int
+    d: int
+
 class Tuple(NamedTuple):
     a: int
     b: int
@@ -165,8 +186,10 @@ class Variadic:
 
 def test_the_checker_names_each_class_that_takes_too_many_positionally() -> None:
     found = violations(BAD, "bad.py")
-    assert [problem.split(":", 2)[1].split()[1] for problem in found] == ["Wide", "Tuple", "Explicit", "Variadic"]
+    named = [problem.split(":", 2)[1].split()[1] for problem in found]
+    assert named == ["Wide", "Derived", "Tuple", "Explicit", "Variadic"]
     assert found[0] == "bad.py:6 Wide: dataclass takes 4 positional (a, b, c, d)"
+    assert found[1].endswith("Derived: dataclass takes 4 positional (a, b, c, d)")
 
 
 def test_every_python_file_is_checked() -> None:
