@@ -31,7 +31,7 @@ from splitexit.shared.tiers import Tier
 EDGE, CLOUD, DEVICE = Tier.EDGE, Tier.CLOUD, Tier.DEVICE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Fault:
     """What goes wrong, how it is undone, and which tier's return the recovery time is measured from."""
 
@@ -44,30 +44,60 @@ class Fault:
 
 
 FAULTS = (
-    Fault("edge killed (SIGKILL)", lambda bed: bed.kill(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
-    Fault("cloud killed (SIGKILL)", lambda bed: bed.kill(CLOUD), lambda bed: bed.start(CLOUD), CLOUD, True),
     Fault(
-        "device-edge link down",
-        lambda bed: bed.set_link("device-edge", False),
-        lambda bed: bed.set_link("device-edge", True),
-        None,
-        True,
+        name="edge killed (SIGKILL)",
+        inject=lambda bed: bed.kill(EDGE),
+        heal=lambda bed: bed.start(EDGE),
+        tier=EDGE,
+        outage=True,
     ),
-    Fault("edge frozen (SIGSTOP)", lambda bed: bed.pause(EDGE), lambda bed: bed.resume(EDGE), EDGE, True),
     Fault(
-        "device-edge link throttled to 1 Mbit/s",
-        lambda bed: bed.shape("device-edge", "slow"),
-        lambda bed: bed.shape("device-edge", "none"),
-        None,
-        False,
+        name="cloud killed (SIGKILL)",
+        inject=lambda bed: bed.kill(CLOUD),
+        heal=lambda bed: bed.start(CLOUD),
+        tier=CLOUD,
+        outage=True,
+    ),
+    Fault(
+        name="device-edge link down",
+        inject=lambda bed: bed.set_link("device-edge", False),
+        heal=lambda bed: bed.set_link("device-edge", True),
+        tier=None,
+        outage=True,
+    ),
+    Fault(
+        name="edge frozen (SIGSTOP)",
+        inject=lambda bed: bed.pause(EDGE),
+        heal=lambda bed: bed.resume(EDGE),
+        tier=EDGE,
+        outage=True,
+    ),
+    Fault(
+        name="device-edge link throttled to 1 Mbit/s",
+        inject=lambda bed: bed.shape("device-edge", "slow"),
+        heal=lambda bed: bed.shape("device-edge", "none"),
+        tier=None,
+        outage=False,
         recovers=False,
     ),
-    Fault("edge drained (SIGTERM)", lambda bed: bed.terminate(EDGE), lambda bed: bed.start(EDGE), EDGE, True),
-    Fault("device drained (SIGTERM)", lambda bed: bed.terminate(DEVICE), lambda bed: bed.start(DEVICE), DEVICE, False),
+    Fault(
+        name="edge drained (SIGTERM)",
+        inject=lambda bed: bed.terminate(EDGE),
+        heal=lambda bed: bed.start(EDGE),
+        tier=EDGE,
+        outage=True,
+    ),
+    Fault(
+        name="device drained (SIGTERM)",
+        inject=lambda bed: bed.terminate(DEVICE),
+        heal=lambda bed: bed.start(DEVICE),
+        tier=DEVICE,
+        outage=False,
+    ),
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScenarioResult:
     """What one fault did to the load."""
 

@@ -35,7 +35,7 @@ CALL_TIMEOUT_S = 10.0
 GOOD_EVERY_S = 0.05
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FuzzReport:
     """What the tiers answered to the hostile messages, and how good requests fared meanwhile."""
 
@@ -65,7 +65,7 @@ class FuzzReport:
 class _Sender:
     """Sync stubs of the three tiers; each call's status goes into the report."""
 
-    def __init__(self, device: str, edge: str, cloud: str, report: FuzzReport) -> None:
+    def __init__(self, device: str, edge: str, cloud: str, *, report: FuzzReport) -> None:
         self.report = report
         self.channels = [grpc.insecure_channel(address) for address in (device, edge, cloud)]
         self.device = pb_grpc.DeviceStub(self.channels[0])
@@ -200,7 +200,7 @@ def run_fuzz(
     report.good_baseline_s, failed = _timing_good_requests(device, sample_png, lambda: time.sleep(2.0))
 
     def fuzz() -> None:
-        sender = _Sender(device, edge, cloud, report)
+        sender = _Sender(device, edge, cloud, report=report)
         try:
             _send_all(sender, sample_png, activations, scale)
         finally:

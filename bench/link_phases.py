@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 
@@ -36,7 +36,7 @@ MODEL = "fmnist-cnn"
 COSTS_SHOWN_BY = "splitee"  # any learning policy's state shows the model's one cost model (measured, shared)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LinkPhase:
     """One stretch of the run: the link's ``tbf`` profile, its one-way delay and how many images cross it."""
 
@@ -47,14 +47,14 @@ class LinkPhase:
 
 
 PHASES = (
-    LinkPhase("fast (100 Mbit/s, 5 ms)", "wifi", 5.0, 200),
-    LinkPhase("slow (2 Mbit/s, 60 ms)", "3g", 60.0, 400),
-    LinkPhase("fast again (100 Mbit/s, 5 ms)", "wifi", 5.0, 200),
+    LinkPhase(name="fast (100 Mbit/s, 5 ms)", profile="wifi", delay_ms=5.0, samples=200),
+    LinkPhase(name="slow (2 Mbit/s, 60 ms)", profile="3g", delay_ms=60.0, samples=400),
+    LinkPhase(name="fast again (100 Mbit/s, 5 ms)", profile="wifi", delay_ms=5.0, samples=200),
 )
 SLOW_PHASE = 1  # the phase the target is about
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Answer:
     """One request's outcome: who answered, how fast, whether right, at what cost (``tier`` None: it failed)."""
 
@@ -67,7 +67,7 @@ class Answer:
     error: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PhaseStats:
     """One policy over one phase."""
 
@@ -103,10 +103,25 @@ def send(client: Client, image: LabelledImage, policy: str) -> Answer:
     try:
         answer = client.infer_request(request_for(image, policy), REQUEST_TIMEOUT_S + 5).message
     except ClientError as exc:
-        return Answer(None, time.perf_counter() - started, False, 0.0, 0.0, False, exc.code.name)
+        return Answer(
+            tier=None,
+            latency_s=time.perf_counter() - started,
+            correct=False,
+            cost=0.0,
+            cost_final_layer=0.0,
+            degraded=False,
+            error=exc.code.name,
+        )
     latency_s = time.perf_counter() - started
     tier = Tier.from_proto(answer.exit_tier).value
-    return Answer(tier, latency_s, answer.label == image.label, answer.cost, answer.cost_final_layer, answer.degraded)
+    return Answer(
+        tier=tier,
+        latency_s=latency_s,
+        correct=answer.label == image.label,
+        cost=answer.cost,
+        cost_final_layer=answer.cost_final_layer,
+        degraded=answer.degraded,
+    )
 
 
 def summarize(phase: str, policy: str, answers: Sequence[Answer]) -> PhaseStats:
@@ -143,6 +158,7 @@ class LinkPhasesRun:
 
     phases: list[LinkPhase]
     policies: list[str]
+    _: KW_ONLY
     stats: list[PhaseStats] = field(default_factory=list)
     link_cost: list[float] = field(default_factory=list)  # the device's measured device-edge link cost, per phase
 

@@ -46,7 +46,7 @@ def p95_gap_interval(ours: Sequence[float], theirs: Sequence[float], seed: int =
     return float(low), float(high)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Verdict:
     """A learning policy's slow-phase p95 against the fixed α at the same accuracy (or the nearest, if none is)."""
 
@@ -80,7 +80,14 @@ def verdict(stats: PhaseStats, fixed: Sequence[PhaseStats]) -> Verdict:
         baseline, interval = min(fixed, key=lambda f: abs(f.accuracy - stats.accuracy)), None
     met = interval is not None and interval[1] < 0.0
     return Verdict(
-        stats.policy, baseline.policy, stats.accuracy, baseline.accuracy, stats.p95_ms, baseline.p95_ms, interval, met
+        policy=stats.policy,
+        baseline=baseline.policy,
+        accuracy=stats.accuracy,
+        baseline_accuracy=baseline.accuracy,
+        p95_ms=stats.p95_ms,
+        baseline_p95_ms=baseline.p95_ms,
+        gap_interval_ms=interval,
+        met=met,
     )
 
 

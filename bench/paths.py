@@ -23,7 +23,7 @@ from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.tiers import Tier
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PathInputs:
     """One model's inputs: as requests for the tiers, and as raw values with their preparation for bare runs."""
 

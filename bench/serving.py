@@ -67,7 +67,14 @@ def image_inputs(count: int) -> PathInputs:
     pngs = [image.png for image in load_pack()][:count]
     requests = [pb.InferRequest(model=manifest.name, image=png) for png in pngs]
     prepare = functools.partial(decode_image, spec=manifest.input)
-    return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, pngs, prepare)
+    return PathInputs(
+        model=manifest.name,
+        chain=BareChain(package),
+        tiers=Chain.of(manifest),
+        requests=requests,
+        raw=pngs,
+        prepare=prepare,
+    )
 
 
 def text_inputs(count: int, package: Path = DEFAULT_MODELS_DIR / "minilm-sentiment") -> PathInputs:
@@ -76,7 +83,14 @@ def text_inputs(count: int, package: Path = DEFAULT_MODELS_DIR / "minilm-sentime
     tokenizer = TextTokenizer.from_package(package, manifest.input)  # type: ignore[arg-type]
     requests = [pb.InferRequest(model=manifest.name, text=text, truncate=True) for text in texts]
     prepare = functools.partial(tokenizer.encode_utf8, truncate=True)
-    return PathInputs(manifest.name, BareChain(package), Chain.of(manifest), requests, texts, prepare)
+    return PathInputs(
+        model=manifest.name,
+        chain=BareChain(package),
+        tiers=Chain.of(manifest),
+        requests=requests,
+        raw=texts,
+        prepare=prepare,
+    )
 
 
 async def paths(device: str, echo: str, inputs: list[PathInputs]) -> dict[str, dict[str, float]]:

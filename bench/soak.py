@@ -32,7 +32,7 @@ def usage(pid: int, at_s: float) -> Usage:
     return Usage(at_s, rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SoakReport:
     seconds: float
     warmup_s: float

@@ -28,7 +28,7 @@ from splitexit.shared.tiers import Tier
 CLIENT_SLACK_S = 1.0  # the client's own deadline is the request's plus this, so the server's status comes first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """One request of the load."""
 
@@ -93,18 +93,28 @@ async def _one(
     try:
         answer = await stub.Infer(request, timeout=deadline_s + CLIENT_SLACK_S)
     except grpc.aio.AioRpcError as exc:
-        outcomes.append(Outcome(sent_at, time.monotonic(), deadline_s, threshold == 1.0, exc.code().name))
+        outcomes.append(
+            Outcome(
+                sent_at=sent_at,
+                finished_at=time.monotonic(),
+                deadline_s=deadline_s,
+                asked_final=threshold == 1.0,
+                code=exc.code().name,
+            )
+        )
         return
     outcomes.append(
         Outcome(
-            sent_at,
-            time.monotonic(),
-            deadline_s,
-            threshold == 1.0,
-            "OK",
-            answer.degraded,
-            json_name(pb.DegradedReason.DESCRIPTOR, answer.degradation.reason).lower() if answer.degraded else "",
-            tuple(Tier.from_proto(hop.tier).value for hop in answer.hops),
-            answer.label == image.label,
+            sent_at=sent_at,
+            finished_at=time.monotonic(),
+            deadline_s=deadline_s,
+            asked_final=threshold == 1.0,
+            code="OK",
+            degraded=answer.degraded,
+            reason=json_name(pb.DegradedReason.DESCRIPTOR, answer.degradation.reason).lower()
+            if answer.degraded
+            else "",
+            tiers=tuple(Tier.from_proto(hop.tier).value for hop in answer.hops),
+            correct=answer.label == image.label,
         )
     )

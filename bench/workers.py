@@ -35,7 +35,9 @@ def cloud_workers_rates(requests: Sequence[pb.ContinueRequest], log_dir: Path) -
     for workers in POOLS:
         port, metrics_port = free_port(), free_port()
         env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": str(workers)}, log_dir, metrics_port=metrics_port)
-        pool = TierLaunch(Tier.CLOUD, f"{LOOPBACK}:{port}", env, log_dir / f"cloud-{workers}-workers.log").start()
+        pool = TierLaunch(
+            tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=log_dir / f"cloud-{workers}-workers.log"
+        ).start()
         try:
             wait_workers(metrics_port, workers)
             rates[str(workers)] = fed_rate(pool.address, requests)

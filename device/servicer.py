@@ -63,7 +63,11 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         self._decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="device-decode")
         node.pipeline.default_model = settings.default_model
         self._stream = StreamRoute(
-            node.pipeline, "InferStream", self.infer, settings.stream_concurrency, "SPLITEXIT_DEVICE_STREAM_CONCURRENCY"
+            pipeline=node.pipeline,
+            method="InferStream",
+            handler=self.infer,
+            limit=settings.stream_concurrency,
+            setting="SPLITEXIT_DEVICE_STREAM_CONCURRENCY",
         )
 
     def _add_tokenizer(self, model: HostedModel) -> None:
@@ -118,14 +122,14 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         decode_s = time.perf_counter() - received_at
         plan, policy = self.plan_for(request, model, x)
         sample = Sample(
-            model,
-            request.request_id,
-            1,
-            x,
-            plan,
-            request.top_k,
-            received_at,
-            deadline,
+            model=model,
+            request_id=request.request_id,
+            start_block=1,
+            x=x,
+            plan=plan,
+            top_k=request.top_k,
+            received_at=received_at,
+            deadline=deadline,
             allow_degraded=not request.forbid_degraded,
             decode_s=decode_s,
         )

@@ -165,15 +165,15 @@ def policies_line(policy_us: dict[str, float]) -> str:
     return f"µs per policy decision (plan, route, learn; replayed exits): {listed}."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Target:
     """One serving target: what is measured, its value in this run (None: not run), the bound and which side."""
 
     what: str
     value: float | None
     bound: float
-    at_least: bool  # False: at most
-    shape: str  # how the value and the bound are written, e.g. "{:.2f}×"
+    at_least: bool = True  # False: at most
+    shape: str = "{:.2f}×"  # how the value and the bound are written
 
     @property
     def met(self) -> bool:
@@ -188,16 +188,14 @@ class Target:
 def targets(report: dict[str, Any]) -> list[Target]:
     """Every serving target of ``make bench``, measured in this run."""
     bare, batched, http = report["bare"], report["throughput"], report["http"]
-    per_hop = {
-        model: max(p["overhead_per_hop_us"] for name, p in report["paths"].items() if name.startswith(model))
-        for model in ("fmnist-cnn", "minilm-sentiment")
-    }
     channel = [by_codec["int8-channel"] for by_codec in report["codecs"].values()]
     workers = report["cloud_workers"]
     return [
         *(
             Target(
-                f"all to cloud, {load} ÷ bare best", batched[key] / _best(bare["all_blocks"])[1], 0.5, True, "{:.2f}×"
+                what=f"all to cloud, {load} ÷ bare best",
+                value=batched[key] / _best(bare["all_blocks"])[1],
+                bound=0.5,
             )
             for key, load in (
                 ("stream_64", "one InferStream, 64 in flight"),
@@ -205,45 +203,47 @@ def targets(report: dict[str, Any]) -> list[Target]:
             )
         ),
         Target(
-            "the cloud tier alone, 64 in flight ÷ bare on its blocks",
-            batched["cloud_alone_64"] / _best(bare["cloud_blocks"])[1],
-            0.7,
-            True,
-            "{:.2f}×",
+            what="the cloud tier alone, 64 in flight ÷ bare on its blocks",
+            value=batched["cloud_alone_64"] / _best(bare["cloud_blocks"])[1],
+            bound=0.7,
         ),
-        Target("beyond the gRPC floor per hop, image (worst path)", per_hop["fmnist-cnn"], 300, False, "{:.0f} µs"),
+        *_per_hop_targets(report["paths"]),
         Target(
-            "beyond the gRPC floor per hop, text (worst path)", per_hop["minilm-sentiment"], 300, False, "{:.0f} µs"
-        ),
-        Target(
-            "HTTP gateway ÷ LitServe at 8 clients",
-            http["gateway_8_clients_per_s"] / http["litserve_8_clients_per_s"],
-            1,
-            True,
-            "{:.2f}×",
+            what="HTTP gateway ÷ LitServe at 8 clients",
+            value=http["gateway_8_clients_per_s"] / http["litserve_8_clients_per_s"],
+            bound=1,
         ),
         Target(
-            "int8-channel: fewest fewer-bytes factor over the test sets",
-            min(c["bytes_vs_fp32"] for c in channel),
-            3.5,
-            True,
-            "{:.2f}×",
+            what="int8-channel: fewest fewer-bytes factor over the test sets",
+            value=min(c["bytes_vs_fp32"] for c in channel),
+            bound=3.5,
         ),
         Target(
-            "int8-channel: worst final-exit change (points)",
-            min(c["final_change_points"] for c in channel),
-            -0.2,
-            True,
-            "{:+.2f}",
+            what="int8-channel: worst final-exit change (points)",
+            value=min(c["final_change_points"] for c in channel),
+            bound=-0.2,
+            shape="{:+.2f}",
         ),
-        Target("the cloud tier alone, 2 workers ÷ 1 worker", workers["2"] / workers["1"], 1.5, True, "{:.2f}×"),
+        Target(what="the cloud tier alone, 2 workers ÷ 1 worker", value=workers["2"] / workers["1"], bound=1.5),
         Target(
-            "all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)",
-            _over_triton(report["triton"]),
-            1,
-            True,
-            "{:.2f}×",
+            what="all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)",
+            value=_over_triton(report["triton"]),
+            bound=1,
         ),
+    ]
+
+
+def _per_hop_targets(paths: dict[str, dict[str, float]]) -> list[Target]:
+    """What serving adds beyond the gRPC floor per hop, on the worst path of each small model."""
+    return [
+        Target(
+            what=f"beyond the gRPC floor per hop, {kind} (worst path)",
+            value=max(p["overhead_per_hop_us"] for name, p in paths.items() if name.startswith(model)),
+            bound=300,
+            at_least=False,
+            shape="{:.0f} µs",
+        )
+        for model, kind in (("fmnist-cnn", "image"), ("minilm-sentiment", "text"))
     ]
 
 

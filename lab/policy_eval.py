@@ -52,7 +52,7 @@ REGRET_POINTS = 200  # regret curves are kept at this many sample counts
 VALIDATION_SEEDS = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SweepPoint:
     policy: str
     knob: str  # "o" (o_de = o_ec) or "λ"
@@ -62,7 +62,7 @@ class SweepPoint:
     cost_reduction: float  # cloud charged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScenarioResult:
     name: str
     title: str
@@ -225,7 +225,16 @@ def sweep(setup: Setup, tuned: dict[str, Tuned], stream: ExitStream, chain: Chai
             for name in SWEEP_POLICIES:
                 traces, _ = replays(builder(name, chain), swept.with_params(**tuned[name].choice), stream, chain, seeds)
                 r = summarize(name, "learned", traces, [""], final_accuracy, costs, costs.final_layer(chain))
-                points.append(SweepPoint(name, knob, value, r.accuracy, r.drop_points, r.cost_reduction))
+                points.append(
+                    SweepPoint(
+                        policy=name,
+                        knob=knob,
+                        value=value,
+                        accuracy=r.accuracy,
+                        drop_points=r.drop_points,
+                        cost_reduction=r.cost_reduction,
+                    )
+                )
     return points
 
 

@@ -32,7 +32,7 @@ POLICIES = ("i-splitee", "splitee-s")
 SCENARIO = DISTORTED[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistortionResult:
     distortion: str
     samples: int
@@ -47,7 +47,13 @@ def whole_chain(num_blocks: int) -> Chain:
 
 def one_phase(stream: ExitStream, phase: int) -> ExitStream:
     part = stream.take(np.flatnonzero(stream.phases == phase))
-    return ExitStream(part.confidences, part.predictions, part.labels, part.embeddings, np.zeros(len(part), int))
+    return ExitStream(
+        confidences=part.confidences,
+        predictions=part.predictions,
+        labels=part.labels,
+        embeddings=part.embeddings,
+        phases=np.zeros(len(part), int),
+    )
 
 
 def evaluate_distortion(
@@ -77,7 +83,7 @@ def evaluate_distortion(
         )
         rows.append(result if tuned is None else _with_tuned(result, tuned.describe()))
     same = np.mean([a == b for a, b in zip(routes["i-splitee"], routes["splitee-s"], strict=True)])
-    return DistortionResult(name, len(test), rows, float(same))
+    return DistortionResult(distortion=name, samples=len(test), rows=rows, same_routes=float(same))
 
 
 def _with_tuned(result: PolicyResult, tuned: str) -> PolicyResult:

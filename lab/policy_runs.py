@@ -46,7 +46,7 @@ class Setup:
         return self.with_params(seed=self.params.seed + offset)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PhaseResult:
     """One policy over one stationary phase of the stream, averaged over the orders."""
 
@@ -58,7 +58,7 @@ class PhaseResult:
     regret_halves: float | None  # regret in the phase's second half ÷ its first half (< 1: growth slows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PolicyResult:
     """One policy on one stream, averaged over the stream orders."""
 

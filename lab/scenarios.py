@@ -55,7 +55,7 @@ class Phase:
 LARGE_MODELS_DIR = "models-large"  # the 12-layer encoder's packages, which `make models-large` completes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     name: str
     title: str
@@ -84,9 +84,16 @@ BBC_SPLIT = {"test_fraction": 0.2, "seed": 0}  # the training's held-out 20 %
 def fmnist(name: str, title: str, phases: tuple[Phase, ...] = (Phase(),)) -> tuple[Scenario, Scenario]:
     """A Fashion-MNIST stream on the test half of the test set, and its twin on the validation half
     (:data:`lab.fashion_mnist.HALVES`): the same phases and corruptions, other images."""
-    test = Scenario(name, title, "fmnist-cnn", "fashion-mnist", phases, {"half": "test"})
+    test = Scenario(
+        name=name, title=title, model="fmnist-cnn", data="fashion-mnist", phases=phases, options={"half": "test"}
+    )
     return test, Scenario(
-        f"{name}-val", f"{title} (validation half)", "fmnist-cnn", "fashion-mnist", phases, {"half": "validation"}
+        name=f"{name}-val",
+        title=f"{title} (validation half)",
+        model="fmnist-cnn",
+        data="fashion-mnist",
+        phases=phases,
+        options={"half": "validation"},
     )
 
 
@@ -102,24 +109,24 @@ DISTORTED = fmnist(
 SCENARIOS = (
     *(test for test, _ in FMNIST),
     Scenario(
-        "sentiment-imdb",
-        "Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
-        "minilm-sentiment",
-        "sentiment",
+        name="sentiment-imdb",
+        title="Sentiment, trained on amazon + yelp, deployed on imdb (SplitEE's cross-domain setting)",
+        model="minilm-sentiment",
+        data="sentiment",
         options={"domain": "imdb"},
     ),
     Scenario(
-        "bbc-topic",
-        "BBC News topic, the second half of the held-out 20 % (seed 0)",
-        "minilm-bbc-topic",
-        "bbc",
+        name="bbc-topic",
+        title="BBC News topic, the second half of the held-out 20 % (seed 0)",
+        model="minilm-bbc-topic",
+        data="bbc",
         options={**BBC_SPLIT, "half": "test"},
     ),
     Scenario(
-        "sentiment-imdb-mpnet",
-        "Sentiment on imdb as above, all-mpnet-base-v2 with an exit after each of its 12 layers (the papers' scale)",
-        "mpnet-sentiment",
-        "sentiment",
+        name="sentiment-imdb-mpnet",
+        title="Sentiment on imdb, all-mpnet-base-v2 with an exit after each of its 12 layers (the papers' scale)",
+        model="mpnet-sentiment",
+        data="sentiment",
         options={"domain": "imdb"},
         models_dir=LARGE_MODELS_DIR,
     ),
@@ -128,25 +135,25 @@ SENTIMENT_HELDOUT = {"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed"
 VALIDATION = {
     **{test.name: validation for test, validation in FMNIST},
     "sentiment-imdb": Scenario(
-        "sentiment-val",
-        "Sentiment, the held-out 20 % of amazon + yelp",
-        "minilm-sentiment",
-        "sentiment-heldout",
+        name="sentiment-val",
+        title="Sentiment, the held-out 20 % of amazon + yelp",
+        model="minilm-sentiment",
+        data="sentiment-heldout",
         options=SENTIMENT_HELDOUT,
     ),
     "sentiment-imdb-mpnet": Scenario(
-        "sentiment-val-mpnet",
-        "Sentiment, the held-out 20 % of amazon + yelp, all-mpnet-base-v2",
-        "mpnet-sentiment",
-        "sentiment-heldout",
+        name="sentiment-val-mpnet",
+        title="Sentiment, the held-out 20 % of amazon + yelp, all-mpnet-base-v2",
+        model="mpnet-sentiment",
+        data="sentiment-heldout",
         options=SENTIMENT_HELDOUT,
         models_dir=LARGE_MODELS_DIR,
     ),
     "bbc-topic": Scenario(
-        "bbc-topic-val",
-        "BBC News topic, the first half of the held-out 20 %",
-        "minilm-bbc-topic",
-        "bbc",
+        name="bbc-topic-val",
+        title="BBC News topic, the first half of the held-out 20 %",
+        model="minilm-bbc-topic",
+        data="bbc",
         options={**BBC_SPLIT, "half": "validation"},
     ),
 }
@@ -266,7 +273,11 @@ def exit_outcomes(
     """
     whole = BlockRange(first=1, last=manifest.num_blocks)
     model = HostedModel(
-        package_dir, manifest, Chain(manifest.num_blocks, {t: whole for t in TIERS}), Tier.CLOUD, threads
+        package_dir,
+        manifest,
+        Chain(manifest.num_blocks, {t: whole for t in TIERS}),
+        tier=Tier.CLOUD,
+        onnx_threads=threads,
     )
     confidences = np.empty((len(samples), manifest.num_blocks))
     predictions = np.empty((len(samples), manifest.num_blocks), dtype=np.int64)
@@ -287,7 +298,13 @@ def exit_outcomes(
 def stream_for(inputs: Inputs, package_dir: Path, manifest: Manifest, batch: int = 256) -> ExitStream:
     confidences, predictions = exit_outcomes(package_dir, manifest, inputs.samples, batch)
     embeddings = np.stack([embed(x) for x in inputs.samples])
-    return ExitStream(confidences, predictions, inputs.labels, embeddings, inputs.phases)
+    return ExitStream(
+        confidences=confidences,
+        predictions=predictions,
+        labels=inputs.labels,
+        embeddings=embeddings,
+        phases=inputs.phases,
+    )
 
 
 def load_stream(scenario: Scenario, models_dir: Path, cache_dir: Path) -> ExitStream:

@@ -46,6 +46,7 @@ class Batcher:
 
     def __init__(
         self,
+        *,
         workers: int,
         max_batch: int,
         max_wait_s: float,

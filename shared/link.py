@@ -102,6 +102,7 @@ class TierLink:
         self,
         address: str,
         max_message_bytes: int,
+        *,
         on_reachable: Callable[[bool], None] = lambda up: None,
         dial: Dial = grpc.aio.insecure_channel,
     ) -> None:

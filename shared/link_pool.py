@@ -75,6 +75,7 @@ class LinkPool:
         self,
         address: str,
         max_message_bytes: int,
+        *,
         resolve: Resolver = resolve_replicas,
         dial: Dial = grpc.aio.insecure_channel,
     ) -> None:

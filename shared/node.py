@@ -58,18 +58,23 @@ class TierNode:
         self._poller: asyncio.Task[None] | None = None
         self.metrics = TierMetrics(self.tier, [model.name for model in registry])
         self.batcher = Batcher(
-            settings.compute_threads,
-            settings.max_batch,
-            settings.max_batch_wait_us / 1e6,
-            f"{self.tier.value}-onnx",
-            self.metrics.observe_batch,
-            settings.inline_compute_us / 1e6,
+            workers=settings.compute_threads,
+            max_batch=settings.max_batch,
+            max_wait_s=settings.max_batch_wait_us / 1e6,
+            thread_name=f"{self.tier.value}-onnx",
+            on_batch=self.metrics.observe_batch,
+            inline_s=settings.inline_compute_us / 1e6,
         )
         self.admission = InFlightLimit(
             settings.max_in_flight, f"the {self.tier.value}", f"{tier_env_prefix(self.tier)}MAX_IN_FLIGHT"
         )
         self.drain = Drain()
-        self.pipeline = Pipeline(self.metrics, self.admission, self.tier.value, settings.default_timeout_s)
+        self.pipeline = Pipeline(
+            metrics=self.metrics,
+            admission=self.admission,
+            where=self.tier.value,
+            default_timeout_s=settings.default_timeout_s,
+        )
 
     @classmethod
     def from_settings(cls, settings: TierSettings) -> TierNode:
@@ -162,7 +167,7 @@ class TierNode:
         timings.total_s = time.perf_counter() - sample.received_at
         hop = pb.Hop(
             tier=self.tier.proto,
-            first_block=run.first_block,
+            first_block=sample.start_block,
             last_block=run.last_block,
             timings=timings,
             bytes_sent=bytes_sent,
@@ -182,7 +187,7 @@ class TierNode:
         try:
             return await self._offload(sample, run, timings)
         except LinkFailure as failure:
-            if not sample.allow_degraded or run.blocks_run == 0:
+            if not sample.allow_degraded or run.last_block < sample.start_block:  # it ran no block here
                 raise
             answer = self._answer(sample, run)
             answer.degraded = True

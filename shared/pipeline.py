@@ -61,7 +61,7 @@ Request = Message | Undecodable
 class Pipeline:
     """The cross-cutting work of one tier's requests: metrics, validation, deadline, admission, error mapping."""
 
-    def __init__(self, metrics: TierMetrics, admission: InFlightLimit, where: str, default_timeout_s: float) -> None:
+    def __init__(self, *, metrics: TierMetrics, admission: InFlightLimit, where: str, default_timeout_s: float) -> None:
         self.metrics = metrics
         self.admission = admission
         self.where = where  # "device", "edge" or "cloud", for messages

@@ -36,12 +36,11 @@ def exit_probabilities(logits: np.ndarray, block: BlockSpec) -> np.ndarray:
     return softmax_rows(scaled / block.temperature if block.temperature is not None else scaled)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LocalRun:
-    """What one tier did with one sample."""
+    """What one tier did with one sample, which started at its ``Sample.start_block``."""
 
-    first_block: int
-    last_block: int = 0
+    last_block: int  # the last block it ran; ``start_block - 1`` if it ran none
     exited: bool = False
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # exit_probabilities of ``logits``
@@ -50,15 +49,11 @@ class LocalRun:
     exit_labels: list[int] = field(default_factory=list)
     compute_s: float = 0.0
 
-    @property
-    def blocks_run(self) -> int:
-        return self.last_block - self.first_block + 1
-
 
 class HostedModel:
     """One model's hosted segments on one tier, and the chain of tiers it is part of."""
 
-    def __init__(self, package_dir: Path, manifest: Manifest, chain: Chain, tier: Tier, onnx_threads: int) -> None:
+    def __init__(self, package_dir: Path, manifest: Manifest, chain: Chain, *, tier: Tier, onnx_threads: int) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
         self.chain = chain
@@ -104,7 +99,7 @@ class HostedModel:
         batch costs one session call per block; a stop block before
         ``start_block`` runs nothing: the sample is relayed as it came.
         """
-        runs = [LocalRun(first_block=start_block, last_block=start_block - 1) for _ in range(len(x))]
+        runs = [LocalRun(last_block=start_block - 1) for _ in range(len(x))]
         going = list(range(len(x)))  # samples still running, in the order of the rows of ``x``
         started = time.perf_counter()
         block = start_block
@@ -141,7 +136,7 @@ class HostedModel:
         return runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PackageLoader:
     """How one tier turns a package folder into a :class:`HostedModel`: its hosted ranges, threads, signing key."""
 
@@ -160,7 +155,7 @@ class PackageLoader:
         """Verify the package (``shared/integrity.py``; its signature too with a key) and load the hosted segments."""
         manifest = verify_package(package_dir, self.public_key)
         chain = Chain.of(manifest, self.hosted.get(manifest.name))
-        return HostedModel(package_dir, manifest, chain, self.tier, self.onnx_threads)
+        return HostedModel(package_dir, manifest, chain, tier=self.tier, onnx_threads=self.onnx_threads)
 
 
 def folder_state(package_dir: Path) -> tuple[tuple[str, int, int], ...]:
@@ -203,7 +198,9 @@ class ModelRegistry:
         names an ed25519 public key; one that fails raises :class:`PackageError` naming the file.
         """
         key = load_public_key(public_key) if public_key else None
-        loader = PackageLoader(models_dir, tier, hosted, onnx_threads, key)
+        loader = PackageLoader(
+            models_dir=models_dir, tier=tier, hosted=hosted, onnx_threads=onnx_threads, public_key=key
+        )
         models = {}
         for package_dir in loader.package_dirs():
             model = loader.load(package_dir)

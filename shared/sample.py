@@ -23,7 +23,7 @@ from splitexit.shared.runtime import HostedModel, LocalRun
 BatchKey = tuple[str, int, int, tuple[int, ...]]  # model, id of its loaded package, first block, one sample's shape
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class Sample:
     """One sample in a tier: what it is, how it may exit here, its deadline and what its stages took."""
 

@@ -33,7 +33,7 @@ from splitexit.shared.pipeline import Handler, Pipeline, Request
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StreamRoute:
     """Where a stream's requests go: the tier's pipeline, under the stream's method name, to its handler."""
 

@@ -75,7 +75,13 @@ class TierServicer(pb_grpc.TierServicer):
     def _serve(self, method: str, requests: AsyncIterator[Request]) -> AsyncIterator[list[pb.StreamResponse]]:
         node = self.node
         setting = f"{tier_env_prefix(node.tier)}MAX_IN_FLIGHT"
-        route = StreamRoute(node.pipeline, method, self.resume, node.settings.max_in_flight, setting)
+        route = StreamRoute(
+            pipeline=node.pipeline,
+            method=method,
+            handler=self.resume,
+            limit=node.settings.max_in_flight,
+            setting=setting,
+        )
         return serve_stream(requests, route, node.drain)
 
 

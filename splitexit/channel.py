@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class TLS:
     root_certificates: bytes | None = None
     certificate_chain: bytes | None = None
     private_key: bytes | None = None
+    _: KW_ONLY
     server_name: str | None = None  # the name the server's certificate must carry, if not the address's host
 
     @classmethod
@@ -32,7 +33,7 @@ class TLS:
         def read(path: Path | None) -> bytes | None:
             return None if path is None else Path(path).read_bytes()
 
-        return cls(read(root), read(cert), read(key))
+        return cls(root_certificates=read(root), certificate_chain=read(cert), private_key=read(key))
 
 
 def service_config(retries: int) -> str:

@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -96,6 +96,7 @@ class Tally:
     """What came back so far, for the progress line and the summary."""
 
     total: int
+    _: KW_ONLY
     started: float = field(default_factory=time.monotonic)
     answers: list[Prediction] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)

@@ -34,7 +34,7 @@ import shlex
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from splitexit.delay_proxy import MAX_DELAY_MS, ProxyProcess
@@ -199,6 +199,7 @@ class NetnsTestbed(TierChain):
 
     link: str = "none"
     backhaul: str = "none"
+    _: KW_ONLY
     delays: dict[str, float] = field(default_factory=dict)
     settings: dict[Tier, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -277,7 +278,13 @@ class NetnsTestbed(TierChain):
             http_port=HTTP_PORT if self.http else 0,
         )
         prefix = ("ip", "netns", "exec", self.network.namespaces[tier])
-        return TierLaunch(tier, self.address(tier), {**self.env, **served}, self.log_dir / f"{tier.value}.log", prefix)
+        return TierLaunch(
+            tier=tier,
+            address=self.address(tier),
+            env={**self.env, **served},
+            log_path=self.log_dir / f"{tier.value}.log",
+            command_prefix=prefix,
+        )
 
     def host(self, tier: Tier) -> str:
         """The tier's address on its management link (reachable from the root namespace)."""

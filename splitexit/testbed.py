@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -37,7 +37,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TierProcess:
     """One started tier: its process, the address this process reaches its gRPC at, its log."""
 
@@ -59,7 +59,7 @@ class TierProcess:
             self.process.wait()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TierLaunch:
     """How to start one tier, kept so that it can be started again the same way.
 
@@ -85,7 +85,7 @@ class TierLaunch:
         command = [*self.command_prefix, sys.executable, "-m", "splitexit", "serve", self.tier.value]
         with self.log_path.open("ab" if append_log else "wb") as log:
             process = subprocess.Popen(command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
-        running = TierProcess(self.tier, self.address, process, self.log_path)
+        running = TierProcess(tier=self.tier, address=self.address, process=process, log_path=self.log_path)
         try:
             _wait_serving(running, self.health_tls)
         except BaseException:
@@ -193,7 +193,7 @@ def start_tier(tier: Tier, port: int, next_address: str | None, settings: dict[s
     Its log is ``log_dir/<tier>.log``.
     """
     env = tier_env(tier, LOOPBACK, port, next_address, settings, log_dir)
-    return TierLaunch(tier, f"{LOOPBACK}:{port}", env, log_dir / f"{tier.value}.log").start()
+    return TierLaunch(tier=tier, address=f"{LOOPBACK}:{port}", env=env, log_path=log_dir / f"{tier.value}.log").start()
 
 
 class TierChain:
@@ -253,6 +253,7 @@ class Testbed(TierChain):
 
     ports: dict[Tier, int] = field(default_factory=lambda: {Tier.DEVICE: 50051, Tier.EDGE: 50052, Tier.CLOUD: 50053})
     settings: dict[Tier, dict[str, str]] = field(default_factory=dict)
+    _: KW_ONLY
     http_port: int = 0
     metrics_ports: dict[Tier, int] = field(default_factory=dict)
     log_dir: Path = Path(".cache/logs")
@@ -278,4 +279,4 @@ class Testbed(TierChain):
             tier, LOOPBACK, self.ports[tier], next_address, settings, self.log_dir, **ports, tls_dir=self.tls_dir
         )
         address, log = f"{LOOPBACK}:{self.ports[tier]}", self.log_dir / f"{tier.value}.log"
-        return TierLaunch(tier, address, env, log, health_tls=self.client_tls)
+        return TierLaunch(tier=tier, address=address, env=env, log_path=log, health_tls=self.client_tls)

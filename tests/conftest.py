@@ -58,7 +58,7 @@ def whole_model(name: str) -> HostedModel:
     """Every block of a model package in this process (as the cloud hosts them all)."""
     package = DEFAULT_MODELS_DIR / name
     manifest = load_manifest(package)
-    return HostedModel(package, manifest, Chain.of(manifest), Tier.CLOUD, onnx_threads=1)
+    return HostedModel(package, manifest, Chain.of(manifest), tier=Tier.CLOUD, onnx_threads=1)
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ CALIBRATION_FRACTION = 0.15
 TEST_FRACTION = 0.15
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HeadConfig:
     """Hyperparameters of the exit heads' training (pooled features, so it is quick)."""
 
@@ -204,8 +204,13 @@ def seeded_splits(samples: Sequence[LabelledText], seed: int) -> TextSplits:
     calibration, test = np.array_split(held, 2)
     if min(len(fit), len(calibration), len(test)) == 0:
         raise DataError(f"{len(samples)} rows are too few to split into train, calibration and test")
-    pick = [[samples[i] for i in part] for part in (fit, calibration, test)]
-    return TextSplits(*pick, "seeded 15 % calibration split", "seeded 15 % test split")
+    return TextSplits(
+        train=[samples[i] for i in fit],
+        calibration=[samples[i] for i in calibration],
+        test=[samples[i] for i in test],
+        calibration_name="seeded 15 % calibration split",
+        test_name="seeded 15 % test split",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ FMNIST_HALF = 5000
 IMAGE_BATCH = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextSplits:
     train: list[LabelledText]
     calibration: list[LabelledText]
@@ -56,7 +56,11 @@ def sentiment_splits(seed: int = SEED) -> TextSplits:
         train += [records[i] for i in fit]
         held += [records[i] for i in rest]
     return TextSplits(
-        train, held, sentiment(DEPLOY_DOMAIN), f"held-out 20 % of {' + '.join(TRAIN_DOMAINS)}", DEPLOY_DOMAIN
+        train=train,
+        calibration=held,
+        test=sentiment(DEPLOY_DOMAIN),
+        calibration_name=f"held-out 20 % of {' + '.join(TRAIN_DOMAINS)}",
+        test_name=DEPLOY_DOMAIN,
     )
 
 
@@ -66,11 +70,11 @@ def bbc_splits(seed: int = SEED) -> TextSplits:
     fit, held = split_indices(len(articles), TEST_FRACTION, seed)
     calibration, test = (half_of(held, half) for half in ("validation", "test"))
     return TextSplits(
-        [articles[i] for i in fit],
-        [articles[i] for i in calibration],
-        [articles[i] for i in test],
-        "first half of the held-out 20 %",
-        "second half of the held-out 20 %",
+        train=[articles[i] for i in fit],
+        calibration=[articles[i] for i in calibration],
+        test=[articles[i] for i in test],
+        calibration_name="first half of the held-out 20 %",
+        test_name="second half of the held-out 20 %",
     )
 
 

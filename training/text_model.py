@@ -43,7 +43,7 @@ BACKBONE_SHA256_KEY = "backbone_sha256"  # ... and the sha256 of the weights the
 class MeanPoolHead(nn.Module):
     """An exit: masked mean over token positions, then a one-hidden-layer MLP."""
 
-    def __init__(self, num_classes: int, hidden: int, width: int = HEAD_WIDTH, dropout: float = 0.1) -> None:
+    def __init__(self, num_classes: int, hidden: int, *, width: int = HEAD_WIDTH, dropout: float = 0.1) -> None:
         super().__init__()
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(hidden, width), nn.GELU(), nn.Dropout(dropout), nn.Linear(width, num_classes)

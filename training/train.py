@@ -29,7 +29,7 @@ EXIT_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 WEIGHT_DECAY = 0.05
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Hyperparameters of one training run."""
 

@@ -59,7 +59,7 @@ class CheckData:
         return labels.astype(np.int64).reshape(-1)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EarlyExitNetwork:
     """A network to package: ``blocks[k-1]`` and ``exits[k-1]`` are block k and the exit head after it.
 

@@ -41,7 +41,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKEN_AXES = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PackageReport:
     """What ``packaging.json`` records: per block its cost, and how closely ONNX follows torch."""
 
@@ -149,7 +149,7 @@ def export_and_check(
             )
         )
     samples = sum(len(batch) for batch in batches)
-    return specs, PackageReport(costs, diff, samples, accuracy)
+    return specs, PackageReport(blocks=costs, parity_max_diff=diff, samples_checked=samples, exit_accuracy=accuracy)
 
 
 def measured_accuracy(

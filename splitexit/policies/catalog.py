@@ -98,7 +98,7 @@ class LearningPolicy(Policy, Protocol):
 
 
 def _bandit(name: str, p: PolicyParams, chain: Chain, costs: CostModel, **options: Any) -> BanditPolicy:
-    return BanditPolicy(name, split_arms(chain, p.alpha), chain, costs, mu=p.mu, c=p.ucb_c, **options)
+    return BanditPolicy(name, split_arms(chain, p.alpha), chain, costs=costs, mu=p.mu, c=p.ucb_c, **options)
 
 
 def _detector(p: PolicyParams) -> PageHinkley:
@@ -108,14 +108,14 @@ def _detector(p: PolicyParams) -> PageHinkley:
 def _router(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> ClusterRouter:
     arms = cascade_arms(chain, p.grid)
     return ClusterRouter(
-        name, arms, chain, costs, clusters=p.clusters, calibration=p.calibration, seed=p.seed, mu=p.mu, c=p.ucb_c
+        name, arms, chain, costs=costs, clusters=p.clusters, calibration=p.calibration, seed=p.seed, mu=p.mu, c=p.ucb_c
     )
 
 
 def _cascade(name: str, p: PolicyParams, chain: Chain, costs: CostModel) -> BanditPolicy:
     arms = tier_threshold_arms(chain, p.cascade_grid)
     return BanditPolicy(
-        name, arms, chain, costs, mu=p.mu, c=p.ucb_c, detector=_detector(p), credits=eager_credits(arms)
+        name, arms, chain, costs=costs, mu=p.mu, c=p.ucb_c, detector=_detector(p), credits=eager_credits(arms)
     )
 
 
@@ -152,7 +152,7 @@ BUILDERS: dict[str, Builder] = {
         name,
         i_splitee_arms(chain, p.alpha),
         chain,
-        DeviceSideCosts.of(costs),
+        costs=DeviceSideCosts.of(costs),
         mu=p.mu,
         c=p.ucb_c,
         side_observations=True,
@@ -161,10 +161,10 @@ BUILDERS: dict[str, Builder] = {
     "splitee-sw": lambda name, p, chain, costs: _bandit(name, p, chain, costs, window=p.window),
     "splitee-cd": lambda name, p, chain, costs: _bandit(name, p, chain, costs, detector=_detector(p)),
     "dimee": lambda name, p, chain, costs: BanditPolicy(
-        name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c
+        name, cascade_arms(chain, p.grid), chain, costs=costs, mu=p.mu, c=p.ucb_c
     ),
     "dimee-sw": lambda name, p, chain, costs: BanditPolicy(
-        name, cascade_arms(chain, p.grid), chain, costs, mu=p.mu, c=p.ucb_c, window=p.window
+        name, cascade_arms(chain, p.grid), chain, costs=costs, mu=p.mu, c=p.ucb_c, window=p.window
     ),
     "dimee-router": _router,
     "cascade": lambda name, p, chain, costs: _cascade(name, p, chain, costs),

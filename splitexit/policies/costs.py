@@ -55,7 +55,9 @@ class CostSettings(BaseModel):
         """What keeps ``costs`` in step with the answers, if ``measured`` is on."""
         if not self.measured:
             return None
-        return MeasuredCosts(costs, self.tier_weights, self.per_ms, self.per_mb, self.smoothing)
+        return MeasuredCosts(
+            costs, weights=self.tier_weights, per_ms=self.per_ms, per_mb=self.per_mb, smoothing=self.smoothing
+        )
 
 
 @dataclass
@@ -106,7 +108,7 @@ class MeasuredCosts:
     """
 
     def __init__(
-        self, costs: CostModel, weights: Mapping[Tier, float], per_ms: float, per_mb: float, smoothing: float
+        self, costs: CostModel, *, weights: Mapping[Tier, float], per_ms: float, per_mb: float, smoothing: float
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must lie in (0, 1], got {smoothing}")

@@ -119,14 +119,14 @@ class ClusterRouter(BanditPolicy):
         name: str,
         arms: Sequence[Arm],
         chain: Chain,
-        costs: CostModel,
         *,
+        costs: CostModel,
         clusters: int,
         calibration: int,
         seed: int,
         **bandit: Any,
     ) -> None:
-        super().__init__(name, arms, chain, costs, groups=clusters + 1, **bandit)
+        super().__init__(name, arms, chain, costs=costs, groups=clusters + 1, **bandit)
         if calibration < clusters:
             raise ValueError(f"calibration ({calibration}) needs at least as many samples as clusters ({clusters})")
         self.clusters = clusters

@@ -14,7 +14,7 @@ was observed (:meth:`Policy.observe`), so online policies learn without labels.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol, cast
 
 import numpy as np
@@ -36,6 +36,7 @@ class Plan:
     thresholds: tuple[float, ...] | None = None
     # The device / edge pass the sample on after this block even if they host more.
     last_block: Mapping[Tier, int] = field(default_factory=dict)
+    _: KW_ONLY
     # Which of its choices the deciding policy made, as (group, arm), handed back to
     # Policy.observe(); never on the wire. None: the plan is no arm of a bandit.
     arm: tuple[int, int] | None = None
@@ -75,7 +76,7 @@ class Plan:
                 raise InvalidInput(f"{tier.value}_last_block {block} is beyond the model's {num_exits} blocks")
             if block:
                 last_block[tier] = block
-        return cls(override.name or default_policy, thresholds, last_block)
+        return cls(policy=override.name or default_policy, thresholds=thresholds, last_block=last_block)
 
 
 def check_thresholds(thresholds: Sequence[float]) -> None:

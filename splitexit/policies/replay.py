@@ -29,7 +29,7 @@ from splitexit.policies.plan import Plan, Policy, show
 from splitexit.shared.tiers import TIERS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExitStream:
     """Per-exit outcomes of a labelled test set, and the phase (stationary part) of each sample."""
 
@@ -49,7 +49,7 @@ class ExitStream:
 
     def take(self, indices: np.ndarray) -> ExitStream:
         """The samples at ``indices`` (in that order), e.g. a smaller stream for a quick run."""
-        return ExitStream(*(getattr(self, name)[indices] for name in ExitStream.__dataclass_fields__))
+        return ExitStream(**{name: getattr(self, name)[indices] for name in ExitStream.__dataclass_fields__})
 
     def order(self, seed: int) -> np.ndarray:
         """Phase after phase; within each, the samples in a seeded random order."""
@@ -57,7 +57,7 @@ class ExitStream:
         return np.concatenate([rng.permutation(np.flatnonzero(self.phases == p)) for p in np.unique(self.phases)])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Trace:
     """What a policy did with each sample of one replay, in stream order."""
 

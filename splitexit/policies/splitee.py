@@ -60,7 +60,7 @@ class UCB:
     Ties go to the lowest arm, so the choice is deterministic.
     """
 
-    def __init__(self, arms: int, c: float = 1.0, discount: float = 1.0, window: int = 0) -> None:
+    def __init__(self, arms: int, *, c: float = 1.0, discount: float = 1.0, window: int = 0) -> None:
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must lie in (0, 1], got {discount}")
         if window < 0:
@@ -168,8 +168,8 @@ class BanditPolicy:
         name: str,
         arms: Sequence[Arm],
         chain: Chain,
-        costs: CostModel,
         *,
+        costs: CostModel,
         mu: float = 1.0,
         c: float = 1.0,
         discount: float = 1.0,
@@ -187,7 +187,7 @@ class BanditPolicy:
         self.side_observations = side_observations
         self.detector = detector
         self.credits = [list(arms) for arms in credits] if credits is not None else None
-        self.bandits = [UCB(len(arms), c, discount, window) for _ in range(groups)]
+        self.bandits = [UCB(len(arms), c=c, discount=discount, window=window) for _ in range(groups)]
         self.plans = [[replace(arm.plan, policy=name, arm=(g, i)) for i, arm in enumerate(arms)] for g in range(groups)]
         self.samples = 0
         self._taken: dict[tuple[int, int], Route] = {}  # (arm, exit block) -> route; the same in every group

@@ -108,7 +108,21 @@ def test_a_testbed_refuses_a_delay_on_no_link_or_out_of_range() -> None:
 def stats(policy: str, accuracy: float, latencies_ms: list[float]) -> PhaseStats:
     """A slow phase's stats with only what a verdict reads: accuracy and latencies."""
     p95 = float(max(latencies_ms))
-    return PhaseStats("slow", policy, len(latencies_ms), 0, 0, {}, accuracy, 0.0, p95, 0.0, 0.0, None, latencies_ms)
+    return PhaseStats(
+        phase="slow",
+        policy=policy,
+        samples=len(latencies_ms),
+        failed=0,
+        degraded=0,
+        shares={},
+        accuracy=accuracy,
+        p50_ms=0.0,
+        p95_ms=p95,
+        mean_cost=0.0,
+        cost_vs_final_layer=0.0,
+        offload_p50_ms=None,
+        latencies_ms=latencies_ms,
+    )
 
 
 def test_the_verdict_compares_at_the_same_accuracy_only() -> None:
@@ -159,7 +173,10 @@ def test_offloads_wait_the_link_delay_both_ways_and_not_once_it_is_removed(
 def test_the_phase_runner_reports_per_phase_exits_that_add_up_and_applies_each_phase(
     bed: NetnsTestbed, images: list[LabelledImage]
 ) -> None:
-    phases = [LinkPhase("fast", "wifi", 5.0, 12), LinkPhase("slow", "3g", 60.0, 12)]
+    phases = [
+        LinkPhase(name="fast", profile="wifi", delay_ms=5.0, samples=12),
+        LinkPhase(name="slow", profile="3g", delay_ms=60.0, samples=12),
+    ]
     run = run_link_phases(bed, images[: 1 + 24], ["fixed@0.9", "splitee-sw"], phases)
     assert len(run.stats) == 4 and len(run.link_cost) == 2
     for phase_stats in run.stats:

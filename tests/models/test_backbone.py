@@ -95,7 +95,7 @@ def test_the_command_packages_an_encoder_folder_that_a_tier_serves(
     assert report["calibration_samples"] == report["test_samples"] == 12
     # a tier's onnxruntime chain gives torch's logits at every exit
     chain = Chain.of(manifest, None)
-    served = HostedModel(out, manifest, chain, Tier.CLOUD, 1)
+    served = HostedModel(out, manifest, chain, tier=Tier.CLOUD, onnx_threads=1)
     tokenizer = TextTokenizer.from_package(out, manifest.input)
     reference = load_reference(out, 2, load_encoder(small_mpnet))
     x = tokenizer.encode_utf8(rows[0]["text"].encode())

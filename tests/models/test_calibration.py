@@ -63,7 +63,7 @@ def test_the_tiers_confidences_are_the_softmax_at_each_exits_temperature() -> No
     manifest = load_manifest(IMAGE_MODEL_DIR)
     assert all(b.temperature not in (None, 1.0) for b in manifest.blocks)
     chain = Chain.of(manifest, None)
-    model = HostedModel(IMAGE_MODEL_DIR, manifest, chain, Tier.CLOUD, 1)
+    model = HostedModel(IMAGE_MODEL_DIR, manifest, chain, tier=Tier.CLOUD, onnx_threads=1)
     pixels, _ = load("test")
     x = normalize_images(pixels[:8], manifest.input)
     never = [[1.0] * manifest.num_blocks] * len(x)  # no early exit: every block runs

@@ -80,7 +80,7 @@ def test_a_package_the_tiers_load_with_costs_and_exit_accuracy(images: tuple[Ten
     assert report["blocks"][0]["macs"] == manifest.blocks[0].macs == conv1
     assert report["samples_checked"] == 301 and report["parity_max_diff"] <= 1e-4
     x, y = images
-    hosted = HostedModel(tmp_path / "tiny", manifest, Chain.of(manifest), Tier.CLOUD, onnx_threads=1)
+    hosted = HostedModel(tmp_path / "tiny", manifest, Chain.of(manifest), tier=Tier.CLOUD, onnx_threads=1)
     runs = hosted.run(1, x.numpy(), [[1.0] * 3] * len(x), [3] * len(x))  # every sample to the final exit
     with torch.no_grad():
         final = net.exits[2](net.blocks[2](net.blocks[1](net.blocks[0](x))))
@@ -99,7 +99,15 @@ def test_a_text_package_keeps_the_token_axis_dynamic(tmp_path: Path) -> None:
     exits = [nn.Sequential(nn.Linear(16, 2), MeanOverTokens()) for _ in blocks]
     tokenizer = TextTokenizer(Tokenizer.from_file(str(TOKENIZER)), 32)
     ids = [torch.from_numpy(tokenizer.encode_utf8(t)) for t in (b"Great film.", b"Dull, and far too long.")]
-    net = EarlyExitNetwork("tiny-text", blocks, exits, ids[0], ["negative", "positive"], spec, CheckData(ids, [1, 0]))
+    net = EarlyExitNetwork(
+        name="tiny-text",
+        blocks=blocks,
+        exits=exits,
+        example=ids[0],
+        labels=["negative", "positive"],
+        preprocessing=spec,
+        data=CheckData(ids, [1, 0]),
+    )
     manifest = write_package(net, tmp_path / "text")
     assert manifest.task == "text-classification" and manifest.input.max_tokens == 32
     assert manifest.blocks[0].input.shape == [None, None] and manifest.blocks[0].input.vocab_size == 30522
@@ -188,8 +196,8 @@ def test_the_command_packages_a_file_and_refuses_in_one_line(tmp_path: Path) -> 
         "from torch import nn\nfrom splitexit.packaging import EarlyExitNetwork, ImageInput\nimport torch\n"
         "def describe():\n"
         "    spec = ImageInput(channels=1, height=28, width=28, mean=0.0, std=1.0)\n"
-        "    return EarlyExitNetwork('bad', [nn.Conv2d(1, 4, 3)], [nn.Flatten()], torch.zeros(1, 1, 28, 28), ['a', "
-        "'b'], spec)\n"
+        "    return EarlyExitNetwork(name='bad', blocks=[nn.Conv2d(1, 4, 3)], exits=[nn.Flatten()],\n"
+        "        example=torch.zeros(1, 1, 28, 28), labels=['a', 'b'], preprocessing=spec)\n"
     )
     command = [sys.executable, "-m", "splitexit", "package"]
     result = subprocess.run(

@@ -12,7 +12,7 @@ import asyncio
 import io
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import grpc
@@ -118,6 +118,7 @@ class Recorder:
 
     code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     fail_first: int = 0
+    _: KW_ONLY
     calls: int = 0
     tokens: list[str] = field(default_factory=list)
 

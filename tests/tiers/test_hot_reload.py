@@ -48,7 +48,16 @@ def package(out: Path, version: str, seed: int) -> SegmentedModel:
     exits = [nn.Sequential(nn.Flatten(), nn.Linear(c * s * s, 10)) for c, s in ((4, 14), (8, 7), (8, 4))]
     pixels, _ = fashion_mnist.load("test")
     x = torch.from_numpy(normalize_images(pixels[:64], SPEC))
-    network = EarlyExitNetwork(NAME, blocks, exits, x[:1], list(fashion_mnist.LABELS), SPEC, CheckData(x), version)
+    network = EarlyExitNetwork(
+        name=NAME,
+        blocks=blocks,
+        exits=exits,
+        example=x[:1],
+        labels=list(fashion_mnist.LABELS),
+        preprocessing=SPEC,
+        data=CheckData(x),
+        version=version,
+    )
     write_package(network, out)
     return SegmentedModel(Segment(b, e) for b, e in zip(blocks, exits)).eval()
 

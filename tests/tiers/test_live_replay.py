@@ -54,7 +54,13 @@ def stream(images: list[LabelledImage], manifest: Manifest) -> ExitStream:
     x = [decode_image(image.png, manifest.input) for image in chosen]
     confidences, predictions = exit_outcomes(IMAGE_MODEL_DIR, manifest, x, batch=1)
     labels = np.array([image.label for image in chosen])
-    return ExitStream(confidences, predictions, labels, np.stack([embed(s) for s in x]), np.zeros(len(x), int))
+    return ExitStream(
+        confidences=confidences,
+        predictions=predictions,
+        labels=labels,
+        embeddings=np.stack([embed(s) for s in x]),
+        phases=np.zeros(len(x), int),
+    )
 
 
 def send_one_at_a_time(

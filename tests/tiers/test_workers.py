@@ -67,7 +67,7 @@ def test_two_cloud_workers_share_the_port_and_both_answer(
     samples = images[: 2 * CONNECTIONS]
     requests = continue_requests(image_model, samples, first=5)  # the cloud's first block by default
     expected = [final_label(image_model, image) for image in samples]
-    pool = TierLaunch(Tier.CLOUD, f"{LOOPBACK}:{port}", env, tmp_path / "cloud.log").start()
+    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
     try:
         wait_workers(metrics_port, 2)
         answers = asyncio.run(ask_on_own_connections(pool.address, requests))

@@ -19,7 +19,12 @@ MODEL = "fmnist-cnn"
 
 def pipeline(limit: int = 4) -> Pipeline:
     metrics = TierMetrics(Tier.DEVICE, [MODEL])
-    line = Pipeline(metrics, InFlightLimit(limit, "the device", "SPLITEXIT_DEVICE_MAX_IN_FLIGHT"), "device", 5.0)
+    line = Pipeline(
+        metrics=metrics,
+        admission=InFlightLimit(limit, "the device", "SPLITEXIT_DEVICE_MAX_IN_FLIGHT"),
+        where="device",
+        default_timeout_s=5.0,
+    )
     line.default_model = MODEL  # what a request that names no model (or cannot be read) is counted under
     return line
 

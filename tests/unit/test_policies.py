@@ -283,7 +283,13 @@ def tiny_stream() -> ExitStream:
         ]
     )
     predictions = np.zeros((3, 6), dtype=np.int64)
-    return ExitStream(confidences, predictions, np.zeros(3, dtype=np.int64), np.zeros((3, 1)), np.array([0, 0, 1]))
+    return ExitStream(
+        confidences=confidences,
+        predictions=predictions,
+        labels=np.zeros(3, dtype=np.int64),
+        embeddings=np.zeros((3, 1)),
+        phases=np.array([0, 0, 1]),
+    )
 
 
 def test_oracle_and_regret_on_a_tiny_stream() -> None:

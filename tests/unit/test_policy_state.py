@@ -32,7 +32,7 @@ PARAMS = PolicyParams(clusters=2, calibration=6)
 
 @pytest.fixture(scope="module")
 def model(manifest: Manifest) -> HostedModel:
-    return HostedModel(IMAGE_MODEL_DIR, manifest, Chain.of(manifest), Tier.DEVICE, onnx_threads=1)
+    return HostedModel(IMAGE_MODEL_DIR, manifest, Chain.of(manifest), tier=Tier.DEVICE, onnx_threads=1)
 
 
 def device_policies(state_dir: Path, model: HostedModel, params: PolicyParams = PARAMS) -> PolicyStore:
