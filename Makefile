@@ -118,10 +118,10 @@ links: data models  ## as root: the device-edge link degrades and recovers (100 
 dashboard: data models  ## draw docs/dashboard.png from a real Prometheus scraping a loaded local testbed (~2 min)
 	$(PY) -m bench.dashboard
 
-evaluate: data models models-large  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~10 min)
+evaluate: data models models-large  ## replay the test streams through every policy; docs/results/policies.md, plots in docs/policies (~20 min)
 	$(PY) -m lab.evaluate --page
 
-results: data models  ## as root: rerun demo, bench, evaluate, faults, links and the console examples; regenerate docs/results/ and the README's headline (~35 min)
+results: data models models-large  ## as root: rerun demo, bench, evaluate, faults, links and the console examples; regenerate docs/results/ and the README's headline (~50 min)
 	@$(NEEDS_ROOT)
 	$(PY) -m lab.evaluate --page
 	$(PY) -m bench.faults_report
