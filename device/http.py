@@ -68,8 +68,6 @@ exits, hosted ranges, policies). ``GET /`` is a page to try the models
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -78,11 +76,21 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf.json_format import ParseDict
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from splitexit.device.auth import Tokens
 from splitexit.device.discovery import list_models, model_metadata
+from splitexit.device.http_body import (
+    HttpError,
+    decode_base64,
+    is_json,
+    json_body,
+    media_type_of,
+    read_body,
+    too_large,
+    validation_message,
+)
 from splitexit.device.http_models import (
     AS_IS,
     BATCH_AS_IS,
@@ -120,15 +128,6 @@ HTTP_STATUS = {
 CODE_OF_HTTP = {400: Code.INVALID_ARGUMENT, 404: Code.NOT_FOUND, 405: Code.UNIMPLEMENTED, 413: Code.RESOURCE_EXHAUSTED}
 
 
-class HttpError(ServingError):
-    """An error of the HTTP layer itself, with its own status."""
-
-    def __init__(self, status: int, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 def _serving_error_response(error: ServingError) -> JSONResponse:
     if isinstance(error, HttpError):
         status = error.status
@@ -140,53 +139,10 @@ def _serving_error_response(error: ServingError) -> JSONResponse:
     return response
 
 
-def _validation_message(errors: Any) -> str:
-    """Pydantic's error list as one readable line: ``top_k: Input should be ...``."""
-    parts = []
-    for error in errors:
-        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
-        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
-    return "; ".join(parts) or "the request is malformed"
-
-
-def _too_large(size: str, limit: int, what: str) -> HttpError:
-    setting = "MAX_TEXT_BYTES" if what == "text" else "MAX_IMAGE_BYTES"
-    return HttpError(
-        413,
-        Code.RESOURCE_EXHAUSTED,
-        f"the {what} is {size}; the device accepts at most {limit:,} bytes (SPLITEXIT_DEVICE_{setting})",
-    )
-
-
-async def _read_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise HttpError(400, Code.INVALID_ARGUMENT, f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise _too_large(f"{int(declared):,} bytes", limit, what)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(f"over {limit:,} bytes", limit, what)
-    return bytes(body)
-
-
-def _decode_base64(text: str, what: str = "image_base64") -> bytes:
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise HttpError(400, Code.INVALID_ARGUMENT, f"{what} is not valid base64: {exc}") from None
-
-
 async def _infer_request(request: Request, settings: DeviceSettings, query: BaseModel) -> pb.InferRequest:
     """Either form of ``POST /v1/infer`` as the ``InferRequest`` a gRPC client would send."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
+    media_type = media_type_of(request)
+    if is_json(media_type):
         if request.query_params:
             raise HttpError(
                 400,
@@ -195,25 +151,21 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
             )
         # the base64 of the largest image, or the largest text with every character \u-escaped, and the rest
         limit = max(4 * -(-settings.max_image_bytes // 3), 6 * settings.max_text_bytes) + 4096
-        body = await _read_body(request, limit, "JSON body")
-        try:
-            fields = InferJSON.model_validate_json(body)
-        except ValidationError as exc:
-            raise HttpError(400, Code.INVALID_ARGUMENT, f"bad JSON body: {_validation_message(exc.errors())}") from None
+        fields = await json_body(request, limit, InferJSON)
         if fields.text is not None:
             if fields.image_base64:
                 raise HttpError(400, Code.INVALID_ARGUMENT, "send either image_base64 or text, not both")
             return _message(fields, text=fields.text.encode("utf-8"))  # lone surrogates fail JSON validation
         if not fields.image_base64:
             raise HttpError(400, Code.INVALID_ARGUMENT, "the JSON body needs image_base64 (an image) or text")
-        image = _decode_base64(fields.image_base64)
+        image = decode_base64(fields.image_base64)
         if len(image) > settings.max_image_bytes:
-            raise _too_large(f"{len(image):,} bytes", settings.max_image_bytes, "image in image_base64")
+            raise too_large(f"{len(image):,} bytes", settings.max_image_bytes, "image in image_base64")
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
-        image = await _read_body(request, settings.max_image_bytes, "image")
+        image = await read_body(request, settings.max_image_bytes, "image")
         fields = query
     elif media_type == "text/plain":
-        return _message(query, text=await _read_body(request, settings.max_text_bytes, "text"))
+        return _message(query, text=await read_body(request, settings.max_text_bytes, "text"))
     else:
         raise HttpError(
             415,
@@ -227,21 +179,17 @@ async def _infer_request(request: Request, settings: DeviceSettings, query: Base
 
 async def _batch_request(request: Request, settings: DeviceSettings) -> pb.InferBatchRequest:
     """The JSON body of ``POST /v1/infer/batch`` as the ``InferBatchRequest`` a gRPC client would send."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
+    media_type = media_type_of(request)
+    if not is_json(media_type):
         raise HttpError(
             415, Code.INVALID_ARGUMENT, f"send the batch as application/json, not {media_type or '(none)'!r}"
         )
-    body = await _read_body(request, 2 * settings.max_message_bytes, "JSON body")
-    try:
-        fields = InferBatchJSON.model_validate_json(body)
-    except ValidationError as exc:
-        raise HttpError(400, Code.INVALID_ARGUMENT, f"bad JSON body: {_validation_message(exc.errors())}") from None
+    fields = await json_body(request, 2 * settings.max_message_bytes, InferBatchJSON)
     if fields.texts is not None and fields.images_base64:
         raise HttpError(400, Code.INVALID_ARGUMENT, "send either images_base64 or texts, not both")
     message = ParseDict(fields.model_dump(include=set(BATCH_AS_IS), exclude_none=True), pb.InferBatchRequest())
     message.texts.extend(text.encode("utf-8") for text in fields.texts or ())
-    message.images.extend(_decode_base64(b, f"images_base64[{i}]") for i, b in enumerate(fields.images_base64))
+    message.images.extend(decode_base64(b, f"images_base64[{i}]") for i, b in enumerate(fields.images_base64))
     plan = override(fields.threshold, fields.policy)
     if plan is not None:
         message.policy.CopyFrom(plan)
@@ -272,7 +220,7 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Token
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, Code.INVALID_ARGUMENT, _validation_message(exc.errors()))
+        return error_response(400, Code.INVALID_ARGUMENT, validation_message(exc.errors()))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -284,7 +232,7 @@ def create_app(servicer: DeviceServicer, settings: DeviceSettings, tokens: Token
 
     @app.exception_handler(ResponseValidationError)
     async def bad_answer(_: Request, exc: ResponseValidationError) -> JSONResponse:
-        detail = f"the device's answer does not match its schema: {_validation_message(exc.errors())}"
+        detail = f"the device's answer does not match its schema: {validation_message(exc.errors())}"
         return error_response(500, Code.INTERNAL, detail)
 
     guard = [Depends(_token_guard(tokens))]  # on every /v1 route

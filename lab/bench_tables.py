@@ -10,12 +10,13 @@ from typing import Any
 
 def bench_section(path: Path) -> str:
     report = json.loads(path.read_text())
+    every_path = {**report["paths"], **report["large_model_paths"]}
     parts = [
         f"`make bench` ({'a quick smoke run, not for comparison' if report['quick'] else 'one run'}, "
         f"{report['machine']['cpus']} cores, loopback; every ratio is from the same run). "
         "Bare = the same onnxruntime segments in one process, no gRPC.",
-        paths_table({**report["paths"], **report["large_model_paths"]}),
-        overhead_share_line({**report["paths"], **report["large_model_paths"]}),
+        paths_table(every_path),
+        overhead_share_line(every_path),
         throughput_table(report),
         workers_line(report["cloud_workers"]),
         triton_table(report["triton"]),

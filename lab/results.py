@@ -40,6 +40,14 @@ def image_model_table() -> str:
     return f"Model `{manifest.name}` (Fashion-MNIST, early-exit ResNet-style CNN):\n\n" + "\n".join(rows)
 
 
+def exit_header(exits: int) -> list[str]:
+    """The header of a table with one accuracy column per exit."""
+    return [
+        "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
+        "|---|" + "---:|" * exits,
+    ]
+
+
 def accuracy_row(name: str, accuracies: list[float]) -> str:
     return f"| {name} | " + " | ".join(f"{a:.1%}" for a in accuracies) + " |"
 
@@ -50,8 +58,7 @@ def text_model_table() -> str:
     topic = json.loads((DEFAULT_MODELS_DIR / "minilm-bbc-topic" / "evaluation.json").read_text())
     exits = len(topic["test_accuracy"])
     rows = [
-        "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
-        "|---|" + "---:|" * exits,
+        *exit_header(exits),
         accuracy_row(
             f"`minilm-bbc-topic`, BBC News ({topic['test_samples']} held-out articles)", topic["test_accuracy"]
         ),
@@ -83,8 +90,7 @@ def large_model_table() -> str:
     evaluation = json.loads((ROOT / LARGE_MODELS_DIR / "mpnet-sentiment" / "evaluation.json").read_text())
     exits = len(evaluation["rotations"][0]["in_domain_accuracy"])
     rows = [
-        "| task, test set | " + " | ".join(f"exit {k}" for k in range(1, exits + 1)) + " |",
-        "|---|" + "---:|" * exits,
+        *exit_header(exits),
         *sentiment_rows("`mpnet-sentiment`", evaluation),
     ]
     return (
