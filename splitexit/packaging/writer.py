@@ -27,6 +27,7 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 from torch import Tensor
+from tqdm import tqdm
 
 from splitexit.packaging.checks import check_inputs, fused, trace_shapes
 from splitexit.packaging.description import EarlyExitNetwork, PackagingError, TextPreprocessing
@@ -117,7 +118,7 @@ def export_and_check(
     """
     text = isinstance(spec, TextInput)
     sessions = []
-    for k, x in enumerate(tensors[:-1], start=1):
+    for k, x in enumerate(tqdm(tensors[:-1], desc=f"export {network.name}", unit="block"), start=1):
         path = staging / f"block{k}.onnx"
         try:
             with torch.no_grad(), native_stdout_discarded():

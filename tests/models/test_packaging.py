@@ -231,7 +231,7 @@ def test_without_torch_the_command_says_what_to_install(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", no_torch, "package", "net.py:describe", "--out", str(tmp_path / "out")]
     result = subprocess.run(argv, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == (
-        "splitexit package: needs torch and onnx (torch is missing): pip install 'splitexit[package]'"
+        "splitexit package: needs torch, onnx and tqdm (torch is missing): pip install 'splitexit[package]'"
     )
 
 
