@@ -9,6 +9,7 @@ Fashion-MNIST test images written as PNGs, 30 per class.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ from splitexit.shared.runtime import exit_probabilities  # noqa: E402
 from splitexit.shared.tiers import Tier  # noqa: E402
 from splitexit.testbed import Testbed, free_port  # noqa: E402
 from tests.conftest import IMAGE_MODEL_DIR  # noqa: E402
-from training.backbone import main  # noqa: E402
+from tests.deploy_files import ROOT  # noqa: E402
+from training.backbone import arguments, main  # noqa: E402
 from training.calibration import CALIBRATION_KEY, EVALUATION_FILE  # noqa: E402
 from training.cnn import load_reference  # noqa: E402
 from training.cnn_backbone import load_heads  # noqa: E402
@@ -197,3 +199,15 @@ def test_bad_input_is_one_line_saying_what_is_wrong(
     assert code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert re.search(message, err.removeprefix("error: ")), err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_docs_command_is_the_one_tested() -> None:
+    """docs/models.md's command parses, and with this test's preprocessing."""
+    page = (ROOT / "docs" / "models.md").read_text()
+    section = page[page.index("## Exits on a torch CNN") :]
+    (command,) = re.findall(r"```sh\n(.*?)```", section, re.S)[:1]
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:3] == ["python", "-m", "training.backbone"]
+    args = arguments().parse_args(argv[3:])
+    assert (args.channels, args.size, args.mean, args.std) == (SPEC.channels, (28, 28), SPEC.mean, SPEC.std)
+    assert [argv[argv.index(flag) + 1] for flag in PREPROCESSING[::2]] == PREPROCESSING[1::2]
