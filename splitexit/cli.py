@@ -55,7 +55,9 @@ def _package(args: argparse.Namespace) -> None:
         from splitexit.packaging.command import run
     except ImportError as exc:  # torch, onnx or tqdm is not installed
         missing = exc.name or exc
-        sys.exit(f"splitexit package: needs torch, onnx and tqdm ({missing} is missing): pip install 'splitexit[package]'")
+        sys.exit(
+            f"splitexit package: needs torch, onnx and tqdm ({missing} is missing): pip install 'splitexit[package]'"
+        )
     try:
         print(run(args.target, args.out), flush=True)
     except PackagingError as exc:
