@@ -40,6 +40,7 @@ from splitexit.shared.manifest import MANIFEST_FILE, BlockSpec, ImageInput, Mani
 REPORT_FILE = "packaging.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKEN_AXES = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
+FOLDER_MODE = 0o755  # as mkdir makes folders under the usual umask
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,7 +206,12 @@ def write_manifest(package_dir: Path, manifest: Manifest) -> None:
 
 
 def replace_folder(staging: Path, out: Path) -> None:
-    """Move ``staging`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    """Move ``staging`` to ``out``; an existing ``out`` is moved aside first and removed after.
+
+    ``out`` gets ``FOLDER_MODE``: a temporary folder is its owner's alone, a package is read by the tiers'
+    users too.
+    """
+    staging.chmod(FOLDER_MODE)
     if out.exists():
         old = out.parent / f".{out.name}.replaced-{staging.name}"
         out.rename(old)

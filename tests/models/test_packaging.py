@@ -68,6 +68,7 @@ def test_a_package_the_tiers_load_with_costs_and_exit_accuracy(images: tuple[Ten
     net = network(images, [conv(1, 4), conv(4, 8), conv(8, 8)], [head(4, 14), head(8, 7), head(8, 4)])
     manifest = write_package(net, tmp_path / "tiny")
     assert verify_package(tmp_path / "tiny") == manifest
+    assert (tmp_path / "tiny").stat().st_mode & 0o777 == 0o755  # readable by a tier running as another user
     assert [b.input.shape for b in manifest.blocks] == [[None, 1, 28, 28], [None, 4, 14, 14], [None, 8, 7, 7]]
     assert {tier: (r.first, r.last) for tier, r in manifest.default_ranges.items()} == {
         Tier.DEVICE: (1, 1),

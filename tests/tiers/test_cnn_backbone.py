@@ -114,6 +114,7 @@ def test_the_package_has_an_exit_per_block_calibrated_on_its_own_split(packaged:
     assert manifest.num_blocks == 6 and manifest.input == SPEC
     assert all(block.temperature is not None and block.macs > 0 for block in manifest.blocks)
     assert (tmp / "models" / NAME / "heads.safetensors").is_file()
+    assert (tmp / "models" / NAME).stat().st_mode & 0o777 == 0o755 and not list((tmp / "models").glob(".*"))
     report = (tmp / "models" / NAME / EVALUATION_FILE).read_text()
     assert f'"{CALIBRATION_KEY}"' in report and '"calibration_samples": 45' in report and '"test_samples": 45' in report
     # pooled exits on a trained CNN: the deepest beats chance by far (10 classes)
