@@ -8,7 +8,9 @@ with the gRPC transport floor and the overhead beyond it per hop
 clients, unary and streamed, 64 images per ``InferBatch`` with 4 in flight, and the cloud tier
 alone fed by a link, each ÷ bare onnxruntime at its best batch on the same cores;
 the dynamic batcher's gain (the same loads with batching off); the cloud tier
-alone with 1 and 2 worker processes (:mod:`bench.workers`); one sample per
+alone with 1 and 2 worker processes (:mod:`bench.workers`); the cloud tier run
+inside the bench process, without gRPC, and the µs of each per-sample stage
+(:mod:`bench.tier_cost`); one sample per
 request at 1, 8 and 64 in flight against Triton on the same segments
 (:mod:`bench.triton`); latency with early exits and to the final layer at half
 the all-to-cloud capacity; the HTTP gateway against LitServe serving the same
@@ -41,6 +43,7 @@ from bench.paths import PathInputs, exit_plans, measure_path
 from bench.policy_speed import microseconds_per_decision
 from bench.rates import batch_rate, link_rate, offered_load, stream_rate, unary_load, unary_rate
 from bench.services import echo_service, litserve_service
+from bench.tier_cost import in_process_rate, stage_costs
 from bench.tls_cost import tls_cost
 from bench.triton import triton_rates
 from bench.workers import cloud_workers_rates
@@ -244,6 +247,8 @@ def measure(quick: bool) -> dict[str, object]:
             throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)
         )
     report["cloud_workers"] = cloud_workers_rates(cloud_requests(images, count), LOGS)
+    report["cloud_in_process"] = asyncio.run(in_process_rate(cloud_requests(images, count), 64))
+    report["stage_us"] = stage_costs(cloud_requests(images, 1)[0], 2000 // scale)
     report["tls"] = tls_cost([_all_to_cloud(request) for request in images.requests], LOGS)
     report["bare"] = bare_rates(images, processes=os.cpu_count() or 1)
     report["codecs"] = codec_report(DEFAULT_MODELS_DIR, limit=200 if quick else None)

@@ -20,6 +20,8 @@ def bench_section(path: Path) -> str:
         package_time_line(report["large_model_package"]),
         throughput_table(report),
         workers_line(report["cloud_workers"]),
+        in_process_line(report),
+        stages_table(report["stage_us"]),
         triton_table(report["triton"]),
         offered_load_line(report["offered_load"]),
         http_line(report["http"]),
@@ -108,6 +110,40 @@ def workers_line(rates: dict[str, float]) -> str:
         f"with 2 links each, on connections of their own, 64 in flight: 1 worker {rates['1']:,.0f}/s, 2 workers "
         f"{rates['2']:,.0f}/s "
         f"({rates['2'] / rates['1']:.2f}×)."
+    )
+
+
+def in_process_line(report: dict[str, Any]) -> str:
+    """The cloud tier without gRPC beside the cloud tier fed by a link, and its CPU per sample beside bare's."""
+    inside, linked = report["cloud_in_process"], report["throughput"]["cloud_alone_64"]
+    batch, bare = _best(report["bare"]["cloud_blocks"])
+    cores = report["machine"]["cpus"]
+    return (
+        "The cloud tier run inside the bench process (its pipeline, `Tier` servicer, batcher and onnxruntime; no "
+        f"gRPC, no sockets), fed the same requests 64 at a time: {inside['per_s']:,.0f}/s, "
+        f"{inside['per_s'] / linked:.2f}× the cloud tier fed by a link, at {inside['cpu_us']:,.0f} µs of CPU per "
+        f"sample; bare onnxruntime takes {1e6 * cores / bare:,.1f} µs of CPU per sample on the same blocks "
+        f"(batch {batch}). The rest is the tier's own work per sample, timed stage by stage below."
+    )
+
+
+STAGE_NAMES = {
+    "parse_request": "parse a `ContinueRequest` off the wire",
+    "pipeline": "the request pipeline (metrics, validation, admission, deadline) around a handler that does nothing",
+    "decode_activation": "decode and check the activation",
+    "parse_plan": "read the plan",
+    "metrics_hop": "count the hop in metrics (stage times, α, exit)",
+    "serialize_answer": "serialize the `InferResponse`",
+    "parse_answer": "parse it on the tier before",
+}
+STAGE_BOUND_US = 10.0  # issue 20: what stays per sample is small
+
+
+def stages_table(stage_us: dict[str, float]) -> str:
+    rows = ["| per-sample stage (cloud, one image's activation) | µs |", "|---|---:|"]
+    rows += [f"| {STAGE_NAMES[name]} | {us:.1f} |" for name, us in stage_us.items()]
+    return "What each per-sample stage of a resuming tier costs, timed alone in the bench process:\n\n" + "\n".join(
+        rows
     )
 
 
@@ -241,6 +277,13 @@ def targets(report: dict[str, Any]) -> list[Target]:
             bound=-0.2,
             shape="{:+.2f}",
         ),
+        Target(
+            what=f"slowest per-sample stage of a resuming tier ({_slowest(report['stage_us'])})",
+            value=max(report["stage_us"].values()),
+            bound=STAGE_BOUND_US,
+            at_least=False,
+            shape="{:.1f} µs",
+        ),
         Target(what="the cloud tier alone, 2 workers ÷ 1 worker", value=workers["2"] / workers["1"], bound=1.5),
         Target(
             what="all to cloud, one sample per message, 64 in flight ÷ Triton (same segments, one hop)",
@@ -248,6 +291,10 @@ def targets(report: dict[str, Any]) -> list[Target]:
             bound=1,
         ),
     ]
+
+
+def _slowest(stage_us: dict[str, float]) -> str:
+    return STAGE_NAMES[max(stage_us, key=lambda name: stage_us[name])].split(" (")[0]
 
 
 def _per_hop_targets(paths: dict[str, dict[str, float]]) -> list[Target]:

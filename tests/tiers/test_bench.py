@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.triton import triton_python, unavailable_reason
-from lab.bench_tables import bench_section
+from lab.bench_tables import STAGE_NAMES, bench_section
 
 
 def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
@@ -35,6 +35,8 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
     assert set(report["policy_us"]) >= {"splitee", "dimee", "thresholds"}
     assert report["tls"]["tls_p50_ms"] > 0 and report["tls"]["plaintext_p50_ms"] > 0
+    assert report["cloud_in_process"]["per_s"] > 0 and report["cloud_in_process"]["cpu_us"] > 0
+    assert set(report["stage_us"]) == set(STAGE_NAMES) and all(us > 0 for us in report["stage_us"].values())
     assert set(report["cloud_workers"]) == {"1", "2"} and all(v > 0 for v in report["cloud_workers"].values())
     ours, triton = report["triton"]["splitexit"], report["triton"]["triton"]
     assert set(ours) == {"1", "8", "64"} and all(load["p50_ms"] > 0 for load in ours.values())
@@ -50,5 +52,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     )
     assert "| InferBatch, 64 images per message, 4 in flight |" in section
     assert "`mpnet-sentiment` (all-mpnet-base-v2): its 12 ONNX slices" in section
-    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 10
+    assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 11
+    assert "run inside the bench process" in section and "| read the plan |" in section
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
