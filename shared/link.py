@@ -19,7 +19,8 @@ again at once:
 * a watch of the next tier's health (``grpc.health.v1.Health/Watch``) keeps
   :attr:`TierLink.reachable` current, so while the next tier is down or
   draining, calls fail at once instead of waiting, and traffic returns within
-  about half a second of it reporting SERVING again.
+  about half a second of it reporting SERVING again; a watch that ends with its
+  connection (a GOAWAY) is renewed before the tier is taken for down.
 
 Failures are :class:`~splitexit.shared.errors.LinkFailure`\\ s, which a tier can
 answer degraded from (see :mod:`splitexit.shared.node`).
@@ -50,6 +51,7 @@ from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 Dial = Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel]  # (address, options) -> a channel (TLS or not)
 WATCH_RETRY_S = 0.1  # between health watches while the next tier is down
+RENEW_S = 0.5  # how long a watch renewed after its connection ended may take to hear from the tier
 
 
 def _why(exc: Exception) -> str:
@@ -209,13 +211,26 @@ class TierLink:
             waiting.set_result(outcome)
 
     async def _watch_health(self) -> None:
+        """Follow the next tier's health. A watch that ends while the tier was serving may be the connection's
+        end, not the tier's (a GOAWAY, a maximum connection age): it is renewed at once, and the tier is only
+        taken for down if the renewal has no word from it within ``RENEW_S``."""
         health = health_pb2_grpc.HealthStub(self._channel)
+        renewing = False
         while True:
+            call = health.Watch(health_pb2.HealthCheckRequest())
             try:
-                async for reply in health.Watch(health_pb2.HealthCheckRequest()):
-                    self._set_reachable(reply.status == health_pb2.HealthCheckResponse.SERVING)
-            except grpc.aio.AioRpcError:
-                pass
+                async with asyncio.timeout(RENEW_S if renewing else None):
+                    first = await call.read()
+                while first is not grpc.aio.EOF:
+                    renewing = False
+                    self._set_reachable(first.status == health_pb2.HealthCheckResponse.SERVING)
+                    first = await call.read()
+            except (grpc.aio.AioRpcError, TimeoutError):
+                call.cancel()
+            if self.reachable and not renewing:
+                renewing = True
+                continue
+            renewing = False
             self._set_reachable(False)
             await asyncio.sleep(WATCH_RETRY_S)
 
