@@ -57,7 +57,8 @@ def fuzz_lines(report: FuzzReport) -> str:
     statuses = ", ".join(f"{code} {n:,}" for code, n in sorted(report.by_status.items(), key=lambda item: -item[1]))
     delay = report.delay_ms()
     return (
-        f"Fuzz: {report.messages:,} hostile messages over every RPC of every tier: {statuses}; "
+        f"Fuzz: {report.messages:,} answers to hostile messages over all {len(report.seconds)} RPCs of the tiers "
+        f"(plaintext): {statuses}; "
         f"INTERNAL or UNKNOWN: {len(report.bad)}; no tier crashed. A good image sent every 50 ms meanwhile (from "
         "its own "
         f"process) was delayed, against its median without the fuzz, by {delay['p50']:.1f} ms at the median, "

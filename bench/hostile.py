@@ -8,9 +8,11 @@ good samples with bad ones, carry none or too many; empty and huge
 method of every service of the schema (``Device`` on the device, ``Tier`` on
 the edge and the cloud, :func:`bench.hostile_calls.fuzzed_rpcs`) and of
 ``grpc.health.v1.Health`` on all three, plaintext or over TLS as its ``dial``
-connects. Generation is derandomized, so a run is repeatable (about 3,000
-answers). Meanwhile a process of its own sends a good image every 50 ms and
-times it, so the report says how much hostile traffic delayed good requests.
+connects. Generation is derandomized, so a run is repeatable: about 2,200
+calls at scale 1 (a stream carries up to 8 messages, a batch up to hundreds of
+samples, each answered). Meanwhile a process of its own sends a good image
+every 50 ms and times it, so the report says how much hostile traffic delayed
+good requests.
 ``tests/tiers/test_fuzz.py`` asserts on the report; ``make faults`` puts it in ``docs/results/faults.md``.
 """
 

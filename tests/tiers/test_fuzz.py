@@ -1,8 +1,8 @@
 """Fuzz every RPC of every tier with hostile messages: 0 INTERNAL, no crash, and the next good request answered.
 
-About 3,000 answers (hypothesis, derandomized so CI repeats the same run) from
-three real tier processes, once in plaintext and once over mutual TLS with the
-device's bearer token. Every method the schema declares must have been called,
+About 2,200 hostile calls (hypothesis, derandomized so CI repeats the same run)
+to three real tier processes in plaintext, and half as many over mutual TLS with
+the device's bearer token. Every method the schema declares must have been called,
 with messages and with raw bytes, so a new RPC cannot go unfuzzed. A freeze of
 the event loop, such as the 16 s one a wrongly shaped tensor once caused, shows
 up as a good request delayed by seconds; the figures of ``make faults``
