@@ -79,7 +79,9 @@ def infer_batch_requests(
         "request_ids": st.one_of(st.just([]), st.lists(request_ids(), max_size=12)),
     }
     batches = messages(pb.InferBatchRequest, by_field=fields, by_type={PLAN: overrides()})
-    return st.builds(_keep, batches, st.sampled_from(["images", "images", "texts", "tensor", "all"]), st.booleans())
+    hostile = st.builds(_keep, batches, st.sampled_from(["images", "images", "texts", "tensor", "all"]), st.booleans())
+    mixed = good_and_bad.filter(bool).map(lambda drawn: pb.InferBatchRequest(images=drawn))  # only the samples wrong
+    return st.one_of(hostile, mixed, one_too_many.map(lambda drawn: pb.InferBatchRequest(images=drawn)))
 
 
 def _copies(request: pb.ContinueRequest, count: int) -> list[pb.ContinueRequest]:
@@ -101,7 +103,8 @@ def continue_batches(activations: dict[str, list[int]]) -> st.SearchStrategy[pb.
     huge = st.builds(
         _copies, st.one_of(st.sampled_from(good), hostile), st.integers(MAX_IN_FLIGHT + 1, MAX_IN_FLIGHT * 3 // 2)
     )
-    requests = st.one_of(st.just([]), st.lists(hostile, min_size=1, max_size=8), huge)
+    mixed = st.lists(st.one_of(st.sampled_from(good), hostile), min_size=1, max_size=8)
+    requests = st.one_of(st.just([]), mixed, huge)
     any_activation = st.sampled_from(sorted(activations.values())).flatmap(tensors)
     return messages(
         pb.ContinueBatch,
