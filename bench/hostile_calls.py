@@ -55,6 +55,8 @@ class Rpc:
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
+        if self.service.full_name not in SERVED_BY:
+            raise LookupError(f"{self.name}: which tiers serve {self.service.full_name}? (add it to SERVED_BY)")
         return SERVED_BY[self.service.full_name]
 
 
@@ -87,7 +89,10 @@ class Dialer:
         return cls(addresses, {tier: PkiFiles.of(pki, caller).client_tls() for tier, caller in CALLERS.items()}, token)
 
     def __call__(self, tier: Tier) -> grpc.Channel:
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", -1)]
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
         if tier not in self.tls:
             return grpc.insecure_channel(self.addresses[tier], options=options)
         tls = self.tls[tier]
