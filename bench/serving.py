@@ -3,8 +3,9 @@
 In one run on this machine: served ÷ bare latency per path (image and text, and
 the 12-layer all-mpnet-base-v2 of models-large/; device, edge and cloud exits)
 with the gRPC transport floor and the overhead beyond it per hop
-(:mod:`bench.paths`); throughput all to the cloud at 1, 8 and 64 clients, unary
-and streamed, 64 images per ``InferBatch`` with 4 in flight, and the cloud tier
+(:mod:`bench.paths`); how long exporting the 12-layer package's slices takes
+(``make models-large``'s path); throughput all to the cloud at 1, 8 and 64
+clients, unary and streamed, 64 images per ``InferBatch`` with 4 in flight, and the cloud tier
 alone fed by a link, each ÷ bare onnxruntime at its best batch on the same cores;
 the dynamic batcher's gain (the same loads with batching off); the cloud tier
 alone with 1 and 2 worker processes (:mod:`bench.workers`); one sample per
@@ -26,6 +27,8 @@ import functools
 import json
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,17 @@ def large_model_paths(count: int) -> dict[str, dict[str, float]]:
         Testbed({tier: free_port() for tier in Tier}, settings=settings, log_dir=LOGS) as bed,
     ):
         return asyncio.run(paths(bed.device_address, echo, [text_inputs(count, package)]))
+
+
+def large_model_package() -> dict[str, dict[str, object]]:
+    """How long ``make models-large``'s export of each 12-layer package takes (every slice from the installed
+    backbone, checksum-verified, into a temporary folder), timed in a process of its own."""
+    command = [sys.executable, "-m", "training.text_export", "--models-dir", str(ROOT / LARGE_MODELS_DIR), "--timed"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"timing the export of {LARGE_MODELS_DIR}/ failed: {done.stderr.strip().splitlines()[-1:]}")
+    timed: dict[str, dict[str, object]] = json.loads(done.stdout.splitlines()[-1])
+    return timed
 
 
 async def throughput(device: str, cloud: str, images: PathInputs, count: int) -> dict[str, float]:
@@ -224,6 +238,7 @@ def measure(quick: bool) -> dict[str, object]:
             gateway = f"http://127.0.0.1:{bed.http_port}/v1/infer"
             report["http"] = asyncio.run(http_comparison(gateway, litserve, images, 800 // scale))
     report["large_model_paths"] = large_model_paths(100 // scale)
+    report["large_model_package"] = large_model_package()
     with Testbed({tier: free_port() for tier in Tier}, settings=UNBATCHED, log_dir=LOGS) as unbatched:
         report["unbatched"] = asyncio.run(
             throughput(unbatched.device_address, unbatched.processes[Tier.CLOUD].address, images, count)

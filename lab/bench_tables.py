@@ -17,6 +17,7 @@ def bench_section(path: Path) -> str:
         "Bare = the same onnxruntime segments in one process, no gRPC.",
         paths_table(every_path),
         overhead_share_line(every_path),
+        package_time_line(report["large_model_package"]),
         throughput_table(report),
         workers_line(report["cloud_workers"]),
         triton_table(report["triton"]),
@@ -53,6 +54,21 @@ def overhead_share_line(paths: dict[str, dict[str, float]]) -> str:
         if name.endswith("→ cloud")
     ]
     return "Share of the served latency that is serving, not the model, on the cloud path: " + ", ".join(shares) + "."
+
+
+def package_time_line(packages: dict[str, dict[str, Any]]) -> str:
+    """How long exporting each 12-layer package's slices took in this run."""
+    timed = [
+        f"`{name}` ({p['backbone']}): its {p['slices']} ONNX slices ({p['megabytes']:,.0f} MB) in {p['seconds']:.1f} s "
+        f"on {p['threads']} threads"
+        for name, p in packages.items()
+    ]
+    return (
+        "Packaging the 12-layer encoder, as `make models-large` does (every slice exported from the installed "
+        "backbone and the trained heads, checked against the manifest's checksums; into a temporary folder): "
+        + "; ".join(timed)
+        + "."
+    )
 
 
 def throughput_table(report: dict[str, Any]) -> str:

@@ -83,6 +83,7 @@ LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("queue", "decode", "compute", "codec", "network")
+STAGE_FIELDS = tuple((stage, f"{stage}_s") for stage in STAGES)  # and their StageTimings fields
 UNKNOWN_MODEL = "unknown"
 # What the device's policy collector asks each policy for: a mapping of numbers
 # (or nested mappings / sequences of numbers), e.g. {"pulls": [3, 9], "best_arm": 2}.
@@ -253,8 +254,8 @@ class TierMetrics:
     ) -> None:
         """A sample's pass through this tier: its stages, the α in effect, and its exit (``answer``,
         this tier's own) or its offload (``answer`` None; ``hop.bytes_sent`` crossed the link)."""
-        for stage in STAGES:
-            seconds = getattr(hop.timings, f"{stage}_s")
+        for stage, field in STAGE_FIELDS:
+            seconds = getattr(hop.timings, field)
             if seconds > 0:
                 self.child(self.stage_seconds, self.tier, model, stage).observe(seconds)
         for block in range(hop.first_block, hop.last_block + 1):

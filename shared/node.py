@@ -227,16 +227,17 @@ class TierNode:
         probabilities = run.probabilities
         k = min(sample.top_k or DEFAULT_TOP_K, len(labels))
         ranked = np.argsort(-probabilities, kind="stable")[:k]
-        label = int(ranked[0])
+        best = probabilities[ranked].tolist()
+        ranked_labels = ranked.tolist()
+        label = ranked_labels[0]
         return pb.InferResponse(
             request_id=sample.request_id,
             model=sample.model.name,
             label=label,
             label_name=labels[label],
-            confidence=float(probabilities[label]),
+            confidence=best[0],
             top_k=[
-                pb.ClassProbability(label=int(i), label_name=labels[i], probability=float(probabilities[i]))
-                for i in ranked
+                pb.ClassProbability(label=i, label_name=labels[i], probability=p) for i, p in zip(ranked_labels, best)
             ],
             logits=run.logits.tolist(),
             exit_tier=self.tier.proto,

@@ -114,13 +114,13 @@ class HostedModel:
                     break
             logits, x = self.run_block(block, x)
             probabilities = exit_probabilities(logits, self.manifest.block(block))
-            confidences, labels = probabilities.max(axis=1), logits.argmax(axis=1)
+            confidences, labels = probabilities.max(axis=1).tolist(), logits.argmax(axis=1).tolist()  # one conversion
             keep = []
             for row, i in enumerate(going):
                 run = runs[i]
                 run.last_block = block
-                run.exit_confidences.append(float(confidences[row]))
-                run.exit_labels.append(int(labels[row]))
+                run.exit_confidences.append(confidences[row])
+                run.exit_labels.append(labels[row])
                 run.logits, run.probabilities = logits[row], probabilities[row]
                 if exits_at(block, run.exit_confidences[-1], thresholds[i], self.manifest.num_blocks):
                     run.exited = True

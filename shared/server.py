@@ -46,6 +46,7 @@ from splitexit.shared.workers import serve_workers
 
 log = logging.getLogger(__name__)
 NEXT_TIER_HEALTH = "next-tier"  # the health service name that reports the next tier's state
+CALLS_SETTLE_S = 0.2  # after the stop begins, how long calls gRPC already took get to reach their handlers
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 # Each adds one servicer to a server and returns the full name of its service.
@@ -154,6 +155,9 @@ async def _drain(
     lifecycle.stopping.set()
     stopping = asyncio.create_task(server.stop(settings.drain_timeout_s))  # refuses new calls at once
     deadline = time.monotonic() + settings.drain_timeout_s
+    # A call gRPC took just before the stop reaches its handler (and counts as in flight) a moment later:
+    # cutting the calls left before then would cancel it instead of letting it finish.
+    await asyncio.sleep(min(CALLS_SETTLE_S, settings.drain_timeout_s))
     while (node.admission.in_flight or node.drain.open_streams) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await server.stop(0)  # what is left are health watches and reflection: cut them

@@ -87,13 +87,14 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
     shape = tuple(tensor.shape)
     if len(shape) > MAX_DIMS:
         raise InvalidInput(f"{what} has {len(shape)} dimensions; at most {MAX_DIMS} are accepted")
-    shown = _shape_text(shape)
-    if any(d < 0 or d > MAX_ELEMENTS for d in shape) or math.prod(shape) > MAX_ELEMENTS:
-        raise InvalidInput(f"{what} has shape {shown}; every dimension and the total must lie in [0, {MAX_ELEMENTS:,}]")
     count = math.prod(shape)
+    if min(shape, default=0) < 0 or max(shape, default=0) > MAX_ELEMENTS or count > MAX_ELEMENTS:
+        raise InvalidInput(
+            f"{what} has shape {_shape_text(shape)}; every dimension and the total must lie in [0, {MAX_ELEMENTS:,}]"
+        )
     if len(tensor.raw) != count * dtype.itemsize:
         raise InvalidInput(
-            f"{what} of shape {shown} and dtype {_dtype_name(tensor.dtype)} needs "
+            f"{what} of shape {_shape_text(shape)} and dtype {_dtype_name(tensor.dtype)} needs "
             f"{count * dtype.itemsize:,} raw bytes, got {len(tensor.raw):,}"
         )
     if tensor.dtype == pb.DATA_TYPE_INT8:
@@ -136,7 +137,7 @@ def _converted(values: np.ndarray, tensor: pb.Tensor) -> np.ndarray:
         zero_points = np.asarray(q.zero_points, np.float32).reshape(along)
         return (values.astype(np.float32) - zero_points) * scales
     if tensor.dtype in FLOAT_DTYPES:
-        return values.astype(np.float32)
+        return values.astype(np.float32, copy=False)  # FP32 stays a view of the message's bytes
     return values
 
 

@@ -24,14 +24,15 @@ class Tier(str, Enum):
     @property
     def proto(self) -> pb.TierName.ValueType:
         """The wire enum value (``TIER_NAME_DEVICE``, ``TIER_NAME_EDGE``, ``TIER_NAME_CLOUD``)."""
-        return pb.TierName.Value(f"TIER_NAME_{self.name}")
+        return _WIRE[self]
 
     @classmethod
     def from_proto(cls, value: int) -> Tier:
         """The tier of a wire enum value; ``ValueError`` for ``TIER_NAME_UNSPECIFIED`` or an unknown number."""
-        if value not in pb.TierName.values() or value == pb.TIER_NAME_UNSPECIFIED:
+        tier = _FROM_WIRE.get(value)
+        if tier is None:
             raise ValueError(f"no tier has the wire value {value}")
-        return cls[pb.TierName.Name(value).removeprefix("TIER_NAME_")]
+        return tier
 
     @property
     def next(self) -> Tier | None:
@@ -47,3 +48,5 @@ class Tier(str, Enum):
 
 
 TIERS: tuple[Tier, ...] = tuple(Tier)
+_WIRE = {tier: pb.TierName.Value(f"TIER_NAME_{tier.name}") for tier in TIERS}  # looked up per sample: built once
+_FROM_WIRE = {wire: tier for tier, wire in _WIRE.items()}

@@ -53,9 +53,11 @@ def _package(args: argparse.Namespace) -> None:
     try:
         from splitexit.packaging import PackagingError
         from splitexit.packaging.command import run
-    except ImportError as exc:  # torch or onnx is not installed
+    except ImportError as exc:  # torch, onnx or tqdm is not installed
         missing = exc.name or exc
-        sys.exit(f"splitexit package: needs torch and onnx ({missing} is missing): pip install 'splitexit[package]'")
+        sys.exit(
+            f"splitexit package: needs torch, onnx and tqdm ({missing} is missing): pip install 'splitexit[package]'"
+        )
     try:
         print(run(args.target, args.out), flush=True)
     except PackagingError as exc:

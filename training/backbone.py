@@ -1,6 +1,10 @@
-"""Exits for a pretrained encoder: train a head after every layer on labelled texts, and package the result.
+"""Exits for a pretrained backbone: train a head after every layer or block, with the backbone frozen, and package.
 
     python -m training.backbone --encoder DIR --data FILE.jsonl --out models/NAME
+    python -m training.backbone --cnn FILE.py:FUNCTION --images DIR --channels 1 --size 28 --out models/NAME
+
+The second form, a torch CNN and a folder of images per class, is
+:mod:`training.cnn_backbone`; the rest of this page is about the first.
 
 ``DIR`` is a local encoder folder (``config.json``, ``model.safetensors``,
 ``tokenizer.json``: BERT or MPNet, see :mod:`training.encoders`); ``FILE`` is a
@@ -27,83 +31,52 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from lab.fashion_mnist import default_cache_dir
-from lab.text_data import LabelledText, split_indices
+from lab.text_data import LabelledText
+from splitexit.packaging import ImageInput, PackagingError
 from splitexit.shared.manifest import Manifest, PackageError, TextInput, sha256_of
 from splitexit.shared.tokenizer import TextTokenizer
 from training.backbones import BackboneUnavailable
-from training.calibration import EVALUATION_FILE, calibrate_package
+from training.cnn_backbone import HEADS as CNN_HEADS
+from training.cnn_backbone import package_cnn
 from training.encoders import TOKENIZER_FILE, Encoder, EncoderError, load_encoder
 from training.features import Featurizer
+from training.heads import (
+    CALIBRATION_SPLIT,
+    TEST_SPLIT,
+    DataError,
+    HeadConfig,
+    evaluate_and_calibrate,
+    fit_heads,
+    heads_accuracy,
+    seeded_split,
+    summary,
+)
 from training.splits import TextSplits, labels_of, text_split
 from training.text_export import export_package
 from training.text_model import BACKBONE_KEY, BACKBONE_SHA256_KEY, HEADS_FILE, exit_heads
-from training.train import seed_everything
 
 MAX_TOKENS = 128
 PARITY_SAMPLES = 16
-CALIBRATION_FRACTION = 0.15
-TEST_FRACTION = 0.15
-
-
-@dataclass(frozen=True, kw_only=True)
-class HeadConfig:
-    """Hyperparameters of the exit heads' training (pooled features, so it is quick)."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    seed: int = 0
-
-
-class DataError(ValueError):
-    """A labelled data file that cannot be read; the message names the file and the line."""
 
 
 def train_heads(features: Tensor, labels: Tensor, num_classes: int, cfg: HeadConfig, what: str) -> nn.ModuleList:
-    """One exit head per layer, each on its layer's pooled features ``[N, L, H]``, with AdamW and cosine decay."""
-    seed_everything(cfg.seed)
-    heads = exit_heads(num_classes, features.shape[1], features.shape[2])
-    classifiers = nn.ModuleList(head.classifier for head in heads)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(classifiers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = -(-len(features) // cfg.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
-    heads.train()
-    bar = tqdm(range(cfg.epochs), desc=f"heads {what}", unit="epoch")
-    for _ in bar:
-        order = torch.randperm(len(features), generator=generator)
-        total = 0.0
-        for step in range(steps):
-            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x, y = features[batch], labels[batch]
-            loss = sum(F.cross_entropy(c(x[:, k]), y) for k, c in enumerate(classifiers))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
-        bar.set_postfix(loss=f"{total / steps / len(classifiers):.3f}")
-    return heads.eval()
+    """One exit head per layer, each on its layer's pooled features ``[N, L, H]``."""
+    return fit_heads(
+        lambda: exit_heads(num_classes, features.shape[1], features.shape[2]), features.unbind(1), labels, cfg, what
+    )
 
 
-@torch.no_grad()
 def exit_accuracy(heads: nn.ModuleList, features: Tensor, labels: Tensor) -> list[float]:
-    """Accuracy of every exit on pooled features (the torch path; export re-measures through ONNX)."""
-    return [
-        round(float((h.classifier(features[:, k]).argmax(1) == labels).float().mean()), 4) for k, h in enumerate(heads)
-    ]
+    """Accuracy of every exit on pooled features ``[N, L, H]`` (the torch path)."""
+    return heads_accuracy(heads, features.unbind(1), labels)
 
 
 def write_package(
@@ -127,10 +100,9 @@ def write_package(
     manifest = export_package(
         out, name, labels, spec, test.samples, test.labels, test.samples[:PARITY_SAMPLES], encoder
     )
-    (out / EVALUATION_FILE).write_text(
-        json.dumps({**evaluation, "onnx_exit_accuracy": manifest.exit_accuracy}, indent=2) + "\n"
+    evaluate_and_calibrate(
+        out, manifest, evaluation, text_split(splits.calibration, tokenizer, splits.calibration_name), test
     )
-    calibrate_package(out, text_split(splits.calibration, tokenizer, splits.calibration_name), test)  # + integrity.json
     return manifest
 
 
@@ -163,11 +135,7 @@ def package_encoder(
         "seed": cfg.seed,
     }
     manifest = write_package(out, out.name, heads, labels, encoder, backbone or encoder_dir.name, splits, evaluation)
-    print(
-        f"{manifest.name}: exit accuracy on the test split (ONNX) {manifest.exit_accuracy}; "
-        f"packaged in {time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+    print(summary(manifest, started), flush=True)
     return manifest
 
 
@@ -199,37 +167,70 @@ def read_labelled(path: Path, text_key: str = "text", label_key: str = "label") 
 
 
 def seeded_splits(samples: Sequence[LabelledText], seed: int) -> TextSplits:
-    """Train / calibration / test, seeded, ``1 - 2 x 15 %`` / 15 % / 15 %."""
-    fit, held = split_indices(len(samples), CALIBRATION_FRACTION + TEST_FRACTION, seed)
-    calibration, test = np.array_split(held, 2)
-    if min(len(fit), len(calibration), len(test)) == 0:
-        raise DataError(f"{len(samples)} rows are too few to split into train, calibration and test")
+    """Train / calibration / test, seeded (:func:`training.heads.seeded_split`)."""
+    fit, calibration, test = seeded_split(len(samples), seed)
     return TextSplits(
         train=[samples[i] for i in fit],
         calibration=[samples[i] for i in calibration],
         test=[samples[i] for i in test],
-        calibration_name="seeded 15 % calibration split",
-        test_name="seeded 15 % test split",
+        calibration_name=CALIBRATION_SPLIT,
+        test_name=TEST_SPLIT,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", type=Path, required=True, help="local encoder folder")
-    parser.add_argument("--data", type=Path, required=True, help="JSONL or CSV of text and label")
+    parser.add_argument("--encoder", type=Path, help="a local encoder folder (with --data)")
+    parser.add_argument("--data", type=Path, help="with --encoder: JSONL or CSV of text and label")
+    parser.add_argument("--cnn", metavar="FILE.py:FUNCTION", help="a function returning a CNN's blocks (with --images)")
+    parser.add_argument("--images", type=Path, help="with --cnn: a folder with one subfolder of images per class")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="with --cnn: 1 (grey) or 3 (RGB)")
+    parser.add_argument("--size", type=image_size, help="with --cnn: the input's HEIGHTxWIDTH (or one number)")
+    parser.add_argument("--mean", type=float, default=0.0, help="with --cnn: subtracted from pixels in [0, 1]")
+    parser.add_argument("--std", type=float, default=1.0, help="with --cnn: then divided by")
     parser.add_argument("--out", type=Path, required=True, help="the package folder to write, e.g. models/NAME")
     parser.add_argument("--text-key", default="text")
     parser.add_argument("--label-key", default="label")
-    parser.add_argument("--epochs", type=int, default=HeadConfig.epochs)
+    parser.add_argument("--epochs", type=int, help=f"default {HeadConfig.epochs}, with --cnn {CNN_HEADS.epochs}")
     parser.add_argument("--seed", type=int, default=HeadConfig.seed)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return parser
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``28`` or ``32x48`` (height x width) as ``(height, width)``."""
+    height, _, width = text.lower().partition("x")
     try:
-        classes, samples = read_labelled(args.data, args.text_key, args.label_key)
-        splits = seeded_splits(samples, args.seed)
-        package_encoder(args.encoder, splits, classes, args.out, HeadConfig(epochs=args.epochs, seed=args.seed))
-    except (DataError, EncoderError, BackboneUnavailable, PackageError) as exc:
+        size = int(height), int(width or height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH or one number") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the sides must be positive")
+    return size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
+    args = parser.parse_args(argv)
+    cnn = args.cnn is not None
+    if cnn == (args.encoder is not None) or (cnn and (args.images is None or args.channels is None or not args.size)):
+        parser.error("give --encoder DIR --data FILE, or --cnn FILE.py:FUNCTION --images DIR --channels C --size S")
+    if not cnn and args.data is None:
+        parser.error("--encoder needs --data FILE")
+    if not args.std > 0:
+        parser.error("--std must be positive")
+    torch.set_num_threads(args.threads)
+    defaults = CNN_HEADS if cnn else HeadConfig()
+    cfg = replace(defaults, epochs=args.epochs or defaults.epochs, seed=args.seed)
+    try:
+        if cnn:
+            (height, width) = args.size
+            spec = ImageInput(channels=args.channels, height=height, width=width, mean=args.mean, std=args.std)
+            package_cnn(args.cnn, args.images, spec, args.out, cfg)
+        else:
+            classes, samples = read_labelled(args.data, args.text_key, args.label_key)
+            package_encoder(args.encoder, seeded_splits(samples, args.seed), classes, args.out, cfg)
+    except (DataError, EncoderError, BackboneUnavailable, PackageError, PackagingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
     python -m training.text_export                         # make models: rebuild what is missing, verify all
     python -m training.text_export --models-dir models-large   # make models-large: the all-mpnet-base-v2 ones
+    python -m training.text_export --models-dir models-large --timed   # make bench: how long a full export takes
 
 A text package in git holds ``manifest.json``, ``heads.safetensors`` (the exit
 heads, ~1-3 MB, naming their backbone) and ``tokenizer.json``; its
@@ -19,7 +20,9 @@ chain, then writes the manifest.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from splitexit.shared.tiers import Tier
 from training.encoders import Encoder, load_encoder
 from training.export import check_parity, export_segment, onnx_exits, open_session, write_manifest
 from training.text_model import (
+    BACKBONE_KEY,
     BACKBONE_SHA256_KEY,
     HEAD_WIDTH,
     EarlyExitEncoder,
@@ -147,10 +151,33 @@ def export_package(
     return manifest
 
 
-def rebuild(package_dir: Path, encoder_dir: Path | None = None) -> list[str]:
-    """Write the slices a text package lacks, from the backbone and its heads; returns their names.
+def export_slices(
+    package_dir: Path, manifest: Manifest, into: Path, encoder_dir: Path | None = None
+) -> list[BlockSpec]:
+    """Every slice of a text package written into ``into`` from its backbone and heads; their specs.
 
     The backbone is the installed one the heads name, or the folder ``encoder_dir``.
+    """
+    assert isinstance(manifest.input, TextInput)
+    encoder = load_encoder(encoder_dir or package_backbone_dir(package_dir))
+    check_backbone(package_dir, encoder)
+    model = load_reference(package_dir, len(manifest.labels), encoder)
+    return write_segments(model, encoder, into, manifest.input)
+
+
+def mismatched(manifest: Manifest, rebuilt: Sequence[BlockSpec], files: Sequence[str]) -> None:
+    """Raise :class:`ChecksumError` for the first of ``files`` whose rebuilt checksum is not the manifest's."""
+    built = {block.file: block.sha256 for block in rebuilt}
+    for block in manifest.blocks:
+        if block.file in files and built[block.file] != block.sha256:
+            raise ChecksumError(
+                f"rebuilt {block.file} has sha256 {built[block.file][:12]}…, the manifest of {manifest.name} "
+                f"expects {block.sha256[:12]}…: torch/onnx differ from requirements/dev.txt's pins"
+            )
+
+
+def rebuild(package_dir: Path, encoder_dir: Path | None = None) -> list[str]:
+    """Write the slices a text package lacks, from the backbone and its heads; returns their names.
 
     The export runs in a temporary folder and a slice replaces the package's only if
     its checksum is the manifest's, so a failed or mismatched rebuild changes nothing.
@@ -159,29 +186,45 @@ def rebuild(package_dir: Path, encoder_dir: Path | None = None) -> list[str]:
     stale = missing_or_stale(package_dir, manifest)
     if not stale:
         return []
-    assert isinstance(manifest.input, TextInput)
-    encoder = load_encoder(encoder_dir or package_backbone_dir(package_dir))
-    check_backbone(package_dir, encoder)
-    model = load_reference(package_dir, len(manifest.labels), encoder)
     with tempfile.TemporaryDirectory(dir=package_dir, prefix=".rebuild-") as tmp:
-        rebuilt = {b.file: b for b in write_segments(model, encoder, Path(tmp), manifest.input)}
-        for block in manifest.blocks:
-            if block.file in stale and rebuilt[block.file].sha256 != block.sha256:
-                raise ChecksumError(
-                    f"rebuilt {package_dir / block.file} has sha256 {rebuilt[block.file].sha256[:12]}…, the "
-                    f"manifest expects {block.sha256[:12]}…: torch/onnx differ from requirements/dev.txt's pins"
-                )
+        mismatched(manifest, export_slices(package_dir, manifest, Path(tmp), encoder_dir), stale)
         for name in stale:
             (Path(tmp) / name).replace(package_dir / name)
     return stale
+
+
+def timed_export(package_dir: Path) -> dict[str, object]:
+    """How long exporting all of a text package's slices takes (what ``make models`` does when all are missing:
+    load the backbone and heads, export, checksum), into a temporary folder, each slice checked against the
+    manifest; the package itself is not touched."""
+    manifest = load_manifest(package_dir)
+    with tempfile.TemporaryDirectory(prefix=f"{package_dir.name}-export-") as tmp:
+        started = time.perf_counter()
+        rebuilt = export_slices(package_dir, manifest, Path(tmp))
+        seconds = time.perf_counter() - started
+        size = sum((Path(tmp) / block.file).stat().st_size for block in rebuilt)
+    mismatched(manifest, rebuilt, [block.file for block in manifest.blocks])
+    return {
+        "backbone": heads_metadata(package_dir).get(BACKBONE_KEY),
+        "slices": len(rebuilt),
+        "megabytes": round(size / 1e6, 1),
+        "seconds": round(seconds, 2),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--timed", action="store_true", help="only time a full export into a temporary folder; print it as JSON"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.timed:
+        print(json.dumps({package.name: timed_export(package) for package in text_packages(args.models_dir)}))
+        return
     for package in text_packages(args.models_dir):
         written = rebuild(package)
         verify_package(package)

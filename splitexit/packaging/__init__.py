@@ -1,4 +1,4 @@
-"""Package an early-exit network for the tiers (needs ``pip install 'splitexit[package]'``: torch and onnx).
+"""Package an early-exit network for the tiers (needs ``pip install 'splitexit[package]'``: torch, onnx and tqdm).
 
 Describe the network as an :class:`EarlyExitNetwork` (its blocks, an exit head
 after each, an example input, labels and preprocessing) and call

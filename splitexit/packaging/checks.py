@@ -8,7 +8,7 @@ every sample, and a text model's blocks must keep the token axis.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from splitexit.packaging.description import EarlyExitNetwork, PackagingError, Preprocessing, TextPreprocessing
 from splitexit.packaging.parity import first_line
@@ -30,9 +30,8 @@ def fused(network: EarlyExitNetwork) -> SegmentedModel:
     return SegmentedModel(Segment(block, head) for block, head in zip(network.blocks, network.exits)).eval()
 
 
-def declared_input(network: EarlyExitNetwork) -> str:
+def declared_input(spec: Preprocessing) -> str:
     """Block 1's input as the preprocessing declares it, e.g. ``float32 [B, 1, 28, 28]``."""
-    spec = network.preprocessing
     if isinstance(spec, TextPreprocessing):
         return f"int64 token ids [B, T], T at most {spec.max_tokens}"
     return f"float32 [B, {spec.channels}, {spec.height}, {spec.width}]"
@@ -51,7 +50,8 @@ def check_inputs(network: EarlyExitNetwork, vocab_size: int | None) -> None:
                 f"{str(x.dtype).removeprefix('torch.')} {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
             )
             raise PackagingError(
-                f"{network.name}: {what} is {kind}, but the preprocessing declares {declared_input(network)}"
+                f"{network.name}: {what} is {kind}, "
+                f"but the preprocessing declares {declared_input(network.preprocessing)}"
                 + (f" with ids below {vocab_size}" if vocab_size else "")
             )
 
@@ -76,14 +76,7 @@ def trace_shapes(network: EarlyExitNetwork, model: SegmentedModel) -> list[Tenso
     with torch.no_grad():
         for k, segment in enumerate(model.segments, start=1):
             inputs.append(x)
-            what = (
-                f"the declared input {declared_input(network)}" if k == 1 else f"block {k - 1}'s output {list(x.shape)}"
-            )
-            try:
-                activation = segment.body(x)
-            except Exception as exc:
-                raise PackagingError(f"{network.name}: block {k} does not take {what}: {first_line(exc)}") from None
-            check_activation(network.name, k, x, activation, text)
+            activation = run_block(network.name, k, segment.body, x, declared_input(network.preprocessing), text)
             try:
                 logits = segment.head(activation)
             except Exception as exc:
@@ -99,6 +92,18 @@ def trace_shapes(network: EarlyExitNetwork, model: SegmentedModel) -> list[Tenso
                 )
             x = activation
     return [*inputs, x]
+
+
+def run_block(name: str, k: int, block: nn.Module, x: Tensor, declared: str, text: bool = False) -> Tensor:
+    """Block k's output on ``x`` (block 1's input is ``declared``), checked; :class:`PackagingError` if it does not
+    take ``x`` or returns no fitting activation."""
+    what = f"the declared input {declared}" if k == 1 else f"block {k - 1}'s output {list(x.shape)}"
+    try:
+        activation = block(x)
+    except Exception as exc:
+        raise PackagingError(f"{name}: block {k} does not take {what}: {first_line(exc)}") from None
+    check_activation(name, k, x, activation, text)
+    return activation
 
 
 def check_activation(name: str, k: int, x: Tensor, activation: object, text: bool) -> None:

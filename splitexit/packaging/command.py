@@ -12,13 +12,13 @@ from splitexit.packaging.parity import first_line
 from splitexit.packaging.writer import write_package
 
 
-def load_description(target: str) -> EarlyExitNetwork:
-    """Import ``FILE.py`` and call ``FUNCTION()``; :class:`PackagingError` if either is missing or it returns no
-    network."""
+def call_target(target: str, example: str = "docs/tutorial/tiny_net.py:describe") -> object:
+    """Import ``FILE.py`` and return what ``FUNCTION()`` returns; :class:`PackagingError` (one line) if either is
+    missing or the call fails. ``example`` is the target the error for a malformed one suggests."""
     file, _, function = target.rpartition(":")
     path = Path(file)
     if not file or not function or path.suffix != ".py":
-        raise PackagingError(f"{target!r}: expected FILE.py:FUNCTION, e.g. docs/tutorial/tiny_net.py:describe")
+        raise PackagingError(f"{target!r}: expected FILE.py:FUNCTION, e.g. {example}")
     if not path.is_file():
         raise PackagingError(f"{path} is not a file")
     spec = importlib.util.spec_from_file_location(f"splitexit_user_{path.stem}", path)
@@ -28,10 +28,10 @@ def load_description(target: str) -> EarlyExitNetwork:
     sys.path[:0] = search
     try:
         spec.loader.exec_module(module)
-        describe = getattr(module, function, None)
-        if not callable(describe):
+        call = getattr(module, function, None)
+        if not callable(call):
             raise PackagingError(f"{path} has no function {function!r}")
-        network = describe()
+        return call()
     except PackagingError:
         raise
     except Exception as exc:
@@ -39,6 +39,11 @@ def load_description(target: str) -> EarlyExitNetwork:
     finally:
         for folder in search:
             sys.path.remove(folder)
+
+
+def load_description(target: str) -> EarlyExitNetwork:
+    """What ``FILE.py:FUNCTION`` returns, which must be an :class:`EarlyExitNetwork`."""
+    network = call_target(target)
     if not isinstance(network, EarlyExitNetwork):
         raise PackagingError(f"{target} returned {type(network).__name__}, not a splitexit.packaging.EarlyExitNetwork")
     return network

@@ -27,6 +27,7 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 from torch import Tensor
+from tqdm import tqdm
 
 from splitexit.packaging.checks import check_inputs, fused, trace_shapes
 from splitexit.packaging.description import EarlyExitNetwork, PackagingError, TextPreprocessing
@@ -39,6 +40,7 @@ from splitexit.shared.manifest import MANIFEST_FILE, BlockSpec, ImageInput, Mani
 REPORT_FILE = "packaging.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKEN_AXES = {"x": {1: "tokens"}, "activation": {1: "tokens"}}
+FOLDER_MODE = 0o755  # as mkdir makes folders under the usual umask
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +119,7 @@ def export_and_check(
     """
     text = isinstance(spec, TextInput)
     sessions = []
-    for k, x in enumerate(tensors[:-1], start=1):
+    for k, x in enumerate(tqdm(tensors[:-1], desc=f"export {network.name}", unit="block"), start=1):
         path = staging / f"block{k}.onnx"
         try:
             with torch.no_grad(), native_stdout_discarded():
@@ -204,7 +206,12 @@ def write_manifest(package_dir: Path, manifest: Manifest) -> None:
 
 
 def replace_folder(staging: Path, out: Path) -> None:
-    """Move ``staging`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    """Move ``staging`` to ``out``; an existing ``out`` is moved aside first and removed after.
+
+    ``out`` gets ``FOLDER_MODE``: a temporary folder is its owner's alone, a package is read by the tiers'
+    users too.
+    """
+    staging.chmod(FOLDER_MODE)
     if out.exists():
         old = out.parent / f".{out.name}.replaced-{staging.name}"
         out.rename(old)

@@ -68,6 +68,7 @@ def test_a_package_the_tiers_load_with_costs_and_exit_accuracy(images: tuple[Ten
     net = network(images, [conv(1, 4), conv(4, 8), conv(8, 8)], [head(4, 14), head(8, 7), head(8, 4)])
     manifest = write_package(net, tmp_path / "tiny")
     assert verify_package(tmp_path / "tiny") == manifest
+    assert (tmp_path / "tiny").stat().st_mode & 0o777 == 0o755  # readable by a tier running as another user
     assert [b.input.shape for b in manifest.blocks] == [[None, 1, 28, 28], [None, 4, 14, 14], [None, 8, 7, 7]]
     assert {tier: (r.first, r.last) for tier, r in manifest.default_ranges.items()} == {
         Tier.DEVICE: (1, 1),
@@ -231,7 +232,7 @@ def test_without_torch_the_command_says_what_to_install(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", no_torch, "package", "net.py:describe", "--out", str(tmp_path / "out")]
     result = subprocess.run(argv, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == (
-        "splitexit package: needs torch and onnx (torch is missing): pip install 'splitexit[package]'"
+        "splitexit package: needs torch, onnx and tqdm (torch is missing): pip install 'splitexit[package]'"
     )
 
 

@@ -26,6 +26,8 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     }
     large = {name: path["exit_block"] for name, path in report["large_model_paths"].items()}
     assert large == {"mpnet-sentiment → device": 1, "mpnet-sentiment → edge": 5, "mpnet-sentiment → cloud": 12}
+    package = report["large_model_package"]["mpnet-sentiment"]
+    assert package["slices"] == 12 and package["seconds"] > 0 and package["megabytes"] > 100
     every_path = [*report["paths"].values(), *report["large_model_paths"].values()]
     assert all(path["served_over_bare"] > 0 and path["floor_ms"] > 0 for path in every_path)
     assert set(report["throughput"]) == set(report["unbatched"]) and all(v > 0 for v in report["throughput"].values())
@@ -47,5 +49,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
         "| mpnet-sentiment → cloud | 12 |" in section and "mpnet-sentiment " in section.split("on the cloud path:")[1]
     )
     assert "| InferBatch, 64 images per message, 4 in flight |" in section
+    assert "`mpnet-sentiment` (all-mpnet-base-v2): its 12 ONNX slices" in section
     assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 10
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
