@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.faults import FAULTS, ScenarioResult, run_scenario
 from bench.hostile import FuzzReport, run_fuzz
+from bench.hostile_calls import Dialer
 from bench.link_costs import LinkCostRun, link_cost_settings, plot, run_link_cost_shift
 from bench.soak import SoakReport, run_soak
 from lab.results_pages import PAGES, write_page
@@ -56,7 +57,8 @@ def fuzz_lines(report: FuzzReport) -> str:
     statuses = ", ".join(f"{code} {n:,}" for code, n in sorted(report.by_status.items(), key=lambda item: -item[1]))
     delay = report.delay_ms()
     return (
-        f"Fuzz: {report.messages:,} hostile messages over every RPC of every tier: {statuses}; "
+        f"Fuzz: {report.messages:,} answers to hostile messages over all {len(report.seconds)} RPCs of the tiers "
+        f"(plaintext): {statuses}; "
         f"INTERNAL or UNKNOWN: {len(report.bad)}; no tier crashed. A good image sent every 50 ms meanwhile (from "
         "its own "
         f"process) was delayed, against its median without the fuzz, by {delay['p50']:.1f} ms at the median, "
@@ -98,8 +100,7 @@ def run_all(soak_s: float) -> dict[str, object]:
     with NetnsTestbed(settings=settings, log_dir=Path(".cache/logs/faults")) as bed:
         scenarios = [run_scenario(bed, fault, images) for fault in FAULTS]
     with Testbed({tier: free_port() for tier in Tier}, log_dir=Path(".cache/logs/fuzz")) as bed:
-        edge, cloud = bed.processes[Tier.EDGE].address, bed.processes[Tier.CLOUD].address
-        fuzz = run_fuzz(bed.device_address, edge, cloud, images[0].png, activations)
+        fuzz = run_fuzz(Dialer.of(bed), images[0].png, activations)
         pids = {tier.value: process.process.pid for tier, process in bed.processes.items()}
         soak = run_soak(bed.device_address, pids, images, soak_s)
     with NetnsTestbed(settings=link_cost_settings(), log_dir=Path(".cache/logs/link-costs")) as bed:

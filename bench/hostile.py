@@ -2,105 +2,84 @@
 
 :func:`run_fuzz` sends well-formed protobuf messages with hostile contents
 (tensors of every shape and dtype, broken and oversized images, invalid UTF-8,
-NaN thresholds, absurd ids, blocks, timeouts and policies) and bytes that are no
-message at all, over ``Device.Infer``, ``Device.InferStream``,
-``Device.GetPolicyState``, ``Tier.Continue`` and ``Tier.ContinueStream`` of the
-edge and the cloud, and ``Health.Check``. Generation is derandomized, so a run
-is repeatable (about 2,400 messages). Meanwhile a thread sends a good image every 50 ms and times it,
-so the report says how much hostile traffic delayed good requests.
+NaN thresholds, absurd ids, blocks, timeouts and policies; batches that mix
+good samples with bad ones, carry none or too many; empty and huge
+``ContinueBatch`` messages) and bytes that are no message at all, over every
+method of every service of the schema (``Device`` on the device, ``Tier`` on
+the edge and the cloud, :func:`bench.hostile_calls.fuzzed_rpcs`) and of
+``grpc.health.v1.Health`` on all three, plaintext or over TLS as its ``dial``
+connects. Generation is derandomized, so a run is repeatable: about 2,200
+calls at scale 1 (a stream carries up to 8 messages, a batch up to hundreds of
+samples, each answered). Meanwhile a process of its own sends a good image
+every 50 ms and times it, so the report says how much hostile traffic delayed
+good requests.
 ``tests/tiers/test_fuzz.py`` asserts on the report; ``make faults`` puts it in ``docs/results/faults.md``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import statistics
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.hostile_messages import continue_requests, infer_requests, policy_state_requests
+from bench.hostile_batches import continue_batches, infer_batch_requests
+from bench.hostile_calls import CALL_TIMEOUT_S, Dial, FuzzReport, Rpc, Sender, fuzzed_rpcs
+from bench.hostile_messages import (
+    continue_requests,
+    health_requests,
+    infer_requests,
+    model_metadata_requests,
+    policy_state_requests,
+)
+from bench.proto_strategies import messages
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
+from splitexit.shared.tiers import Tier
 
-BAD_STATUSES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
-CALL_TIMEOUT_S = 10.0
+__all__ = ["FuzzReport", "run_fuzz"]
+
 GOOD_EVERY_S = 0.05
+STREAM_MAX = 8  # messages in one hostile stream
+EXAMPLES = {  # calls of each RPC at scale 1 (of a stream: streams); RAW_EXAMPLES more with raw bytes
+    "Device.Infer": 900,
+    "Device.InferStream": 60,
+    "Device.InferBatch": 150,
+    "Device.GetPolicyState": 150,
+    "Device.ListModels": 10,
+    "Device.ModelMetadata": 60,
+    "Tier.Continue": 450,
+    "Tier.ContinueStream": 40,
+    "Tier.ContinueBatches": 30,
+    "Health.Check": 50,
+    "Health.Watch": 10,
+    "Health.List": 10,
+}
+DEFAULT_EXAMPLES = 50  # an RPC added to the schema and missing above
+RAW_EXAMPLES = 30
 
 
-@dataclass(kw_only=True)
-class FuzzReport:
-    """What the tiers answered to the hostile messages, and how good requests fared meanwhile."""
-
-    by_status: dict[str, int] = field(default_factory=dict)  # a plain dict: dataclasses.asdict garbles a Counter
-    bad: list[str] = field(default_factory=list)  # "rpc: STATUS: details" of every INTERNAL/UNKNOWN answer
-    good_baseline_s: list[float] = field(default_factory=list)  # good requests before the hostile ones
-    good_during_s: list[float] = field(default_factory=list)  # good requests while they were sent
-    good_failed: int = 0
-
-    @property
-    def messages(self) -> int:
-        return sum(self.by_status.values())
-
-    def record(self, rpc: str, code: grpc.StatusCode, details: str) -> None:
-        self.by_status[code.name] = self.by_status.get(code.name, 0) + 1
-        if code in BAD_STATUSES:
-            self.bad.append(f"{rpc}: {code.name}: {details[:300]}")
-
-    def delay_ms(self) -> dict[str, float]:
-        """Good requests' latency while hostile ones flowed, above the baseline median (p50, p99, max), in ms."""
-        base = statistics.median(self.good_baseline_s)
-        during = sorted(self.good_during_s)
-        pick = lambda q: during[min(len(during) - 1, int(q * len(during)))]  # noqa: E731
-        return {name: 1e3 * (pick(q) - base) for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
-
-
-class _Sender:
-    """Sync stubs of the three tiers; each call's status goes into the report."""
-
-    def __init__(self, device: str, edge: str, cloud: str, *, report: FuzzReport) -> None:
-        self.report = report
-        self.channels = [grpc.insecure_channel(address) for address in (device, edge, cloud)]
-        self.device = pb_grpc.DeviceStub(self.channels[0])
-        self.tiers = {"edge": pb_grpc.TierStub(self.channels[1]), "cloud": pb_grpc.TierStub(self.channels[2])}
-
-    def unary(self, rpc: str, call: Callable[..., object], message: object) -> None:
-        try:
-            call(message, timeout=CALL_TIMEOUT_S)
-            self.report.record(rpc, grpc.StatusCode.OK, "")
-        except grpc.RpcError as exc:
-            self.report.record(rpc, exc.code(), exc.details() or "")
-
-    def stream(self, rpc: str, call: Callable[..., Iterable[pb.StreamResponse]], messages: list[object]) -> None:
-        try:
-            answered = 0
-            for response in call(iter(messages), timeout=CALL_TIMEOUT_S):
-                answered += 1
-                if response.HasField("error"):
-                    code = next(c for c in grpc.StatusCode if c.value[0] == response.error.code)
-                    self.report.record(rpc, code, response.error.message)
-                else:
-                    self.report.record(rpc, grpc.StatusCode.OK, "")
-            if answered != len(messages):
-                self.report.record(
-                    rpc, grpc.StatusCode.DATA_LOSS, f"{len(messages) - answered} of {len(messages)} unanswered"
-                )
-        except grpc.RpcError as exc:
-            self.report.record(rpc, exc.code(), exc.details() or "")
-
-    def raw(self, channel: grpc.Channel, method: str, payload: bytes) -> None:
-        self.unary(f"raw {method}", channel.unary_unary(method), payload)
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
+def request_strategies(sample_png: bytes, activations: dict[str, list[int]]) -> dict[str, st.SearchStrategy[Any]]:
+    """The hostile messages of each request type, by its full name."""
+    strategies: dict[type[Any], st.SearchStrategy[Any]] = {
+        pb.InferRequest: infer_requests(sample_png),
+        pb.InferBatchRequest: infer_batch_requests(sample_png),
+        pb.PolicyStateRequest: policy_state_requests(),
+        pb.ListModelsRequest: messages(pb.ListModelsRequest),
+        pb.ModelMetadataRequest: model_metadata_requests(),
+        pb.ContinueRequest: continue_requests(activations),
+        pb.ContinueBatch: continue_batches(activations),
+        health_pb2.HealthCheckRequest: health_requests(),
+        health_pb2.HealthListRequest: messages(health_pb2.HealthListRequest),
+    }
+    return {cls.DESCRIPTOR.full_name: strategy for cls, strategy in strategies.items()}
 
 
 def _fuzz(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -113,59 +92,41 @@ def _fuzz(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]
     )
 
 
-def _send_all(sender: _Sender, sample_png: bytes, activations: dict[str, list[int]], scale: float) -> None:
-    n = lambda base: max(1, int(base * scale))  # noqa: E731
+def _fuzz_rpc(sender: Sender, rpc: Rpc, requests: st.SearchStrategy[Any], examples: int) -> None:
+    """``examples`` calls of ``rpc`` on the tiers that serve it, each with one of ``requests`` (a stream: a few)."""
+    sent = st.lists(requests, min_size=1, max_size=STREAM_MAX if rpc.method.client_streaming else 1)
 
-    @_fuzz(n(900))
-    @given(infer_requests(sample_png))
-    def infer(message: pb.InferRequest) -> None:
-        sender.unary("Device.Infer", sender.device.Infer, message)
+    @_fuzz(examples)
+    @given(st.sampled_from(rpc.tiers), sent)
+    def call(tier: Tier, messages: list[Any]) -> None:
+        sender.send(rpc, tier, messages)
 
-    @_fuzz(n(60))
-    @given(st.lists(infer_requests(sample_png), min_size=1, max_size=8))
-    def infer_stream(messages: list[pb.InferRequest]) -> None:
-        sender.stream("Device.InferStream", sender.device.InferStream, messages)
-
-    @_fuzz(n(150))
-    @given(policy_state_requests())
-    def policy_state(message: pb.PolicyStateRequest) -> None:
-        sender.unary("Device.GetPolicyState", sender.device.GetPolicyState, message)
-
-    @_fuzz(n(450))
-    @given(st.sampled_from(["edge", "cloud"]), continue_requests(activations))
-    def tier_continue(tier: str, message: pb.ContinueRequest) -> None:
-        sender.unary(f"{tier} Tier.Continue", sender.tiers[tier].Continue, message)
-
-    @_fuzz(n(40))
-    @given(st.sampled_from(["edge", "cloud"]), st.lists(continue_requests(activations), min_size=1, max_size=8))
-    def tier_stream(tier: str, messages: list[pb.ContinueRequest]) -> None:
-        sender.stream(f"{tier} Tier.ContinueStream", sender.tiers[tier].ContinueStream, messages)
-
-    methods = ["/splitexit.v1.Device/Infer", "/splitexit.v1.Device/GetPolicyState", "/splitexit.v1.Tier/Continue"]
-
-    @_fuzz(n(150))
-    @given(st.integers(1, 2), st.sampled_from(methods), st.binary(max_size=256))
-    def raw_bytes(tier: int, method: str, payload: bytes) -> None:
-        sender.raw(sender.channels[tier if "Tier" in method else 0], method, payload)
-
-    @_fuzz(n(50))
-    @given(st.integers(0, 2), st.text(max_size=64))
-    def health(tier: int, service: str) -> None:
-        sender.unary(
-            "Health.Check",
-            health_pb2_grpc.HealthStub(sender.channels[tier]).Check,
-            health_pb2.HealthCheckRequest(service=service),
-        )
-
-    for run in (infer, infer_stream, policy_state, tier_continue, tier_stream, raw_bytes, health):
-        run()
+    call()
 
 
-def _good_requests(address: str, image: bytes, stop: Event, results: Queue) -> None:
-    """In a process of its own (so the fuzzer's work does not count): send ``image`` every 50 ms until ``stop``."""
+def _send_all(sender: Sender, sample_png: bytes, activations: dict[str, list[int]], scale: float) -> None:
+    strategies = request_strategies(sample_png, activations)
+    for rpc in fuzzed_rpcs():
+        request_type = rpc.method.input_type.full_name
+        if request_type not in strategies:
+            raise LookupError(f"{rpc.name}: no hostile {request_type} messages (add them to request_strategies)")
+        started = time.perf_counter()
+        _fuzz_rpc(sender, rpc, strategies[request_type], max(1, int(EXAMPLES.get(rpc.name, DEFAULT_EXAMPLES) * scale)))
+        _fuzz_rpc(sender, rpc, st.binary(max_size=256), max(1, int(RAW_EXAMPLES * scale)))
+        sender.report.seconds[rpc.name] = time.perf_counter() - started
+
+
+def _good_requests(dial: Dial, image: bytes, events: tuple[Event, Event], results: Queue) -> None:
+    """In a process of its own (so the fuzzer's work does not count): send ``image`` every 50 ms until ``stop``.
+
+    ``events`` are (ready, stop): ready once the channel is up (TLS handshake done), before the first request.
+    """
     seconds, failed = [], 0
-    with grpc.insecure_channel(address) as channel:
+    ready, stop = events
+    with dial(Tier.DEVICE) as channel:
         stub = pb_grpc.DeviceStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=CALL_TIMEOUT_S)
+        ready.set()
         while not stop.wait(GOOD_EVERY_S):
             started = time.perf_counter()
             try:
@@ -176,14 +137,15 @@ def _good_requests(address: str, image: bytes, stop: Event, results: Queue) -> N
     results.put((seconds, failed))
 
 
-def _timing_good_requests(device: str, image: bytes, work: Callable[[], None]) -> tuple[list[float], int]:
+def _timing_good_requests(dial: Dial, image: bytes, work: Callable[[], None]) -> tuple[list[float], int]:
     """Run ``work`` while another process times good requests; their latencies and failures."""
     context = multiprocessing.get_context("spawn")
-    stop, results = context.Event(), context.Queue()
-    timer = context.Process(target=_good_requests, args=(device, image, stop, results))
+    ready, stop, results = context.Event(), context.Event(), context.Queue()
+    timer = context.Process(target=_good_requests, args=(dial, image, (ready, stop), results))
     timer.start()
     try:
-        time.sleep(0.5)  # the timer's first requests, not its start-up, overlap the work
+        ready.wait(timeout=60)  # the timer's requests, not its start-up, overlap the work
+        time.sleep(0.5)
         work()
     finally:
         stop.set()
@@ -192,20 +154,24 @@ def _timing_good_requests(device: str, image: bytes, work: Callable[[], None]) -
     return seconds, failed
 
 
-def run_fuzz(
-    device: str, edge: str, cloud: str, sample_png: bytes, activations: dict[str, list[int]], scale: float = 1.0
-) -> FuzzReport:
-    """Fuzz every RPC of the three tiers (about 2,400 messages at ``scale`` 1) while timing good requests."""
+def run_fuzz(dial: Dial, sample_png: bytes, activations: dict[str, list[int]], scale: float = 1.0) -> FuzzReport:
+    """Fuzz every RPC of the three tiers, reached through ``dial``, while timing good requests.
+
+    ``dial`` opens a channel to a tier (:class:`~bench.hostile_calls.Dialer`: plaintext
+    or TLS); it must pickle, as the process that times good requests dials too.
+    ``activations`` maps a block the edge or the cloud resumes at (as text) to its
+    activation's shape; ``scale`` multiplies the number of messages.
+    """
     report = FuzzReport()
-    report.good_baseline_s, failed = _timing_good_requests(device, sample_png, lambda: time.sleep(2.0))
+    report.good_baseline_s, failed = _timing_good_requests(dial, sample_png, lambda: time.sleep(2.0))
 
     def fuzz() -> None:
-        sender = _Sender(device, edge, cloud, report=report)
+        sender = Sender(dial, report)
         try:
             _send_all(sender, sample_png, activations, scale)
         finally:
             sender.close()
 
-    report.good_during_s, failed_during = _timing_good_requests(device, sample_png, fuzz)
+    report.good_during_s, failed_during = _timing_good_requests(dial, sample_png, fuzz)
     report.good_failed = failed + failed_during
     return report

@@ -13,12 +13,15 @@ from __future__ import annotations
 import struct
 import zlib
 
+from grpc_health.v1 import health_pb2
 from hypothesis import strategies as st
 
+from bench.proto_strategies import messages
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 MODELS = ["", "fmnist-cnn", "minilm-sentiment", "minilm-bbc-topic", "no-such-model", "x" * 5000]
 POLICIES = ["", "thresholds", "splitee", "dimee", "dimee-router", "final-layer", "nope", "\x00" * 10]
+IMAGE_INPUT, TEXT_INPUT = [1, 1, 28, 28], [1, 12]  # block 1's inputs, batch 1: fmnist-cnn's image, a text's token ids
 HUGE = [0, 1, 2, 3, 27, 28, 384, 2**16, 2**31 - 1, 2**31, 2**40, 2**62, 2**63 - 1]
 ODD_FLOATS = [float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 1e-12, 0.5, 1.0, 1.5, 1e9, 1e300]
 
@@ -90,6 +93,11 @@ def images(sample_png: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=2048), cut, flipped, bombs, st.just(sample_png))
 
 
+def texts() -> st.SearchStrategy[bytes]:
+    """Any bytes (invalid UTF-8 among them) or any text, UTF-8 encoded."""
+    return st.one_of(st.binary(max_size=600), st.text(max_size=300).map(str.encode))
+
+
 def overrides() -> st.SearchStrategy[pb.Plan]:
     def build(threshold: float | None, thresholds: list[float], device: int, edge: int, name: str) -> pb.Plan:
         return pb.Plan(
@@ -140,8 +148,8 @@ def infer_requests(sample_png: bytes) -> st.SearchStrategy[pb.InferRequest]:
 
     sources = st.one_of(
         st.tuples(st.just("image"), images(sample_png)),
-        st.tuples(st.just("text"), st.one_of(st.binary(max_size=600), st.text(max_size=300).map(str.encode))),
-        st.tuples(st.just("tensor"), st.one_of(tensors([1, 1, 28, 28]), tensors([1, 12]))),
+        st.tuples(st.just("text"), texts()),
+        st.tuples(st.just("tensor"), st.one_of(tensors(IMAGE_INPUT), tensors(TEXT_INPUT))),
         st.tuples(st.just("none"), st.none()),
     )
     return st.builds(
@@ -206,3 +214,14 @@ def policy_state_requests() -> st.SearchStrategy[pb.PolicyStateRequest]:
         st.sampled_from(MODELS),
         st.one_of(st.sampled_from(POLICIES), st.text(max_size=100)),
     )
+
+
+def model_metadata_requests() -> st.SearchStrategy[pb.ModelMetadataRequest]:
+    return messages(
+        pb.ModelMetadataRequest, by_field={"model": st.one_of(st.sampled_from(MODELS), st.text(max_size=100))}
+    )
+
+
+def health_requests() -> st.SearchStrategy[health_pb2.HealthCheckRequest]:
+    services = st.one_of(st.sampled_from(["", "splitexit.v1.Device", "splitexit.v1.Tier"]), st.text(max_size=64))
+    return messages(health_pb2.HealthCheckRequest, by_field={"service": services})

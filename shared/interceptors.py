@@ -1,7 +1,8 @@
 """gRPC's adapter to the request pipeline, for every RPC of a tier's own services.
 
 :class:`ServingInterceptor` wraps the handlers of the ``splitexit.v1`` services
-(health and reflection pass through untouched). It does only what is gRPC's:
+(health and reflection keep their own handlers, but bytes their request type
+cannot parse are answered INVALID_ARGUMENT: :func:`refusing_undecodable`). It does only what is gRPC's:
 
 * bytes that do not parse as the method's request message become an
   :class:`~splitexit.shared.pipeline.Undecodable`, which the pipeline answers
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -46,9 +48,12 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
         if full_name in self._wrapped:
             return self._wrapped[full_name]
         handler = await continuation(handler_call_details)
-        if handler is None or not full_name.startswith(SERVICE_PREFIX):
+        if handler is None:
             return handler
-        self._wrapped[full_name] = self._wrap(full_name.rsplit("/", 1)[-1], handler)
+        if full_name.startswith(SERVICE_PREFIX):
+            self._wrapped[full_name] = self._wrap(full_name.rsplit("/", 1)[-1], handler)
+        else:
+            self._wrapped[full_name] = refusing_undecodable(handler)
         return self._wrapped[full_name]
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -104,3 +109,42 @@ def _lenient(parse: Callable[[bytes], Message] | None) -> Callable[[bytes], Requ
             return Undecodable(exc)
 
     return parse_or_mark
+
+
+FACTORIES = {  # (streams requests, streams answers) -> how gRPC makes a handler of that kind
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+def refusing_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` (of health or reflection), but a request that does not parse is INVALID_ARGUMENT.
+
+    gRPC itself answers UNKNOWN when a request deserializer raises.
+    """
+    field, factory = FACTORIES[bool(handler.request_streaming), bool(handler.response_streaming)]
+    behavior = getattr(handler, field)
+
+    async def refuse(request: Request, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await context.abort(request.error.code, request.error.message)
+        return request
+
+    async def each(requests: AsyncIterator[Request], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield await refuse(request, context)
+
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return each(request, context) if handler.request_streaming else await refuse(request, context)
+
+    async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await behavior(await checked(request, context), context)  # health's Watch writes its answers
+
+    async def answers(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for one in behavior(await checked(request, context), context):
+            yield one
+
+    wrapped = answers if inspect.isasyncgenfunction(behavior) else answer
+    return factory(wrapped, _lenient(handler.request_deserializer), handler.response_serializer)

@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from splitexit.client import AsyncClient, request
 from splitexit.results import ClientError
@@ -111,3 +112,27 @@ def test_edge_rejects_wrong_tensors_and_blocks_then_serves_the_next(edge_address
     for message, code, phrases in cases:
         assert_status(lambda: edge_call(edge_address, message), code, *phrases)
         assert edge_call(edge_address, continue_request(good)).exit_block >= 3
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [
+        ("/grpc.health.v1.Health/Check", "unary_unary"),
+        ("/grpc.health.v1.Health/Watch", "unary_stream"),
+        ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "stream_stream"),
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream_stream"),
+    ],
+)
+def test_health_and_reflection_refuse_bytes_that_are_no_message(edge_address: str, method: str, kind: str) -> None:
+    """gRPC answers UNKNOWN when a request does not parse; the tiers answer INVALID_ARGUMENT, and keep serving."""
+    garbage = b"\xff\xff\xff"  # a truncated varint: no message of any type
+    with grpc.insecure_channel(edge_address) as channel:
+        call = getattr(channel, kind)(method)
+        with pytest.raises(grpc.RpcError) as caught:
+            answer = call(iter([garbage]) if kind.startswith("stream") else garbage, timeout=5)
+            if kind != "unary_unary":
+                next(answer)
+        assert caught.value.code() is INVALID, caught.value
+        assert "not a valid protobuf message" in (caught.value.details() or "")
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert check.status == health_pb2.HealthCheckResponse.SERVING
