@@ -22,8 +22,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from splitexit.policies.plan import check_thresholds
 from splitexit.shared.admission import InFlightLimit
 from splitexit.shared.batcher import Batcher
@@ -226,7 +224,7 @@ class TierNode:
         labels = sample.model.manifest.labels
         probabilities = run.probabilities
         k = min(sample.top_k or DEFAULT_TOP_K, len(labels))
-        ranked = np.argsort(-probabilities, kind="stable")[:k]
+        ranked = run.ranked[:k]
         best = probabilities[ranked].tolist()
         ranked_labels = ranked.tolist()
         label = ranked_labels[0]

@@ -44,6 +44,7 @@ class LocalRun:
     exited: bool = False
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))  # exit_probabilities of ``logits``
+    ranked: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # classes by probability, best first
     activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     exit_confidences: list[float] = field(default_factory=list)
     exit_labels: list[int] = field(default_factory=list)
@@ -115,13 +116,14 @@ class HostedModel:
             logits, x = self.run_block(block, x)
             probabilities = exit_probabilities(logits, self.manifest.block(block))
             confidences, labels = probabilities.max(axis=1).tolist(), logits.argmax(axis=1).tolist()  # one conversion
+            ranked = np.argsort(-probabilities, axis=1, kind="stable")  # for the whole batch at once
             keep = []
             for row, i in enumerate(going):
                 run = runs[i]
                 run.last_block = block
                 run.exit_confidences.append(confidences[row])
                 run.exit_labels.append(labels[row])
-                run.logits, run.probabilities = logits[row], probabilities[row]
+                run.logits, run.probabilities, run.ranked = logits[row], probabilities[row], ranked[row]
                 if exits_at(block, run.exit_confidences[-1], thresholds[i], self.manifest.num_blocks):
                     run.exited = True
                     run.activation = x[row : row + 1]
