@@ -131,10 +131,13 @@ async def batch_rate(address: str, batches: Sequence[pb.InferBatchRequest], in_f
         return answered / (time.perf_counter() - started)
 
 
-async def link_rate(address: str, requests: Sequence[pb.ContinueRequest], in_flight: int, links: int = 1) -> float:
+async def link_rate(
+    address: str, requests: Sequence[pb.ContinueRequest], in_flight: int, links: int = 1, columns: bool = True
+) -> float:
     """Samples/s sent to one tier as the tier before it sends them: ``links`` :class:`TierLink` s, each on a
-    connection of its own (as that many processes of the tier before would hold), ``in_flight`` at once in all."""
-    pool = [TierLink(address, 64 << 20, dial=_own_connection) for _ in range(links)]
+    connection of its own (as that many processes of the tier before would hold), ``in_flight`` at once in all;
+    ``columns``: as the link's ``link_columns`` setting."""
+    pool = [TierLink(address, 64 << 20, dial=_own_connection, columns=columns) for _ in range(links)]
     try:
         queue = iter(requests)
 

@@ -144,6 +144,7 @@ async def throughput(device: str, cloud: str, images: PathInputs, count: int) ->
         device, batch_requests(images, count), BATCHES_IN_FLIGHT
     )
     rates["cloud_alone_64"] = await link_rate(cloud, cloud_requests(images, count), 64)
+    rates["cloud_requests_64"] = await link_rate(cloud, cloud_requests(images, count), 64, columns=False)
     return rates
 
 

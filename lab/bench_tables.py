@@ -88,7 +88,8 @@ def throughput_table(report: dict[str, Any]) -> str:
             "unary": f"{clients} unary clients",
             "stream": f"one InferStream, {clients} in flight",
             "batch": f"InferBatch, {per_message} images per message, {in_flight} in flight",
-        }.get(key.split("_")[0], f"the cloud tier alone, fed by a link, {clients} in flight")
+            "cloud_requests": f"the same, one request per sample on the link (`link_columns` off), {clients} in flight",
+        }.get(key.rsplit("_", 1)[0], f"the cloud tier alone, fed by a link, {clients} in flight")
         rows.append(
             f"| {label} | {rate:,.0f} | {rate / base[1]:.2f}× | {unbatched[key]:,.0f} | {rate / unbatched[key]:.2f}× |"
         )

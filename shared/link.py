@@ -4,7 +4,8 @@ Opening a stream once and multiplexing requests on it costs about a third of a
 unary call per message (docs/architecture.md). Requests wait in an outbox while
 a write is under way, and the next write sends all of them as one message, so
 under load gRPC's fixed cost per message is paid once per batch, and a lone
-request leaves at once. Answers come back in any order, several per message;
+request leaves at once. Samples that stack travel as columns, one activation
+tensor for them all (:mod:`splitexit.shared.columns`). Answers come back in any order, several per message;
 a reader task hands each to the caller waiting for it. Requests travel under
 ids the link assigns itself, so two clients that both call their request
 "order-1" never meet on the link; the caller gets its answer back under its own id.
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from splitexit.shared.columns import pack
 from splitexit.shared.errors import (
     NextTierTooSlow,
     NextTierUnavailable,
@@ -107,8 +109,10 @@ class TierLink:
         *,
         on_reachable: Callable[[bool], None] = lambda up: None,
         dial: Dial = grpc.aio.insecure_channel,
+        columns: bool = True,
     ) -> None:
         self.address = address
+        self.columns = columns  # stackable samples travel as ContinueColumns (off: a ContinueRequest each)
         self.reachable: bool | None = None  # the next tier's health: None until its first report
         self.on_reachable = on_reachable  # told every change of ``reachable``
         self._channel = dial(address, link_options(max_message_bytes))
@@ -159,7 +163,9 @@ class TierLink:
             self._outbox.clear()
             if not sending:
                 continue  # every caller gave up before its request left
-            batch = pb.ContinueBatch(requests=[request for _, request in sending])  # copies: callers may move on
+            requests = [request for _, request in sending]
+            # Both copy what they send: callers may move on.
+            batch = pack(requests) if self.columns else pb.ContinueBatch(requests=requests)
             stream = self._open_stream()
             try:
                 await stream.write(batch)

@@ -58,14 +58,16 @@ def _join(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def open_link(address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel) -> Link:
+def open_link(
+    address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel, columns: bool = True
+) -> Link:
     """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``."""
     host = address.rpartition(":")[0].strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return LinkPool(address, max_message_bytes, dial=dial)
-    return TierLink(address, max_message_bytes, dial=dial)
+        return LinkPool(address, max_message_bytes, dial=dial, columns=columns)
+    return TierLink(address, max_message_bytes, dial=dial, columns=columns)
 
 
 class LinkPool:
@@ -78,8 +80,10 @@ class LinkPool:
         *,
         resolve: Resolver = resolve_replicas,
         dial: Dial = grpc.aio.insecure_channel,
+        columns: bool = True,
     ) -> None:
         self._dial = dial
+        self._columns = columns
         self.address = address
         host, _, port = address.rpartition(":")
         self._host, self._port = host, int(port)
@@ -134,7 +138,11 @@ class LinkPool:
             if address not in self.links:
                 log.info("%s: replica %s joins", self._host, address)
                 link = TierLink(
-                    address, self._max_message_bytes, on_reachable=lambda up: self._recount(), dial=self._dial
+                    address,
+                    self._max_message_bytes,
+                    on_reachable=lambda up: self._recount(),
+                    dial=self._dial,
+                    columns=self._columns,
                 )
                 self.links[address] = link
                 link.start()

@@ -82,7 +82,9 @@ class TierNode:
         )
         link = None
         if settings.next_tier:
-            link = open_link(settings.next_tier, settings.max_message_bytes, link_dialer(settings))
+            link = open_link(
+                settings.next_tier, settings.max_message_bytes, link_dialer(settings), columns=settings.link_columns
+            )
         return cls(settings, registry, link)
 
     def start(self) -> None:

@@ -1,7 +1,7 @@
 """One request's way through a tier, whatever the transport: each cross-cutting concern once, in one place.
 
 Every request a tier serves -- a unary gRPC call, one message of a gRPC stream,
-one request of a link's ``ContinueBatch``, an HTTP ``POST /v1/infer`` -- passes
+one request (or one column entry) of a link's ``ContinueBatch``, an HTTP ``POST /v1/infer`` -- passes
 through :meth:`Pipeline.run`, which applies, in this order, one stage per concern:
 
 1. **metrics**: the request is in flight, then counted by the status it ended
@@ -29,8 +29,10 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from google.protobuf.message import Message
 
 from splitexit.shared.admission import InFlightLimit
@@ -40,22 +42,42 @@ from splitexit.shared.metrics import TierMetrics
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 MAX_REQUEST_ID = 256
-WORK = (pb.InferRequest, pb.ContinueRequest)  # the requests that run blocks: admitted, with a deadline of their own
 Answer = TypeVar("Answer")
 Handler = Callable[[Any, Any], Awaitable[Answer]]  # (the request, its Deadline) -> the answer
 
 
-class Undecodable:
+class Refused:
+    """A request that is refused before it is read: its error, answered under its id."""
+
+    def __init__(self, error: ServingError, request_id: str = "", model: str = "") -> None:
+        self.error, self.request_id, self.model = error, request_id, model
+
+
+class Undecodable(Refused):
     """What a request that is not a valid protobuf message of its method parses to."""
 
-    request_id = ""
-    model = ""
-
     def __init__(self, error: Exception) -> None:
-        self.error = InvalidInput(f"the request is not a valid protobuf message of this method: {error}")
+        super().__init__(InvalidInput(f"the request is not a valid protobuf message of this method: {error}"))
 
 
-Request = Message | Undecodable
+@dataclass(eq=False, kw_only=True)
+class ColumnEntry:
+    """One sample of a ``ContinueColumns`` message: the fields of its ``ContinueRequest``, its activation already
+    decoded (a view of the column's tensor) and checked."""
+
+    model: str
+    request_id: str
+    next_block: int
+    x: np.ndarray
+    policy: pb.Plan
+    top_k: int
+    timeout_s: float | None
+    forbid_degraded: bool
+    codec_s: float  # its share of decoding the column
+
+
+Request = Message | Refused | ColumnEntry
+WORK = (pb.InferRequest, pb.ContinueRequest, ColumnEntry)  # the requests that run blocks: admitted, own deadline
 
 
 class Pipeline:
@@ -92,10 +114,11 @@ class Pipeline:
 
 
 def validate(request: Request) -> None:
-    """Raise INVALID_ARGUMENT for an undecodable request or an overlong id; give a request without an id one."""
-    if isinstance(request, Undecodable):
+    """Raise a refused request's error (INVALID_ARGUMENT for an undecodable one) or INVALID_ARGUMENT for an
+    overlong id; give a request without an id one."""
+    if isinstance(request, Refused):
         raise request.error
-    if "request_id" not in request.DESCRIPTOR.fields_by_name:
+    if isinstance(request, Message) and "request_id" not in request.DESCRIPTOR.fields_by_name:
         return
     if len(request.request_id) > MAX_REQUEST_ID:
         raise InvalidInput(
@@ -105,9 +128,12 @@ def validate(request: Request) -> None:
         request.request_id = uuid.uuid4().hex
 
 
-def deadline_of(request: Message, transport: Deadline | None, default_s: float) -> Deadline:
+def deadline_of(request: Message | ColumnEntry, transport: Deadline | None, default_s: float) -> Deadline:
     """The request's deadline: the sooner of its ``timeout_s`` and the transport's, else the tier's default."""
-    timeout_s = request.timeout_s if request.HasField("timeout_s") else None
+    if isinstance(request, ColumnEntry):
+        timeout_s = request.timeout_s
+    else:
+        timeout_s = request.timeout_s if request.HasField("timeout_s") else None
     return deadline_for(timeout_s, transport, default_s)
 
 

@@ -110,6 +110,9 @@ class TierSettings(BaseSettings):
     max_message_bytes: int = Field(64 << 20, ge=1 << 20, description="gRPC send/receive limit")
     codec: Codec = Field("fp32", description="how activations to the next tier are encoded")
     next_tier: str | None = Field(None, description="host:port of the next tier; none for the cloud")
+    link_columns: bool = Field(
+        True, description="samples that stack go to the next tier as columns; off: one request each (an older tier)"
+    )
     tls_cert_file: Path | None = Field(
         None, description="this tier's certificate (PEM): served, and shown to the next tier"
     )

@@ -74,12 +74,15 @@ def _quantize(array: np.ndarray, axes: tuple[int, ...] | None) -> tuple[np.ndarr
     return quantized, scale.astype(np.float32), zero_point.astype(np.int32)
 
 
-def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the tensor") -> np.ndarray:
+def decode(
+    tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the tensor", rows: int = 1, values: bool = True
+) -> np.ndarray:
     """A wire tensor as a numpy array (float32 for every float codec), checked before any work on its values.
 
     The dtype, rank, every dimension and the byte count are checked first, then
     (with ``spec``) the dtype family and shape the receiver expects, and only
-    then are the values converted and checked (:func:`check_values`).
+    then are the values converted and checked (:func:`check_values`; ``values``
+    False leaves that to the caller). ``rows``: the samples stacked on axis 0.
     """
     dtype = _NUMPY_DTYPES.get(tensor.dtype)
     if dtype is None:
@@ -100,11 +103,11 @@ def decode(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the t
     if tensor.dtype == pb.DATA_TYPE_INT8:
         _check_quantization(tensor, shape, what)
     if spec is not None:
-        check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what)
-    values = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(shape), tensor)
-    if spec is not None:
-        check_values(values, spec, what)
-    return values
+        check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what, rows)
+    array = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(shape), tensor)
+    if spec is not None and values:
+        check_values(array, spec, what)
+    return array
 
 
 def _check_quantization(tensor: pb.Tensor, shape: tuple[int, ...], what: str) -> None:
@@ -141,8 +144,8 @@ def _converted(values: np.ndarray, tensor: pb.Tensor) -> np.ndarray:
     return values
 
 
-def check_shape(shape: tuple[int, ...], dtype: np.dtype | type, spec: TensorSpec, what: str) -> None:
-    """Raise :class:`InvalidInput` unless ``shape`` and ``dtype`` are one sample of what ``spec`` expects.
+def check_shape(shape: tuple[int, ...], dtype: np.dtype | type, spec: TensorSpec, what: str, rows: int = 1) -> None:
+    """Raise :class:`InvalidInput` unless ``shape`` and ``dtype`` are ``rows`` samples of what ``spec`` expects.
 
     Float inputs (images, activations) arrive as float32 whatever their codec; a
     dynamic axis takes 1 to ``spec.max_length`` values. Costs nothing: no value is read.
@@ -154,7 +157,7 @@ def check_shape(shape: tuple[int, ...], dtype: np.dtype | type, spec: TensorSpec
             else "an INT64 tensor of token ids"
         )
         raise InvalidInput(f"{what} must be {kind}, got {np.dtype(dtype)}")
-    expected = [1, *spec.per_sample_shape()]
+    expected = [rows, *spec.per_sample_shape()]
     if len(shape) != len(expected) or any(d is not None and n != d for n, d in zip(shape, expected)):
         wanted = ", ".join("N" if d is None else str(d) for d in expected)
         raise InvalidInput(f"{what} must have shape [{wanted}], got {_shape_text(shape)}")

@@ -153,10 +153,34 @@ class InferBatchRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., texts: _Optional[_Iterable[bytes]] = ..., policy: _Optional[_Union[Plan, _Mapping]] = ..., top_k: _Optional[int] = ..., truncate: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., forbid_degraded: _Optional[bool] = ...) -> None: ...
 
 class ContinueBatch(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "columns")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[ContinueRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[ContinueRequest, _Mapping]]] = ...) -> None: ...
+    columns: _containers.RepeatedCompositeFieldContainer[ContinueColumns]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ContinueRequest, _Mapping]]] = ..., columns: _Optional[_Iterable[_Union[ContinueColumns, _Mapping]]] = ...) -> None: ...
+
+class ContinueColumns(_message.Message):
+    __slots__ = ("model", "next_block", "activations", "request_ids", "plans", "plan_of", "top_k", "timeout_s", "forbid_degraded")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_OF_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FORBID_DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    next_block: int
+    activations: Tensor
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    plans: _containers.RepeatedCompositeFieldContainer[Plan]
+    plan_of: _containers.RepeatedScalarFieldContainer[int]
+    top_k: _containers.RepeatedScalarFieldContainer[int]
+    timeout_s: _containers.RepeatedScalarFieldContainer[float]
+    forbid_degraded: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, model: _Optional[str] = ..., next_block: _Optional[int] = ..., activations: _Optional[_Union[Tensor, _Mapping]] = ..., request_ids: _Optional[_Iterable[str]] = ..., plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., plan_of: _Optional[_Iterable[int]] = ..., top_k: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[_Iterable[float]] = ..., forbid_degraded: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
     __slots__ = ("label", "label_name", "probability")
