@@ -132,6 +132,7 @@ STAGE_NAMES = {
     "parse_request": "parse a `ContinueRequest` off the wire",
     "pipeline": "the request pipeline (metrics, validation, admission, deadline) around a handler that does nothing",
     "decode_activation": "decode and check the activation",
+    "unpack_column": "the same, per sample of a `ContinueColumns` of 32 (what the link sends)",
     "parse_plan": "read the plan",
     "metrics_hop": "count the hop in metrics (stage times, α, exit)",
     "serialize_answer": "serialize the `InferResponse`",
