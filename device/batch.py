@@ -16,16 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from splitexit.shared.errors import InputTooLarge, InvalidInput, ServingError
+from splitexit.shared.manifest import TensorSpec
 from splitexit.shared.node import DEFAULT_TOP_K
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
+from splitexit.shared.tensors import decode
 
 SAMPLE_METHOD = "InferBatchSample"  # the metrics' method label of one sample of a batch
 SHARED = ("model", "top_k", "truncate", "forbid_degraded")  # copied as they are onto every sample's InferRequest
 
 
-def sample_requests(batch: pb.InferBatchRequest, limit: int) -> list[pb.InferRequest]:
-    """The batch as one ``InferRequest`` per sample; raises for a batch that is wrong as a whole."""
+def sample_requests(batch: pb.InferBatchRequest, limit: int, block_input: TensorSpec) -> list[pb.InferRequest]:
+    """The batch as one ``InferRequest`` per sample; raises for a batch that is wrong as a whole (a tensor that is
+    not N of the model's ``block_input`` among others)."""
     kind = _input_kind(batch)
     count = (batch.tensor.shape[:1] or [0])[0] if kind == "tensor" else len(getattr(batch, kind))
     if count > limit:  # before any sample is looked at
@@ -33,7 +36,7 @@ def sample_requests(batch: pb.InferBatchRequest, limit: int) -> list[pb.InferReq
             f"the batch has {count:,} samples; the device accepts at most {limit:,} per InferBatch "
             "(SPLITEXIT_DEVICE_MAX_BATCH_SAMPLES)"
         )
-    inputs = _split(batch.tensor) if kind == "tensor" else list(getattr(batch, kind))
+    inputs = _split(batch.tensor, block_input) if kind == "tensor" else list(getattr(batch, kind))
     ids = list(batch.request_ids)
     if ids and len(ids) != len(inputs):
         raise InvalidInput(
@@ -68,13 +71,13 @@ def _input_kind(batch: pb.InferBatchRequest) -> str:
     return given[0]
 
 
-def _split(tensor: pb.Tensor) -> list[pb.Tensor]:
-    """A ``[N, ...]`` tensor as N tensors of shape ``[1, ...]`` (each checked as a unary call's tensor)."""
+def _split(tensor: pb.Tensor, block_input: TensorSpec) -> list[pb.Tensor]:
+    """A ``[N, ...]`` tensor as N tensors of shape ``[1, ...]``: its dtype, shape and size are checked once for the
+    batch, each sample's values as a unary call's are."""
     if not tensor.shape or tensor.shape[0] < 1:
         raise InvalidInput(f"the batch tensor has shape {list(tensor.shape)}; it needs [N, ...] with N >= 1 samples")
     count, raw = tensor.shape[0], tensor.raw
-    if len(raw) % count:
-        raise InvalidInput(f"the batch tensor's {len(raw):,} bytes do not split into {count} samples of equal size")
+    decode(tensor, block_input, "the batch tensor", rows=count, values=False)
     step = len(raw) // count
     return [
         pb.Tensor(

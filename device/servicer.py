@@ -141,7 +141,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     async def infer_batch(self, batch: pb.InferBatchRequest, deadline: Deadline | None) -> pb.InferBatchResponse:
         """Every sample of ``batch`` through the pipeline as a unary call, all at once; the answers as columns."""
         model = self.model_for(batch)
-        requests = sample_requests(batch, self.settings.max_batch_samples)
+        requests = sample_requests(batch, self.settings.max_batch_samples, model.manifest.block(1).input)
         run = self.node.pipeline.run
         outcomes = await asyncio.gather(*(run(SAMPLE_METHOD, request, self.infer, deadline) for request in requests))
         return batch_answer(model, batch.top_k, requests, outcomes)

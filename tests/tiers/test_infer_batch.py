@@ -120,6 +120,18 @@ def test_a_batch_of_texts_gets_the_unary_answers(testbed: Testbed) -> None:
         (pb.InferBatchRequest(images=[b"x"] * 257), grpc.StatusCode.RESOURCE_EXHAUSTED, ("257", "at most 256")),
         (pb.InferBatchRequest(images=[b"x"] * 2, request_ids=["a"]), INVALID, ("2 samples but 1 request_ids",)),
         (pb.InferBatchRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32)), INVALID, ("[N, ...]",)),
+        (  # wrong for every sample: one error for the call, not one per sample
+            pb.InferBatchRequest(
+                tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[3, 1, 27, 28], raw=bytes(3 * 27 * 28 * 4))
+            ),
+            INVALID,
+            ("the batch tensor must have shape [3, 1, 28, 28]", "got [3, 1, 27, 28]"),
+        ),
+        (
+            pb.InferBatchRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[3, 1, 28, 28], raw=bytes(7))),
+            INVALID,
+            ("needs 9,408 raw bytes, got 7",),
+        ),
         (
             pb.InferBatchRequest(tensor=pb.Tensor(dtype=pb.DATA_TYPE_FP32, shape=[10**12, 1, 28, 28])),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
