@@ -132,7 +132,7 @@ STAGE_NAMES = {
     "parse_request": "parse a `ContinueRequest` off the wire",
     "pipeline": "the request pipeline (metrics, validation, admission, deadline) around a handler that does nothing",
     "decode_activation": "decode and check the activation",
-    "unpack_column": "the same, per sample of a `ContinueColumns` of 32 (what the link sends)",
+    "unpack_column": "decode and check the activations of a `ContinueColumns` of 32 (what the link sends), per sample",
     "parse_plan": "read the plan",
     "metrics_hop": "count the hop in metrics (stage times, α, exit)",
     "serialize_answer": "serialize the `InferResponse`",
@@ -143,7 +143,7 @@ STAGE_BOUND_US = 10.0  # issue 20: what stays per sample is small
 
 def stages_table(stage_us: dict[str, float]) -> str:
     rows = ["| per-sample stage (cloud, one image's activation) | µs |", "|---|---:|"]
-    rows += [f"| {STAGE_NAMES[name]} | {us:.1f} |" for name, us in stage_us.items()]
+    rows += [f"| {label} | {stage_us[name]:.1f} |" for name, label in STAGE_NAMES.items()]
     return "What each per-sample stage of a resuming tier costs, timed alone in the bench process:\n\n" + "\n".join(
         rows
     )
