@@ -20,7 +20,7 @@ from splitexit.shared.manifest import TensorSpec
 from splitexit.shared.node import DEFAULT_TOP_K
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
-from splitexit.shared.tensors import decode
+from splitexit.shared.tensors import check_wire
 
 SAMPLE_METHOD = "InferBatchSample"  # the metrics' method label of one sample of a batch
 SHARED = ("model", "top_k", "truncate", "forbid_degraded")  # copied as they are onto every sample's InferRequest
@@ -77,7 +77,7 @@ def _split(tensor: pb.Tensor, block_input: TensorSpec) -> list[pb.Tensor]:
     if not tensor.shape or tensor.shape[0] < 1:
         raise InvalidInput(f"the batch tensor has shape {list(tensor.shape)}; it needs [N, ...] with N >= 1 samples")
     count, raw = tensor.shape[0], tensor.raw
-    decode(tensor, block_input, "the batch tensor", rows=count, values=False)
+    check_wire(tensor, block_input, "the batch tensor", rows=count)
     step = len(raw) // count
     return [
         pb.Tensor(

@@ -93,10 +93,11 @@ def unpack(
         return [Refused(error, request_id, columns.model) for request_id in ids] or [Refused(error, "", columns.model)]
     codec_s = (time.perf_counter() - started) / len(ids)
     entries: list[ColumnEntry | Refused] = []
+    each = f"the activation for block {columns.next_block}"
     for i, request_id in enumerate(ids):
         row = x[i : i + 1]
         try:
-            check_values(row, spec, f"the activation for block {columns.next_block}")
+            check_values(row, spec, each)
         except InvalidInput as error:
             entries.append(Refused(error, request_id, columns.model))
             continue

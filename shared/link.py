@@ -226,11 +226,11 @@ class TierLink:
             call = health.Watch(health_pb2.HealthCheckRequest())
             try:
                 async with asyncio.timeout(RENEW_S if renewing else None):
-                    first = await call.read()
-                while first is not grpc.aio.EOF:
+                    reply = await call.read()
+                while reply is not grpc.aio.EOF:
                     renewing = False
-                    self._set_reachable(first.status == health_pb2.HealthCheckResponse.SERVING)
-                    first = await call.read()
+                    self._set_reachable(reply.status == health_pb2.HealthCheckResponse.SERVING)
+                    reply = await call.read()
             except (grpc.aio.AioRpcError, TimeoutError):
                 call.cancel()
             if self.reachable and not renewing:

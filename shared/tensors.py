@@ -79,10 +79,22 @@ def decode(
 ) -> np.ndarray:
     """A wire tensor as a numpy array (float32 for every float codec), checked before any work on its values.
 
-    The dtype, rank, every dimension and the byte count are checked first, then
-    (with ``spec``) the dtype family and shape the receiver expects, and only
-    then are the values converted and checked (:func:`check_values`; ``values``
-    False leaves that to the caller). ``rows``: the samples stacked on axis 0.
+    First :func:`check_wire`, then the values are converted and checked
+    (:func:`check_values`; ``values`` False leaves that to the caller).
+    """
+    dtype = check_wire(tensor, spec, what, rows)
+    array = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(tuple(tensor.shape)), tensor)
+    if spec is not None and values:
+        check_values(array, spec, what)
+    return array
+
+
+def check_wire(tensor: pb.Tensor, spec: TensorSpec | None = None, what: str = "the tensor", rows: int = 1) -> np.dtype:
+    """Raise :class:`InvalidInput` unless ``tensor`` is well formed, and (with ``spec``) ``rows`` samples of what
+    ``spec`` expects; its raw bytes' numpy dtype. No value is read.
+
+    The dtype, rank, every dimension, the byte count and an INT8 tensor's
+    quantization are checked first, then the dtype family and shape the receiver expects.
     """
     dtype = _NUMPY_DTYPES.get(tensor.dtype)
     if dtype is None:
@@ -104,10 +116,7 @@ def decode(
         _check_quantization(tensor, shape, what)
     if spec is not None:
         check_shape(shape, np.float32 if tensor.dtype in FLOAT_DTYPES else dtype, spec, what, rows)
-    array = _converted(np.frombuffer(tensor.raw, dtype=dtype).reshape(shape), tensor)
-    if spec is not None and values:
-        check_values(array, spec, what)
-    return array
+    return dtype
 
 
 def _check_quantization(tensor: pb.Tensor, shape: tuple[int, ...], what: str) -> None:
