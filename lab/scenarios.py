@@ -130,6 +130,15 @@ SCENARIOS = (
         options={"domain": "imdb"},
         models_dir=LARGE_MODELS_DIR,
     ),
+    Scenario(
+        name="bbc-topic-mpnet",
+        title="BBC News topic, all-mpnet-base-v2 with an exit after each of its 12 layers, the second half of the "
+        "held-out 20 % (seed 0)",
+        model="mpnet-bbc-topic",
+        data="bbc",
+        options={**BBC_SPLIT, "half": "test"},
+        models_dir=LARGE_MODELS_DIR,
+    ),
 )
 SENTIMENT_HELDOUT = {"domains": ["amazon", "yelp"], "test_fraction": 0.2, "seed": 0}
 VALIDATION = {
@@ -155,6 +164,14 @@ VALIDATION = {
         model="minilm-bbc-topic",
         data="bbc",
         options={**BBC_SPLIT, "half": "validation"},
+    ),
+    "bbc-topic-mpnet": Scenario(
+        name="bbc-topic-val-mpnet",
+        title="BBC News topic, the first half of the held-out 20 %, all-mpnet-base-v2",
+        model="mpnet-bbc-topic",
+        data="bbc",
+        options={**BBC_SPLIT, "half": "validation"},
+        models_dir=LARGE_MODELS_DIR,
     ),
 }
 
