@@ -42,15 +42,14 @@ The process and Python collectors (``process_*``, ``python_*``) come along.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib.metadata
-import numbers
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 import grpc
-import numpy as np
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -63,13 +62,12 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.registry import Collector
 
 from splitexit.policies.plan import Plan
 from splitexit.shared.errors import ServingError
 from splitexit.shared.lifecycle import Lifecycle
+from splitexit.shared.policy_metrics import PolicyStates
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.schema import json_name
 from splitexit.shared.tiers import Tier
@@ -85,9 +83,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("queue", "decode", "compute", "codec", "network")
 STAGE_FIELDS = tuple((stage, f"{stage}_s") for stage in STAGES)  # and their StageTimings fields
 UNKNOWN_MODEL = "unknown"
-# What the device's policy collector asks each policy for: a mapping of numbers
-# (or nested mappings / sequences of numbers), e.g. {"pulls": [3, 9], "best_arm": 2}.
-POLICY_STATE_METHOD = "state"
+HopPass = tuple[pb.Hop, Sequence[float], "pb.InferResponse | None"]  # a hop, the α in effect, this tier's answer
 
 
 class TierMetrics:
@@ -226,14 +222,15 @@ class TierMetrics:
 
     # -- hooks ----------------------------------------------------------------------------------
 
-    def start(self, method: str, model: str) -> InFlight:
-        """One request of ``method`` for ``model`` now in flight; call :meth:`InFlight.finish` when it ends."""
-        return InFlight(self, method, self.model_label(model))
+    def start(self, method: str, model: str, count: int = 1) -> InFlight:
+        """``count`` requests of ``method`` for ``model`` now in flight; :meth:`InFlight.finish` counts each one."""
+        return InFlight(self, method, self.model_label(model), count=count)
 
     @contextlib.contextmanager
-    def request(self, method: str, model: str) -> Iterator[InFlight]:
-        """One request in flight for the body; counted by the code set on it, else by what it raised (OK if nothing)."""
-        call = self.start(method, model)
+    def request(self, method: str, model: str, count: int = 1) -> Iterator[InFlight]:
+        """``count`` requests in flight for the body; each one not finished in it is counted by the code set on
+        the call, else by what the body raised (OK if nothing)."""
+        call = self.start(method, model, count)
         code = grpc.StatusCode.OK
         try:
             yield call
@@ -247,25 +244,47 @@ class TierMetrics:
             code = grpc.StatusCode.INTERNAL
             raise
         finally:
-            call.finish(call.code or code)
+            call.finish(call.code or code, call.open)
 
-    def observe_hop(
-        self, model: str, hop: pb.Hop, thresholds: Sequence[float], answer: pb.InferResponse | None
-    ) -> None:
-        """A sample's pass through this tier: its stages, the α in effect, and its exit (``answer``,
-        this tier's own) or its offload (``answer`` None; ``hop.bytes_sent`` crossed the link)."""
-        for stage, field in STAGE_FIELDS:
-            seconds = getattr(hop.timings, field)
-            if seconds > 0:
-                self.child(self.stage_seconds, self.tier, model, stage).observe(seconds)
-        for block in range(hop.first_block, hop.last_block + 1):
-            self.child(self.exit_threshold, self.tier, model, str(block)).set(thresholds[block - 1])
-        if answer is not None:
-            self.child(self.exits, self.tier, model, str(answer.exit_block)).inc()
-            self.child(self.exit_confidence, self.tier, model).observe(answer.confidence)
-        else:
-            self.child(self.offloads, self.tier, model, self.link).inc()
-            self.child(self.offload_bytes, self.tier, model, self.link).inc(hop.bytes_sent)
+    def observe_hops(self, model: str, passes: Sequence[HopPass]) -> None:
+        """Samples' passes through this tier, counted together: each one's stages, the α in effect, and its exit
+        (its answer, this tier's own) or its offload (answer None; ``hop.bytes_sent`` crossed the link)."""
+        stage_seconds: dict[str, list[float]] = {stage: [] for stage in STAGES}  # only stages that took place
+        confidences: list[float] = []
+        alphas: dict[int, float] = {}
+        exits: collections.Counter[int] = collections.Counter()
+        offloads = bytes_sent = 0
+        for hop, thresholds, answer in passes:
+            timings = hop.timings
+            for stage, field in STAGE_FIELDS:
+                seconds = getattr(timings, field)
+                if seconds > 0:
+                    stage_seconds[stage].append(seconds)
+            for block in range(hop.first_block, hop.last_block + 1):
+                alphas[block] = thresholds[block - 1]
+            if answer is not None:
+                exits[answer.exit_block] += 1
+                confidences.append(answer.confidence)
+            else:
+                offloads += 1
+                bytes_sent += hop.bytes_sent
+        for stage, observed in stage_seconds.items():
+            self._observe_all(observed, self.stage_seconds, model, stage)
+        self._observe_all(confidences, self.exit_confidence, model)
+        for block, alpha in alphas.items():
+            self.child(self.exit_threshold, self.tier, model, str(block)).set(alpha)
+        for block, count in exits.items():
+            self.child(self.exits, self.tier, model, str(block)).inc(count)
+        if offloads:
+            self.child(self.offloads, self.tier, model, self.link).inc(offloads)
+            self.child(self.offload_bytes, self.tier, model, self.link).inc(bytes_sent)
+
+    def _observe_all(self, values: list[float], histogram: Histogram, *labels: str) -> None:
+        """Each of ``values`` in ``histogram``; its series is made only once it has one."""
+        if values:
+            child = self.child(histogram, self.tier, *labels)
+            for value in values:
+                child.observe(value)
 
     def observe_batch(self, model: str, size: int) -> None:
         """The batcher started a batch of ``size`` samples of ``model``."""
@@ -293,67 +312,31 @@ class TierMetrics:
 
 
 class InFlight:
-    """A request being served: in the in-flight gauge until :meth:`finish` counts it by its status code."""
+    """Requests being served: in the in-flight gauge until :meth:`finish` counts each by its status code."""
 
-    def __init__(self, metrics: TierMetrics, method: str, model: str) -> None:
+    def __init__(self, metrics: TierMetrics, method: str, model: str, *, count: int = 1) -> None:
         self._metrics, self._method, self._model = metrics, method, model
         self._gauge = metrics.child(metrics.in_flight, metrics.tier, method)
-        self._gauge.inc()
+        self._gauge.inc(count)
         self._started = time.perf_counter()
-        self.code: grpc.StatusCode | None = None  # what the request ended with, once known
-        self._finished = False
+        self.code: grpc.StatusCode | None = None  # what a single request ended with, once known
+        self.open = count  # requests not counted yet
 
-    def finish(self, code: grpc.StatusCode) -> None:
-        """Count the request under ``code`` (only the first call counts)."""
-        if self._finished:
+    def finish(self, code: grpc.StatusCode, count: int = 1) -> None:
+        """Count ``count`` of the requests still open under ``code``, each taking the time since they started."""
+        count = min(count, self.open)
+        if count <= 0:
             return
-        self._finished = True
-        self._gauge.dec()
+        self.open -= count
+        self._gauge.dec(count)
         m = self._metrics
-        m.child(m.requests, m.tier, self._model, self._method, code.name).inc()
-        m.child(m.request_seconds, m.tier, self._model, self._method).observe(time.perf_counter() - self._started)
-
-
-class PolicyStates(Collector):
-    """``splitexit_policy_state{policy, key}``: every number in each policy's ``state()``, read at scrape time.
-
-    A policy that offers ``state()`` returns a mapping; nested mappings and
-    sequences are flattened into dotted keys, so ``{"pulls": [3, 9]}`` becomes
-    ``key="pulls.0"`` and ``key="pulls.1"``. Strings and None are skipped. A
-    policy without ``state()`` exports nothing. Scrapes run on the exposition
-    thread, so ``state()`` should return a fresh copy rather than live arrays.
-    """
-
-    NAME = "splitexit_policy_state"
-    HELP = "Numbers in a device policy's state (arm pulls, means, thresholds, ...), flattened to dotted keys"
-
-    def __init__(self, tier: str, policies: Callable[[], Mapping[str, object]]) -> None:
-        self.tier = tier
-        self.policies = policies
-
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["tier", "policy", "key"])]
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["tier", "policy", "key"])
-        for name, policy in self.policies().items():
-            state = getattr(policy, POLICY_STATE_METHOD, None)
-            if callable(state):
-                for key, value in flatten(state()):
-                    family.add_metric([self.tier, name, key], value)
-        return [family]
-
-
-def flatten(value: object, prefix: str = "") -> Iterator[tuple[str, float]]:
-    """(dotted key, number) for every number in nested mappings and sequences."""
-    if isinstance(value, numbers.Real):  # bool, int, float and numpy scalars
-        yield prefix, float(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from flatten(item, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, (list, tuple, np.ndarray)):
-        for index, item in enumerate(value.tolist() if isinstance(value, np.ndarray) else value):
-            yield from flatten(item, f"{prefix}.{index}" if prefix else str(index))
+        m.child(m.requests, m.tier, self._model, self._method, code.name).inc(count)
+        seconds, histogram = (
+            time.perf_counter() - self._started,
+            m.child(m.request_seconds, m.tier, self._model, self._method),
+        )
+        for _ in range(count):
+            histogram.observe(seconds)
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[Lifecycle], Awaitable[None]]:
