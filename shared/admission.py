@@ -25,14 +25,24 @@ class InFlightLimit:
     def try_acquire(self) -> None:
         """Take a slot, or raise :class:`Overloaded` if all are taken."""
         if self.in_flight >= self.limit:
-            raise Overloaded(
-                f"{self.holder} has {self.in_flight} requests in flight, its limit ({self.setting}); "
-                "retry later or send fewer at once"
-            )
+            raise self.refusal()
         self.in_flight += 1
 
-    def release(self) -> None:
-        self.in_flight -= 1
+    def acquire_up_to(self, count: int) -> int:
+        """Take as many of ``count`` slots as are free; how many were taken."""
+        taken = max(min(count, self.limit - self.in_flight), 0)
+        self.in_flight += taken
+        return taken
+
+    def refusal(self) -> Overloaded:
+        """The error of a request refused because every slot is taken."""
+        return Overloaded(
+            f"{self.holder} has {self.in_flight} requests in flight, its limit ({self.setting}); "
+            "retry later or send fewer at once"
+        )
+
+    def release(self, count: int = 1) -> None:
+        self.in_flight -= count
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -67,14 +67,25 @@ class Batcher:
 
     async def run(self, sample: Sample) -> tuple[float, LocalRun]:
         """Run ``sample`` in the next batch of its key: the seconds it waited, and what its blocks gave."""
+        self._queue([sample])
+        return await sample.outcome
+
+    async def run_many(self, samples: Sequence[Sample]) -> list[tuple[float, LocalRun] | BaseException]:
+        """Run ``samples``, queued together (those of one key share batches): each one's outcome or error, in
+        order."""
+        self._queue(samples)
+        return await asyncio.gather(*(sample.outcome for sample in samples), return_exceptions=True)
+
+    def _queue(self, samples: Sequence[Sample]) -> None:
         loop = asyncio.get_running_loop()
-        sample.queued_at = time.perf_counter()
-        sample.outcome = loop.create_future()
-        self._queues.setdefault(sample.key, deque()).append(sample)
-        if not self._dispatch_due:  # after the samples that arrived with this one (one link message) have queued
+        queued_at = time.perf_counter()
+        for sample in samples:
+            sample.queued_at = queued_at
+            sample.outcome = loop.create_future()
+            self._queues.setdefault(sample.key, deque()).append(sample)
+        if not self._dispatch_due:  # after the samples that arrived with these (one link message) have queued
             self._dispatch_due = True
             loop.call_soon(self._dispatch)
-        return await sample.outcome
 
     def _dispatch(self) -> None:
         """Start batches while workers are free and some queue is ready to go."""

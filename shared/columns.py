@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.shared.errors import InvalidInput, as_serving_error
 from splitexit.shared.pipeline import ColumnEntry, Refused
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -92,11 +93,15 @@ def unpack(
         error = as_serving_error(exc, where)
         return [Refused(error, request_id, columns.model) for request_id in ids] or [Refused(error, "", columns.model)]
     codec_s = (time.perf_counter() - started) / len(ids)
+    plans = [_plan(plan, model) for plan in columns.plans]
     entries: list[ColumnEntry | Refused] = []
     each = f"the activation for block {columns.next_block}"
     for i, request_id in enumerate(ids):
         row = x[i : i + 1]
+        plan = plans[columns.plan_of[i]]
         try:
+            if isinstance(plan, InvalidInput):
+                raise plan
             check_values(row, spec, each)
         except InvalidInput as error:
             entries.append(Refused(error, request_id, columns.model))
@@ -107,7 +112,7 @@ def unpack(
                 request_id=request_id,
                 next_block=columns.next_block,
                 x=row,
-                policy=columns.plans[columns.plan_of[i]],
+                plan=plan,
                 top_k=columns.top_k[i] if columns.top_k else 0,
                 timeout_s=columns.timeout_s[i] if columns.timeout_s else None,
                 forbid_degraded=bool(columns.forbid_degraded) and columns.forbid_degraded[i],
@@ -115,6 +120,14 @@ def unpack(
             )
         )
     return entries
+
+
+def _plan(plan: pb.Plan, model: HostedModel) -> Plan | InvalidInput:
+    """A column's plan, parsed once for every sample that has it; or why it cannot be."""
+    try:
+        return Plan.from_proto(plan, model.manifest.num_blocks, TierThresholds.name)
+    except InvalidInput as error:
+        return error
 
 
 def _check_counts(columns: pb.ContinueColumns, count: int) -> None:

@@ -18,19 +18,20 @@ the sample) passes the failure back, and the tier before answers degraded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from splitexit.policies.plan import check_thresholds
 from splitexit.shared.admission import InFlightLimit
 from splitexit.shared.batcher import Batcher
 from splitexit.shared.deadlines import ANSWER_RESERVE_S
-from splitexit.shared.errors import LinkFailure, NextTierTooSlow
+from splitexit.shared.errors import LinkFailure, NextTierTooSlow, ServingError
 from splitexit.shared.lifecycle import Drain
 from splitexit.shared.link import Link
 from splitexit.shared.link_pool import open_link
-from splitexit.shared.metrics import TierMetrics
+from splitexit.shared.metrics import HopPass, TierMetrics
 from splitexit.shared.pipeline import Pipeline
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel, LocalRun, ModelRegistry
@@ -41,6 +42,7 @@ from splitexit.shared.tensors import check_shape, encode
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
+Outcome = pb.InferResponse | BaseException  # a sample's answer, or the error it is answered with
 
 
 class TierNode:
@@ -146,26 +148,120 @@ class TierNode:
 
     async def process(self, sample: Sample) -> pb.InferResponse:
         """Run this tier's part of ``sample`` and return the whole answer."""
+        async with contextlib.aclosing(self.process_many([sample])) as chunks:
+            async for ((_, outcome),) in chunks:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return outcome
+        raise AssertionError("process_many answers every sample")
+
+    async def process_many(self, samples: Sequence[Sample]) -> AsyncIterator[list[tuple[int, Outcome]]]:
+        """Run this tier's part of every sample (all of one model), together: (index, answer or error) of each,
+        in chunks as they are ready.
+
+        Their blocks run in shared batches. The first chunk holds the samples that exit here
+        and those that failed; then come the ones sent on, as the next tier answers them.
+        Hops are counted in metrics per chunk.
+        """
+        ready: list[tuple[int, Outcome]] = []
+        queued: list[int] = []
+        for i, sample in enumerate(samples):
+            try:
+                self._prepare(sample)
+                queued.append(i)
+            except ServingError as error:
+                ready.append((i, error))
+        runs = await self.batcher.run_many([samples[i] for i in queued])
+        passes: list[HopPass] = []
+        going_on = []
+        for i, ran in zip(queued, runs):
+            if isinstance(ran, BaseException):
+                ready.append((i, ran))
+                continue
+            queue_s, run = ran
+            sample = samples[i]
+            timings = pb.StageTimings(
+                queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s
+            )
+            if run.exited:
+                answer, hop_pass = self._with_hop(sample, run, timings, self._answer(sample, run), 0)
+                ready.append((i, answer))
+                passes.append(hop_pass)
+            else:
+                going_on.append(self._pass_on(i, sample, run, timings))
+        if ready:
+            self._observe(samples, passes)
+            yield ready
+        if len(going_on) == 1:  # a lone sample waits for its answer in this task
+            yield [self._finish_pass(samples, await going_on[0])]
+            return
+        pending = {asyncio.ensure_future(pass_on) for pass_on in going_on}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                chunk = [task.result() for task in done]
+                self._observe(samples, [hop_pass for _, _, hop_pass in chunk if hop_pass is not None])
+                yield [(i, outcome) for i, outcome, _ in chunk]
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def process_each(
+        self, prepared: Sequence[Sample | BaseException]
+    ) -> AsyncIterator[list[tuple[int, Outcome]]]:
+        """:meth:`process_many` for a group some of whose requests failed before they became samples: those
+        errors first, under their index, then the samples' outcomes."""
+        failed = [(i, error) for i, error in enumerate(prepared) if isinstance(error, BaseException)]
+        if failed:
+            yield failed
+        index = [i for i, sample in enumerate(prepared) if isinstance(sample, Sample)]
+        if not index:
+            return
+        async with contextlib.aclosing(self.process_many([prepared[i] for i in index])) as chunks:
+            async for chunk in chunks:
+                yield [(index[j], outcome) for j, outcome in chunk]
+
+    def _prepare(self, sample: Sample) -> None:
+        """Check ``sample`` and set this tier's exit rule for it; :class:`ServingError` if it cannot run here."""
         model = sample.model
         model.check_resumable(sample.start_block)
         what = f"the input to block {sample.start_block}"
         check_shape(sample.x.shape, sample.x.dtype, model.manifest.block(sample.start_block).input, what)
-        sample.thresholds = thresholds = sample.plan.thresholds or self._thresholds[model.name]
+        sample.thresholds = sample.plan.thresholds or self._thresholds[model.name]
         sample.stop_block = sample.plan.stop_block(self.tier, model.hosted)
         sample.deadline.check(f"the {self.tier.value} could start on it")
 
-        queue_s, run = await self.batcher.run(sample)
-        timings = pb.StageTimings(
-            queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s
-        )
-        bytes_sent = 0
-        if run.exited:
-            answer = self._answer(sample, run)
-        else:
+    async def _pass_on(
+        self, index: int, sample: Sample, run: LocalRun, timings: pb.StageTimings
+    ) -> tuple[int, Outcome, HopPass | None]:
+        """The answer of a sample sent on (or this tier's, degraded), with its hop; or its error."""
+        try:
             answer, bytes_sent = await self._offload_or_degrade(sample, run, timings)
+        except Exception as error:  # noqa: BLE001 - the sample's own error, answered under its id
+            return index, error, None
+        return index, *self._with_hop(sample, run, timings, answer, bytes_sent)
 
+    def _finish_pass(
+        self, samples: Sequence[Sample], passed: tuple[int, Outcome, HopPass | None]
+    ) -> tuple[int, Outcome]:
+        index, outcome, hop_pass = passed
+        if hop_pass is not None:
+            self._observe(samples, [hop_pass])
+        return index, outcome
+
+    def _with_hop(
+        self,
+        sample: Sample,
+        run: LocalRun,
+        timings: pb.StageTimings,
+        answer: pb.InferResponse,
+        bytes_sent: int,
+    ) -> tuple[pb.InferResponse, HopPass]:
+        """``answer`` with this tier's hop in front of the hops after it, and the hop as metrics count it."""
         timings.total_s = time.perf_counter() - sample.received_at
-        hop = pb.Hop(
+        downstream = list(answer.hops)
+        del answer.hops[:]
+        hop = answer.hops.add(
             tier=self.tier.proto,
             first_block=sample.start_block,
             last_block=run.last_block,
@@ -174,11 +270,12 @@ class TierNode:
             exit_confidences=run.exit_confidences,
             exit_labels=run.exit_labels,
         )
-        self.metrics.observe_hop(model.name, hop, thresholds, answer if answer.exit_tier == self.tier.proto else None)
-        downstream = list(answer.hops)
-        del answer.hops[:]
-        answer.hops.extend([hop, *downstream])
-        return answer
+        answer.hops.extend(downstream)
+        return answer, (hop, sample.thresholds, answer if answer.exit_tier == self.tier.proto else None)
+
+    def _observe(self, samples: Sequence[Sample], passes: list[HopPass]) -> None:
+        if passes:
+            self.metrics.observe_hops(samples[0].model.name, passes)
 
     async def _offload_or_degrade(
         self, sample: Sample, run: LocalRun, timings: pb.StageTimings
@@ -230,20 +327,21 @@ class TierNode:
         best = probabilities[ranked].tolist()
         ranked_labels = ranked.tolist()
         label = ranked_labels[0]
-        return pb.InferResponse(
+        answer = pb.InferResponse(
             request_id=sample.request_id,
             model=sample.model.name,
             label=label,
             label_name=labels[label],
             confidence=best[0],
-            top_k=[
-                pb.ClassProbability(label=i, label_name=labels[i], probability=p) for i, p in zip(ranked_labels, best)
-            ],
             logits=run.logits.tolist(),
             exit_tier=self.tier.proto,
             exit_block=run.last_block,
             policy=sample.plan.policy,
         )
+        add = answer.top_k.add  # in place: a list of ClassProbability would be built, then copied
+        for i, p in zip(ranked_labels, best):
+            add(label=i, label_name=labels[i], probability=p)
+        return answer
 
     async def close(self) -> None:
         if self._poller is not None:

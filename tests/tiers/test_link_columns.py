@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
+from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.samples import LabelledImage
 from splitexit.shared.columns import pack, unpack
 from splitexit.shared.link import TierLink
@@ -91,7 +92,8 @@ def test_pack_stacks_what_stacks_and_unpack_gives_back_each_sample(
             request.top_k,
             request.timeout_s,
         )
-        assert entry.policy == request.policy and not entry.forbid_degraded
+        assert entry.plan == Plan.from_proto(request.policy, image_model.manifest.num_blocks, TierThresholds.name)
+        assert not entry.forbid_degraded
         np.testing.assert_array_equal(entry.x, np.frombuffer(request.activation.raw, "<f4").reshape(entry.x.shape))
         assert entry.x.base is not None  # a view of the column's tensor, not a copy
 
