@@ -21,6 +21,7 @@ costs less than a thread hop, are decoded in place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +36,9 @@ from splitexit.device.settings import DeviceSettings
 from splitexit.policies.dimee import embed
 from splitexit.policies.plan import OVERRIDE, Plan, Policy, is_explicit
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
-from splitexit.shared.errors import InputTooLarge, InvalidInput
+from splitexit.shared.errors import InputTooLarge, InvalidInput, ServingError
 from splitexit.shared.manifest import TextInput
-from splitexit.shared.node import TierNode
+from splitexit.shared.node import Outcome, TierNode
 from splitexit.shared.preprocess import open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
@@ -116,6 +117,25 @@ class DeviceServicer(pb_grpc.DeviceServicer):
 
     async def infer(self, request: pb.InferRequest, deadline: Deadline) -> pb.InferResponse:
         """Plan, run, price and learn from one request the pipeline let in (the handler of gRPC and HTTP)."""
+        sample, policy = await self._planned(request, deadline)
+        return self._settled(sample, policy, await self.node.process(sample))
+
+    async def infer_many(
+        self, requests: list[pb.InferRequest], deadlines: list[Deadline]
+    ) -> AsyncIterator[list[tuple[int, Outcome]]]:
+        """The group handler of a batch's samples: each decoded and planned as :meth:`infer` does it, then all run
+        together; (index, answer or error) of each, in chunks as they are ready."""
+        planned = await asyncio.gather(*map(self._planned, requests, deadlines), return_exceptions=True)
+        samples = [ready if isinstance(ready, BaseException) else ready[0] for ready in planned]
+        async with contextlib.aclosing(self.node.process_each(samples)) as chunks:
+            async for chunk in chunks:
+                yield [
+                    (i, outcome if isinstance(outcome, BaseException) else self._settled(*planned[i], outcome))
+                    for i, outcome in chunk
+                ]
+
+    async def _planned(self, request: pb.InferRequest, deadline: Deadline) -> tuple[Sample, Policy | None]:
+        """The sample a request is, with its plan, and the policy that made the plan (None for a client's own)."""
         received_at = time.perf_counter()
         model = self.model_for(request)
         x = await self.block_input(request, model)
@@ -133,18 +153,27 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             allow_degraded=not request.forbid_degraded,
             decode_s=decode_s,
         )
-        answer = await self.node.process(sample)
+        return sample, policy
+
+    def _settled(self, sample: Sample, policy: Policy | None, answer: pb.InferResponse) -> pb.InferResponse:
+        """``answer``, priced; the policy shown what the sample revealed; the answer counted in metrics."""
+        model, plan = sample.model, sample.plan
         self.policies.settle(model, policy, plan, answer)
         self.node.metrics.observe_answer(model.name, policy.name if policy is not None else OVERRIDE, plan, answer)
         return answer
 
     async def infer_batch(self, batch: pb.InferBatchRequest, deadline: Deadline | None) -> pb.InferBatchResponse:
-        """Every sample of ``batch`` through the pipeline as a unary call, all at once; the answers as columns."""
+        """Every sample of ``batch`` through the pipeline as one group, as unary calls would be; the answers as
+        columns."""
         model = self.model_for(batch)
         requests = sample_requests(batch, self.settings.max_batch_samples, model.manifest.block(1).input)
-        run = self.node.pipeline.run
-        outcomes = await asyncio.gather(*(run(SAMPLE_METHOD, request, self.infer, deadline) for request in requests))
-        return batch_answer(model, batch.top_k, requests, outcomes)
+        outcomes: dict[int, pb.InferResponse | ServingError] = {}
+        chunks = self.node.pipeline.run_many(SAMPLE_METHOD, requests, self.infer_many, transport=deadline)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                for i, outcome in chunk:
+                    outcomes[i] = outcome
+        return batch_answer(model, batch.top_k, requests, [outcomes[i] for i in range(len(requests))])
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
