@@ -53,5 +53,5 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert "| InferBatch, 64 images per message, 4 in flight |" in section
     assert "`mpnet-sentiment` (all-mpnet-base-v2): its 12 ONNX slices" in section
     assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 11
-    assert "run inside the bench process" in section and "| read the plan |" in section
+    assert "run inside the bench process" in section and "| read its plan |" in section
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
