@@ -22,12 +22,14 @@ from splitexit.shared.errors import ServingError
 from splitexit.shared.node import TierNode
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.runtime import HostedModel
+from splitexit.shared.settings import TierSettings
 from splitexit.shared.tier_servicer import TierServicer
 from splitexit.shared.tiers import Tier
 from splitexit.testbed import Testbed
 from tests.tiers.test_link_batches import continue_requests
 
 METHOD = "ContinueBatches"
+Chunk = list[tuple[str, Any]]  # (request_id, answer or error) of the samples answered together
 
 
 def column_of(requests: Sequence[pb.ContinueRequest]) -> pb.ContinueColumns:
@@ -38,12 +40,27 @@ def column_of(requests: Sequence[pb.ContinueRequest]) -> pb.ContinueColumns:
     return batch.columns[0]
 
 
-async def run_group(node: TierNode, columns: pb.ContinueColumns) -> list[list[tuple[str, Any]]]:
+async def run_group(node: TierNode, columns: pb.ContinueColumns) -> list[Chunk]:
     """The chunks the pipeline yields for one column, as (request_id, answer or error)."""
     entries = unpack(columns, node.registry.get, node.pipeline.where)
     chunks = node.pipeline.run_many(METHOD, entries, TierServicer(node).resume_many)
     async with contextlib.aclosing(chunks):
         return [[(entries[i].request_id, outcome) for i, outcome in chunk] async for chunk in chunks]
+
+
+def chunks_from(settings: TierSettings, requests: Sequence[pb.ContinueRequest]) -> tuple[TierNode, list[Chunk]]:
+    """A tier of ``settings`` in this process (watching its next tier, if any), and its chunks for ``requests``
+    sent as one column."""
+
+    async def go() -> tuple[TierNode, list[Chunk]]:
+        node = TierNode.from_settings(settings)
+        node.start()
+        try:
+            return node, await run_group(node, column_of(requests))
+        finally:
+            await node.close()
+
+    return asyncio.run(go())
 
 
 def requests_counted(node: TierNode, model: str, code: str) -> float:
@@ -56,14 +73,7 @@ def test_a_column_beyond_the_free_slots_is_answered_up_to_them_and_refused_after
 ) -> None:
     requests = continue_requests(image_model, images[:5], 5)
 
-    async def go() -> tuple[TierNode, list[list[tuple[str, Any]]]]:
-        node = TierNode.from_settings(CloudSettings(max_in_flight=3))
-        try:
-            return node, await run_group(node, column_of(requests))
-        finally:
-            await node.close()
-
-    node, chunks = asyncio.run(go())
+    node, chunks = chunks_from(CloudSettings(max_in_flight=3), requests)
     outcomes = dict(outcome for chunk in chunks for outcome in chunk)
     assert list(outcomes) != [] and sorted(outcomes) == sorted(r.request_id for r in requests)
     answered = [rid for rid, o in outcomes.items() if isinstance(o, pb.InferResponse)]
@@ -83,14 +93,8 @@ def test_a_bad_plan_in_a_column_refuses_only_the_samples_that_carry_it(
     requests[1].policy.threshold = 1.5  # not a probability
     requests[3].policy.threshold = 1.5
 
-    async def go() -> list[list[tuple[str, Any]]]:
-        node = TierNode.from_settings(CloudSettings())
-        try:
-            return await run_group(node, column_of(requests))
-        finally:
-            await node.close()
-
-    outcomes = dict(outcome for chunk in asyncio.run(go()) for outcome in chunk)
+    _, chunks = chunks_from(CloudSettings(), requests)
+    outcomes = dict(outcome for chunk in chunks for outcome in chunk)
     good, bad = [requests[0], requests[2]], [requests[1], requests[3]]
     assert all(isinstance(outcomes[r.request_id], pb.InferResponse) for r in good)
     for request in bad:
@@ -109,15 +113,7 @@ def test_an_edge_answers_its_own_exits_first_and_the_rest_as_the_cloud_answers(
         request.forbid_degraded = forbid_degraded
     settings = EdgeSettings(next_tier=testbed.processes[Tier.CLOUD].address, plaintext=True)
 
-    async def go() -> list[list[tuple[str, Any]]]:
-        node = TierNode.from_settings(settings)
-        node.start()
-        try:
-            return await run_group(node, column_of(requests))
-        finally:
-            await node.close()
-
-    first, *rest = asyncio.run(go())
+    _, (first, *rest) = chunks_from(settings, requests)
     exits = {rid: answer.exit_tier for rid, answer in first}
     assert exits == {r.request_id: Tier.EDGE.proto for n, r in enumerate(requests) if n % 2}
     later = dict(outcome for chunk in rest for outcome in chunk)
@@ -136,15 +132,8 @@ def test_an_edge_whose_cloud_is_gone_answers_a_column_degraded_or_refuses_as_eac
         request.forbid_degraded = n < 2
     settings = EdgeSettings(next_tier="127.0.0.1:9", plaintext=True)  # nothing listens there
 
-    async def go() -> list[list[tuple[str, Any]]]:
-        node = TierNode.from_settings(settings)
-        node.start()
-        try:
-            return await run_group(node, column_of(requests))
-        finally:
-            await node.close()
-
-    outcomes = dict(outcome for chunk in asyncio.run(go()) for outcome in chunk)
+    _, chunks = chunks_from(settings, requests)
+    outcomes = dict(outcome for chunk in chunks for outcome in chunk)
     for n, request in enumerate(requests):
         outcome = outcomes[request.request_id]
         if n < 2:
