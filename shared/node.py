@@ -147,13 +147,18 @@ class TierNode:
         return tuple(thresholds)
 
     async def process(self, sample: Sample) -> pb.InferResponse:
-        """Run this tier's part of ``sample`` and return the whole answer."""
-        async with contextlib.aclosing(self.process_many([sample])) as chunks:
-            async for ((_, outcome),) in chunks:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return outcome
-        raise AssertionError("process_many answers every sample")
+        """Run this tier's part of ``sample`` and return the whole answer: :meth:`process_many` for a lone sample
+        (a unary call, a stream's message), in this task and without chunks."""
+        self._prepare(sample)
+        queue_s, run = await self.batcher.run(sample)
+        timings = _timings(sample, queue_s, run)
+        if run.exited:
+            answer, hop_pass = self._with_hop(sample, run, timings, self._answer(sample, run), 0)
+        else:
+            answer, bytes_sent = await self._offload_or_degrade(sample, run, timings)
+            answer, hop_pass = self._with_hop(sample, run, timings, answer, bytes_sent)
+        self._observe([sample], [hop_pass])
+        return answer
 
     async def process_many(self, samples: Sequence[Sample]) -> AsyncIterator[list[tuple[int, Outcome]]]:
         """Run this tier's part of every sample (all of one model), together: (index, answer or error) of each,
@@ -180,9 +185,7 @@ class TierNode:
                 continue
             queue_s, run = ran
             sample = samples[i]
-            timings = pb.StageTimings(
-                queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s
-            )
+            timings = _timings(sample, queue_s, run)
             if run.exited:
                 answer, hop_pass = self._with_hop(sample, run, timings, self._answer(sample, run), 0)
                 ready.append((i, answer))
@@ -349,3 +352,8 @@ class TierNode:
         if self.link is not None:
             await self.link.close()
         self.batcher.close()
+
+
+def _timings(sample: Sample, queue_s: float, run: LocalRun) -> pb.StageTimings:
+    """The stages of ``sample`` known once its blocks ran here (the network's and the total come later)."""
+    return pb.StageTimings(queue_s=queue_s, decode_s=sample.decode_s, compute_s=run.compute_s, codec_s=sample.codec_s)

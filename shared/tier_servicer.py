@@ -111,7 +111,7 @@ class TierServicer(pb_grpc.TierServicer):
             for request in batch.requests:
                 by_model.setdefault(request.model, []).append(request)
             for group in by_model.values():
-                yield group
+                yield group if len(group) > 1 else group[0]  # a lone request takes the lean path
             for columns in batch.columns:
                 yield unpack(columns, self.node.registry.get, self.node.pipeline.where)
 
