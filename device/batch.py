@@ -3,8 +3,8 @@
 :func:`sample_requests` checks what concerns the batch as a whole (a known
 model, one input kind, at least one sample and at most ``max_batch_samples``,
 one request id per sample if any) and splits it into N ``InferRequest``
-messages with the batch's shared options. The servicer runs each through the
-tier's pipeline and :meth:`DeviceServicer.infer`, all at once, so each sample
+messages with the batch's shared options. The servicer runs them through the
+tier's pipeline as one group (:meth:`DeviceServicer.infer_many`), so each sample
 gets the unary call's checks, policy and answer, and the tier's batcher runs
 them together. :func:`batch_answer` lays the N outcomes out as the
 ``InferBatchResponse`` columns; a sample that failed gets a ``BatchError``
