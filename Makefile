@@ -107,7 +107,7 @@ bench: data models models-large  ## served vs bare onnxruntime, throughput, batc
 	$(PY) -m bench.serving
 	$(PY) -m lab.results bench
 
-faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz, soak, slow link; docs/results/faults.md (~8 min)
+faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz (plaintext and mutual TLS), soak, slow link; docs/results/faults.md (~9 min)
 	@$(NEEDS_ROOT)
 	$(PY) -m bench.faults_report
 

@@ -2,7 +2,7 @@
 
 Runs, in one go on this machine: :data:`bench.faults.FAULTS` on a namespace
 testbed, the hostile-message fuzz (:mod:`bench.hostile`) and a soak
-(:mod:`bench.soak`) on a loopback testbed, and the slow-link run
+(:mod:`bench.soak`) on a loopback testbed, the fuzz again on one serving mutual TLS, and the slow-link run
 (:mod:`bench.link_costs`) on a second namespace testbed. Writes
 ``bench/results/faults.json``, ``docs/link_costs.png`` and ``docs/results/faults.md``.
 Needs root (network namespaces).
@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 from bench.faults import FAULTS, ScenarioResult, run_scenario
-from bench.hostile import FuzzReport, run_fuzz
-from bench.hostile_calls import Dialer
+from bench.hostile import FuzzReport, fuzzed_testbed, run_fuzz
 from bench.link_costs import LinkCostRun, link_cost_settings, plot, run_link_cost_shift
 from bench.soak import SoakReport, run_soak
 from lab.results_pages import PAGES, write_page
@@ -28,7 +27,6 @@ from splitexit.samples import load_pack
 from splitexit.shared.manifest import load_manifest
 from splitexit.shared.settings import DEFAULT_MODELS_DIR
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import Testbed, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "faults.json"
@@ -53,12 +51,12 @@ def fault_table(results: list[ScenarioResult]) -> str:
     return "\n".join(rows)
 
 
-def fuzz_lines(report: FuzzReport) -> str:
+def fuzz_lines(report: FuzzReport, transport: str) -> str:
     statuses = ", ".join(f"{code} {n:,}" for code, n in sorted(report.by_status.items(), key=lambda item: -item[1]))
     delay = report.delay_ms()
     return (
         f"Fuzz: {report.messages:,} answers to hostile messages over all {len(report.seconds)} RPCs of the tiers "
-        f"(plaintext): {statuses}; "
+        f"({transport}): {statuses}; "
         f"INTERNAL or UNKNOWN: {len(report.bad)}; no tier crashed. A good image sent every 50 ms meanwhile (from "
         "its own "
         f"process) was delayed, against its median without the fuzz, by {delay['p50']:.1f} ms at the median, "
@@ -99,14 +97,16 @@ def run_all(soak_s: float) -> dict[str, object]:
     settings = {tier: {"drain_grace_s": DRAIN_GRACE_S} for tier in Tier}
     with NetnsTestbed(settings=settings, log_dir=Path(".cache/logs/faults")) as bed:
         scenarios = [run_scenario(bed, fault, images) for fault in FAULTS]
-    with Testbed({tier: free_port() for tier in Tier}, log_dir=Path(".cache/logs/fuzz")) as bed:
-        fuzz = run_fuzz(Dialer.of(bed), images[0].png, activations)
+    with fuzzed_testbed(Path(".cache/logs/fuzz"), tls=False) as (bed, dial):
+        fuzz = run_fuzz(dial, images[0].png, activations)
         pids = {tier.value: process.process.pid for tier, process in bed.processes.items()}
         soak = run_soak(bed.device_address, pids, images, soak_s)
+    with fuzzed_testbed(Path(".cache/logs/fuzz-tls"), tls=True) as (_, dial):
+        fuzz_tls = run_fuzz(dial, images[0].png, activations)
     with NetnsTestbed(settings=link_cost_settings(), log_dir=Path(".cache/logs/link-costs")) as bed:
         link = run_link_cost_shift(bed, images)
     plot(link, FIGURE)
-    return {"scenarios": scenarios, "fuzz": fuzz, "soak": soak, "link": link}
+    return {"scenarios": scenarios, "fuzz": fuzz, "fuzz_tls": fuzz_tls, "soak": soak, "link": link}
 
 
 def page_body(results: dict[str, object], runtime_s: float) -> str:
@@ -120,7 +120,8 @@ def page_body(results: dict[str, object], runtime_s: float) -> str:
     parts = [
         header,
         fault_table(results["scenarios"]),
-        fuzz_lines(results["fuzz"]),  # type: ignore[arg-type]
+        fuzz_lines(results["fuzz"], "plaintext"),  # type: ignore[arg-type]
+        fuzz_lines(results["fuzz_tls"], "mutual TLS, with the device's bearer token"),  # type: ignore[arg-type]
         soak_lines(results["soak"]),
         link_lines(results["link"]),
     ]  # type: ignore[arg-type]

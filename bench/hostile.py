@@ -18,11 +18,14 @@ good requests.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.hostile_batches import continue_batches, infer_batch_requests
-from bench.hostile_calls import CALL_TIMEOUT_S, Dial, FuzzReport, Rpc, Sender, fuzzed_rpcs
+from bench.hostile_calls import CALL_TIMEOUT_S, Dial, Dialer, FuzzReport, Rpc, Sender, fuzzed_rpcs
 from bench.hostile_messages import (
     continue_requests,
     health_requests,
@@ -40,13 +43,16 @@ from bench.hostile_messages import (
     policy_state_requests,
 )
 from bench.proto_strategies import messages
+from splitexit.certs import write_dev_pki
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.tiers import Tier
+from splitexit.testbed import Testbed, free_port
 
-__all__ = ["FuzzReport", "run_fuzz"]
+__all__ = ["FuzzReport", "fuzzed_testbed", "run_fuzz"]
 
 GOOD_EVERY_S = 0.05
+FUZZ_TOKEN = "fuzz-token"  # the device's bearer token over TLS
 STREAM_MAX = 8  # messages in one hostile stream
 EXAMPLES = {  # calls of each RPC at scale 1 (of a stream: streams); RAW_EXAMPLES more with raw bytes
     "Device.Infer": 900,
@@ -175,3 +181,18 @@ def run_fuzz(dial: Dial, sample_png: bytes, activations: dict[str, list[int]], s
     report.good_during_s, failed_during = _timing_good_requests(dial, sample_png, fuzz)
     report.good_failed = failed + failed_during
     return report
+
+
+@contextlib.contextmanager
+def fuzzed_testbed(log_dir: Path, tls: bool) -> Iterator[tuple[Testbed, Dialer]]:
+    """Three tiers of their own to fuzz (the fuzz teaches their policies nonsense), and how to reach them:
+    plaintext, or mutual TLS with the device's bearer token."""
+    settings: dict[Tier, dict[str, str]] = {tier: {"default_timeout_s": "2"} for tier in Tier}
+    ports = {tier: free_port() for tier in Tier}
+    with tempfile.TemporaryDirectory(prefix="fuzz-pki-") as pki:
+        tls_dir = Path(pki) if tls else None
+        if tls_dir is not None:
+            write_dev_pki(tls_dir)
+            settings[Tier.DEVICE]["auth_token"] = FUZZ_TOKEN
+        with Testbed(ports, settings, log_dir=log_dir, tls_dir=tls_dir) as bed:
+            yield bed, Dialer.of(bed, FUZZ_TOKEN if tls else None)

@@ -16,31 +16,23 @@ from collections.abc import Iterator
 import pytest
 from grpc_health.v1 import health_pb2
 
-from bench.hostile import run_fuzz
+from bench.hostile import fuzzed_testbed, run_fuzz
 from bench.hostile_calls import Dialer
-from splitexit.certs import write_dev_pki
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import Manifest
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import Testbed, free_port
-
-TOKEN = "fuzz-token"
+from splitexit.testbed import Testbed
 
 
 @pytest.fixture(scope="module", params=["plaintext", "mutual-tls"])
-def bed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """Tiers of their own: the fuzz teaches their policies nonsense, which other tests must not see."""
-    settings = {tier: {"default_timeout_s": "2"} for tier in Tier}
-    tls_dir = None
-    if request.param == "mutual-tls":  # every RPC again, with half the messages: the suite's time
-        tls_dir = tmp_path_factory.mktemp("pki")
-        write_dev_pki(tls_dir)
-        settings[Tier.DEVICE]["auth_token"] = TOKEN
-    ports = {tier: free_port() for tier in Tier}
-    with Testbed(ports, settings, log_dir=tmp_path_factory.mktemp("logs"), tls_dir=tls_dir) as testbed:
-        yield testbed
+def fuzzed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Testbed, Dialer]]:
+    """Tiers of their own, plaintext, then over mutual TLS with the device's token."""
+    with fuzzed_testbed(tmp_path_factory.mktemp("logs"), tls=request.param == "mutual-tls") as bed_and_dial:
+        yield bed_and_dial
 
 
 def schema_rpcs() -> set[str]:
@@ -50,11 +42,11 @@ def schema_rpcs() -> set[str]:
 
 
 def test_hostile_messages_get_clear_statuses_and_the_tiers_keep_serving(
-    bed: Testbed, images: list[LabelledImage], manifest: Manifest
+    fuzzed: tuple[Testbed, Dialer], images: list[LabelledImage], manifest: Manifest
 ) -> None:
+    bed, dial = fuzzed
     activations = {str(block): [1, *manifest.block(block).input.per_sample_shape()] for block in (3, 4, 5, 6)}
-    dial = Dialer.of(bed, TOKEN if bed.tls_dir else None)
-    report = run_fuzz(dial, images[0].png, activations, scale=0.5 if bed.tls_dir else 1.0)
+    report = run_fuzz(dial, images[0].png, activations, scale=0.5 if bed.tls_dir else 1.0)  # TLS: the suite's time
 
     called = {rpc for rpc, statuses in report.by_rpc.items() if sum(statuses.values()) > 0}
     expected = schema_rpcs()
