@@ -262,8 +262,9 @@ class TierNode:
     ) -> tuple[pb.InferResponse, HopPass]:
         """``answer`` with this tier's hop in front of the hops after it, and the hop as metrics count it."""
         timings.total_s = time.perf_counter() - sample.received_at
-        downstream = list(answer.hops)
-        del answer.hops[:]
+        downstream = list(answer.hops)  # the next tiers' hops (none if the sample exits here)
+        if downstream:
+            del answer.hops[:]
         hop = answer.hops.add(
             tier=self.tier.proto,
             first_block=sample.start_block,
@@ -273,7 +274,8 @@ class TierNode:
             exit_confidences=run.exit_confidences,
             exit_labels=run.exit_labels,
         )
-        answer.hops.extend(downstream)
+        if downstream:
+            answer.hops.extend(downstream)
         return answer, (hop, sample.thresholds, answer if answer.exit_tier == self.tier.proto else None)
 
     def _observe(self, samples: Sequence[Sample], passes: list[HopPass]) -> None:
