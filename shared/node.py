@@ -192,14 +192,11 @@ class TierNode:
                 passes.append(hop_pass)
             else:
                 going_on.append(self._pass_on(i, sample, run, timings))
-        if ready:
-            self._observe(samples, passes)
-            yield ready
-        if len(going_on) == 1:  # a lone sample waits for its answer in this task
-            yield [self._finish_pass(samples, await going_on[0])]
-            return
-        pending = {asyncio.ensure_future(pass_on) for pass_on in going_on}
+        pending = {asyncio.ensure_future(pass_on) for pass_on in going_on}  # sent on before the first chunk goes
         try:
+            if ready:
+                self._observe(samples, passes)
+                yield ready
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 chunk = [task.result() for task in done]
@@ -243,14 +240,6 @@ class TierNode:
         except Exception as error:  # noqa: BLE001 - the sample's own error, answered under its id
             return index, error, None
         return index, *self._with_hop(sample, run, timings, answer, bytes_sent)
-
-    def _finish_pass(
-        self, samples: Sequence[Sample], passed: tuple[int, Outcome, HopPass | None]
-    ) -> tuple[int, Outcome]:
-        index, outcome, hop_pass = passed
-        if hop_pass is not None:
-            self._observe(samples, [hop_pass])
-        return index, outcome
 
     def _with_hop(
         self,
