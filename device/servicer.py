@@ -39,7 +39,7 @@ from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
 from splitexit.shared.errors import InputTooLarge, InvalidInput, ServingError
 from splitexit.shared.manifest import TextInput
 from splitexit.shared.node import Outcome, TierNode
-from splitexit.shared.preprocess import open_image
+from splitexit.shared.preprocess import SMALL_IMAGE_BYTES, open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.runtime import HostedModel
@@ -108,7 +108,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             expect_input(model, "text")
             check_size("text", len(request.text), self.settings.max_text_bytes)
             tokenizer = self.tokenizers[model.name]
-            if len(request.text) <= SMALL_TEXT_BYTES:
+            if _decodes_in_place(request):
                 return tokenizer.encode_utf8(request.text, request.truncate)
             return await loop.run_in_executor(self._decoder, tokenizer.encode_utf8, request.text, request.truncate)
         if source == "tensor":
@@ -125,7 +125,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     ) -> AsyncIterator[list[tuple[int, Outcome]]]:
         """The group handler of a batch's samples: each decoded and planned as :meth:`infer` does it, then all run
         together; (index, answer or error) of each, in chunks as they are ready."""
-        planned = await asyncio.gather(*map(self._planned, requests, deadlines), return_exceptions=True)
+        planned = await self._planned_each(requests, deadlines)
         samples = [ready if isinstance(ready, BaseException) else ready[0] for ready in planned]
         async with contextlib.aclosing(self.node.process_each(samples)) as chunks:
             async for chunk in chunks:
@@ -133,6 +133,27 @@ class DeviceServicer(pb_grpc.DeviceServicer):
                     (i, outcome if isinstance(outcome, BaseException) else self._settled(*planned[i], outcome))
                     for i, outcome in chunk
                 ]
+
+    async def _planned_each(
+        self, requests: list[pb.InferRequest], deadlines: list[Deadline]
+    ) -> list[tuple[Sample, Policy | None] | BaseException]:
+        """:meth:`_planned` of each request, or its error: one after another for inputs that decode in place (a
+        task each would cost more than their decoding), concurrently for those the decode threads take."""
+        planned: dict[int, tuple[Sample, Policy | None] | BaseException] = {}
+        heavy = []
+        for i, (request, deadline) in enumerate(zip(requests, deadlines, strict=True)):
+            if not _decodes_in_place(request):
+                heavy.append(i)
+                continue
+            try:
+                planned[i] = await self._planned(request, deadline)
+            except Exception as error:  # noqa: BLE001 - the sample's own error, as gather returns it
+                planned[i] = error
+        concurrent = await asyncio.gather(
+            *(self._planned(requests[i], deadlines[i]) for i in heavy), return_exceptions=True
+        )
+        planned.update(zip(heavy, concurrent, strict=True))
+        return [planned[i] for i in range(len(requests))]
 
     async def _planned(self, request: pb.InferRequest, deadline: Deadline) -> tuple[Sample, Policy | None]:
         """The sample a request is, with its plan, and the policy that made the plan (None for a client's own)."""
@@ -207,6 +228,16 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         async for ready in serve_stream(request_iterator, self._stream, self.node.drain):
             for answer in ready:
                 yield answer
+
+
+def _decodes_in_place(request: pb.InferRequest) -> bool:
+    """Whether a request's input is small enough that :meth:`DeviceServicer.block_input` decodes it on the loop."""
+    source = request.WhichOneof("input")
+    if source == "image":
+        return len(request.image) <= SMALL_IMAGE_BYTES
+    if source == "text":
+        return len(request.text) <= SMALL_TEXT_BYTES
+    return True
 
 
 def check_size(kind: str, size: int, limit: int) -> None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from lab.text_data import sentiment
 from splitexit.client import AsyncClient, Client, batch_request, request, tensor_message
 from splitexit.results import BatchPrediction
 from splitexit.samples import LabelledImage
 from splitexit.shared.manifest import ImageInput, Manifest
-from splitexit.shared.preprocess import open_image
+from splitexit.shared.preprocess import SMALL_IMAGE_BYTES, open_image
 from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.tiers import Tier
@@ -84,6 +86,30 @@ def test_a_corrupt_image_gets_its_own_error_and_the_rest_are_answered(
     assert batch.labels[3] == -1 and list(batch.top_k_labels[6:8]) == [-1, -1] and batch.request_ids[3]
     for i in (0, 1, 2, 4, 5, 6, 7):
         assert_row_is_the_unary_answer(batch, i, device_call(testbed.device_address, request(pngs[i], top_k=2)))
+
+
+def test_images_the_decode_threads_take_keep_their_place_among_those_decoded_in_place(
+    testbed: Testbed, images: list[LabelledImage]
+) -> None:
+    large = [_large_png(image.png, seed) for seed, image in enumerate(images[:3])]
+    assert min(len(png) for png in large) > SMALL_IMAGE_BYTES, "these must go to the decode threads"
+    truncated = large[2][: SMALL_IMAGE_BYTES + 100]
+    pngs = [large[0], images[5].png, truncated, images[6].png, large[1]]
+    batch = batch_call(testbed.device_address, pb.InferBatchRequest(images=pngs, top_k=2))
+    [error] = batch.errors
+    assert (error.index, error.code) == (2, INVALID.value[0])
+    assert_status(lambda: device_call(testbed.device_address, request(truncated)), INVALID, error.message)
+    for i in (0, 1, 3, 4):
+        assert_row_is_the_unary_answer(batch, i, device_call(testbed.device_address, request(pngs[i], top_k=2)))
+
+
+def _large_png(png: bytes, seed: int) -> bytes:
+    """``png`` scaled to 256x256 with a little noise: well over the size decoded in place."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L").resize((256, 256)), dtype=np.int16)
+    noise = np.random.default_rng(seed).integers(-8, 9, pixels.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def test_a_tensor_batch_is_split_into_its_samples(
