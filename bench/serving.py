@@ -41,6 +41,7 @@ from bench.codec_accuracy import codec_report
 from bench.http_rates import http_latency, http_rate
 from bench.paths import PathInputs, exit_plans, measure_path
 from bench.policy_speed import microseconds_per_decision
+from bench.process_cpu import bare_cpu_us, cpu_us_per_sample, parts_to_cloud
 from bench.rates import batch_rate, link_rate, offered_load, stream_rate, unary_load, unary_rate
 from bench.services import echo_service, litserve_service
 from bench.tier_cost import in_process_rate, stage_costs
@@ -148,6 +149,30 @@ async def throughput(device: str, cloud: str, images: PathInputs, count: int) ->
     return rates
 
 
+def cpu_split(bed: Testbed, images: PathInputs, count: int) -> dict[str, dict[str, float]]:
+    """CPU µs per sample in each process (this client, the device, the edge, the cloud), all to the cloud, for
+    InferBatch and for 64 unary clients; and bare onnxruntime's on each tier's blocks at the batch's size."""
+    pids = {"client": os.getpid(), **{tier.value: running.process.pid for tier, running in bed.processes.items()}}
+    batches = batch_requests(images, count)
+    requests = [_all_to_cloud(request) for request in images.requests]
+    many = (requests * (count // len(requests) + 1))[:count]
+
+    def batched() -> int:
+        asyncio.run(batch_rate(bed.device_address, batches, BATCHES_IN_FLIGHT))
+        return sum(len(batch.images) for batch in batches)
+
+    def unary() -> int:
+        asyncio.run(unary_load(bed.device_address, many, max(CLIENTS)))
+        return len(many)
+
+    return {
+        f"batch_{BATCH}x{BATCHES_IN_FLIGHT}": cpu_us_per_sample(pids, batched),
+        f"unary_{max(CLIENTS)}": cpu_us_per_sample(pids, unary),
+        "bare": bare_cpu_us(images, BATCH, repeats=max(count // BATCH, 5)),
+        "blocks": {tier.value: list(blocks) for tier, blocks in parts_to_cloud(images.tiers).items()},
+    }
+
+
 def batch_requests(images: PathInputs, count: int) -> list[pb.InferBatchRequest]:
     """``count`` images all to the cloud, ``BATCH`` per ``InferBatch`` message."""
     pngs = [image for image in images.raw if isinstance(image, bytes)]
@@ -236,6 +261,7 @@ def measure(quick: bool) -> dict[str, object]:
         report["throughput"] = asyncio.run(
             throughput(bed.device_address, bed.processes[Tier.CLOUD].address, images, count)
         )
+        report["cpu_split"] = cpu_split(bed, images, count)
         report["triton"] = triton_comparison(bed.device_address, images, count)
         report["offered_load"] = asyncio.run(early_exits_at_half_load(bed.device_address, images, report, count))
         with litserve_service(LOGS) as litserve:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ def bench_section(path: Path) -> str:
         throughput_table(report),
         workers_line(report["cloud_workers"]),
         in_process_line(report),
+        cpu_split_table(report["cpu_split"]),
         stages_table(report["stage_us"]),
         triton_table(report["triton"]),
         offered_load_line(report["offered_load"]),
@@ -127,6 +128,37 @@ def in_process_line(report: dict[str, Any]) -> str:
         f"{inside['per_s'] / linked:.2f}× the cloud tier fed by a link, at {inside['cpu_us']:,.0f} µs of CPU per "
         f"sample; bare onnxruntime takes {1e6 * cores / bare:,.1f} µs of CPU per sample on the same blocks "
         f"(batch {batch}). The rest is the tier's own work per sample, timed stage by stage below."
+    )
+
+
+CPU_LOADS = {"batch_64x4": "InferBatch of 64, 4 in flight", "unary_64": "64 unary clients"}
+
+
+def cpu_split_table(split: dict[str, Any]) -> str:
+    """CPU µs per sample in each process of the served path beside bare onnxruntime's on the same part."""
+    bare, blocks = split["bare"], split["blocks"]
+
+    def cells(us: Callable[[dict[str, float]], float]) -> str:
+        return " | ".join(f"{us(split[load]):,.0f}" for load in CPU_LOADS)
+
+    rows = [
+        f"| process | {' | '.join(CPU_LOADS.values())} | bare, batch 64 |",
+        "|---|" + "---:|" * (len(CPU_LOADS) + 1),
+        f"| the client (the bench) | {cells(lambda load: load['client'])} | — |",
+    ]
+    for tier, (first, last) in blocks.items():
+        device = tier == "device"
+        work = f"blocks {first}–{last}" + (", decoding the PNG" if device else "")
+        own = bare[tier] + (bare["decode"] if device else 0.0)
+        rows.append(f"| {tier} ({work}) | {cells(lambda load, tier=tier: load[tier])} | {own:,.0f} |")
+    every = ["client", *blocks]
+    bare_total = bare["decode"] + sum(bare[tier] for tier in blocks)
+    rows.append(f"| all | {cells(lambda load: sum(load[name] for name in every))} | {bare_total:,.0f} |")
+    return (
+        "Where a sample's CPU goes, all to the cloud: µs of CPU per answered sample in each process (every thread: "
+        "event loop, onnxruntime, gRPC's), beside bare onnxruntime on the same blocks and Pillow decoding the same "
+        "PNGs in one process. What a tier spends beyond its bare part is its per-sample Python and gRPC's work per "
+        "message:\n\n" + "\n".join(rows)
     )
 
 

@@ -35,6 +35,11 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert len(int8) == 3 and all(c["bytes_vs_fp32"] > 3.5 for c in int8)
     assert set(report["policy_us"]) >= {"splitee", "dimee", "thresholds"}
     assert report["tls"]["tls_p50_ms"] > 0 and report["tls"]["plaintext_p50_ms"] > 0
+    split = report["cpu_split"]
+    assert split["blocks"] == {"device": [1, 2], "edge": [3, 4], "cloud": [5, 6]}
+    for load in ("batch_64x4", "unary_64"):
+        assert set(split[load]) == {"client", "device", "edge", "cloud"} and all(us > 0 for us in split[load].values())
+    assert set(split["bare"]) == {"decode", "device", "edge", "cloud"} and all(us > 0 for us in split["bare"].values())
     assert report["cloud_in_process"]["per_s"] > 0 and report["cloud_in_process"]["cpu_us"] > 0
     assert set(report["stage_us"]) == set(STAGE_NAMES) and all(us > 0 for us in report["stage_us"].values())
     assert set(report["cloud_workers"]) == {"1", "2"} and all(v > 0 for v in report["cloud_workers"].values())
@@ -53,5 +58,6 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert "| InferBatch, 64 images per message, 4 in flight |" in section
     assert "`mpnet-sentiment` (all-mpnet-base-v2): its 12 ONNX slices" in section
     assert "Targets, from this run" in section and section.count(" met |") + section.count(" **missed** |") == 11
+    assert "| edge (blocks 3–4) |" in section and "Where a sample's CPU goes" in section
     assert "run inside the bench process" in section and "| read its plan |" in section
     assert "2 workers ÷ 1 worker" in section and "÷ Triton (same segments, one hop)" in section
