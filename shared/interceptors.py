@@ -7,6 +7,9 @@ cannot parse are answered INVALID_ARGUMENT: :func:`refusing_undecodable`). It do
 * bytes that do not parse as the method's request message become an
   :class:`~splitexit.shared.pipeline.Undecodable`, which the pipeline answers
   INVALID_ARGUMENT (a unary call) or a stream answers with a ``StreamError``, not INTERNAL;
+* a unary call that comes once the tier drains (``drain.closing``) is refused UNAVAILABLE, so that its
+  caller sends it elsewhere (gRPC's own refusal, once the server stops, can race with a call it had just
+  taken and cancel it instead);
 * a unary call goes through :meth:`~splitexit.shared.pipeline.Pipeline.run`
   with its gRPC deadline; the handler finds the request's deadline in
   :data:`~splitexit.shared.deadlines.CALL_DEADLINE`, and an error becomes
@@ -26,7 +29,8 @@ import grpc
 from google.protobuf.message import Message
 
 from splitexit.shared.deadlines import CALL_DEADLINE, Deadline
-from splitexit.shared.errors import ServingError, as_serving_error
+from splitexit.shared.errors import ServingError, ShuttingDown, as_serving_error
+from splitexit.shared.lifecycle import Drain
 from splitexit.shared.pipeline import Pipeline, Request, Undecodable
 from splitexit.shared.proto import splitexit_pb2 as pb
 
@@ -37,8 +41,9 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 class ServingInterceptor(grpc.aio.ServerInterceptor):
     """Lenient parsing, the pipeline and status codes for one tier's ``splitexit.v1`` RPCs."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, drain: Drain) -> None:
         self.pipeline = pipeline
+        self.drain = drain
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # full method name -> its wrapped handler
 
     async def intercept_service(
@@ -74,9 +79,14 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
                 CALL_DEADLINE.set(deadline)
                 return await behavior(checked, context)
 
-            remaining = context.time_remaining()
-            transport = None if remaining is None else Deadline.after(remaining)
-            outcome = await self.pipeline.run(method, request, call, transport)
+            if self.drain.closing.is_set():
+                outcome: Any = ShuttingDown(
+                    f"the {self.pipeline.where} is shutting down and takes no new calls: send this one again"
+                )
+            else:
+                remaining = context.time_remaining()
+                transport = None if remaining is None else Deadline.after(remaining)
+                outcome = await self.pipeline.run(method, request, call, transport)
             if isinstance(outcome, ServingError):
                 await context.abort(outcome.code, outcome.message)
             return outcome

@@ -79,7 +79,7 @@ async def run_tier(
     ``guards`` run before everything else (the device's token check).
     """
     credentials = server_credentials(settings)
-    interceptors = [*guards, ServingInterceptor(node.pipeline)]
+    interceptors = [*guards, ServingInterceptor(node.pipeline, node.drain)]
     if credentials is not None and settings.tier is not Tier.DEVICE:
         interceptors.insert(0, PeerTierCheck(settings.tier))
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings.max_message_bytes))
@@ -151,17 +151,15 @@ async def _drain(
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(settings.drain_grace_s)
     log.info("%s refusing new requests; finishing those it accepted (at most %.1f s)", tier, settings.drain_timeout_s)
-    node.drain.closing.set()
+    node.drain.closing.set()  # new calls are refused UNAVAILABLE from now on (the ServingInterceptor)
     lifecycle.stopping.set()
-    stopping = asyncio.create_task(server.stop(settings.drain_timeout_s))  # refuses new calls at once
     deadline = time.monotonic() + settings.drain_timeout_s
-    # A call gRPC took just before the stop reaches its handler (and counts as in flight) a moment later:
-    # cutting the calls left before then would cancel it instead of letting it finish.
+    # A call let in just before the closing counts as in flight a moment later (and a stream opened then
+    # counts as open): cutting the calls left before then would cancel it instead of letting it finish.
     await asyncio.sleep(min(CALLS_SETTLE_S, settings.drain_timeout_s))
     while (node.admission.in_flight or node.drain.open_streams) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await server.stop(0)  # what is left are health watches and reflection: cut them
-    await stopping
     log.info("%s stopped", tier)
 
 
