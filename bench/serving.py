@@ -134,8 +134,7 @@ def large_model_package() -> dict[str, dict[str, object]]:
 
 async def throughput(device: str, cloud: str, images: PathInputs, count: int) -> dict[str, float]:
     """Samples/s all to the cloud by clients and mode, and the cloud tier alone fed by a link."""
-    requests = [_all_to_cloud(request) for request in images.requests]
-    many = (requests * (count // len(requests) + 1))[:count]
+    many = all_to_cloud_requests(images, count)
     rates = {}
     for clients in CLIENTS:
         share = many[: max(count * clients // max(CLIENTS), 200)]
@@ -154,8 +153,7 @@ def cpu_split(bed: Testbed, images: PathInputs, count: int) -> dict[str, dict[st
     InferBatch and for 64 unary clients; and bare onnxruntime's on each tier's blocks at the batch's size."""
     pids = {"client": os.getpid(), **{tier.value: running.process.pid for tier, running in bed.processes.items()}}
     batches = batch_requests(images, count)
-    requests = [_all_to_cloud(request) for request in images.requests]
-    many = (requests * (count // len(requests) + 1))[:count]
+    many = all_to_cloud_requests(images, count)
 
     def batched() -> int:
         asyncio.run(batch_rate(bed.device_address, batches, BATCHES_IN_FLIGHT))
@@ -194,6 +192,12 @@ def cloud_requests(images: PathInputs, count: int) -> list[pb.ContinueRequest]:
     ]
 
 
+def all_to_cloud_requests(images: PathInputs, count: int) -> list[pb.InferRequest]:
+    """``count`` of the images' requests (repeated as needed), each planned all the way to the cloud."""
+    requests = [_all_to_cloud(request) for request in images.requests]
+    return (requests * (count // len(requests) + 1))[:count]
+
+
 def _all_to_cloud(request: pb.InferRequest) -> pb.InferRequest:
     copy = pb.InferRequest()
     copy.CopyFrom(request)
@@ -228,8 +232,7 @@ async def http_comparison(gateway: str, litserve: str, images: PathInputs, count
 def triton_comparison(device: str, images: PathInputs, count: int) -> dict[str, dict[str, Any]]:
     """One sample per request at 1, 8 and 64 in flight, all to the cloud: the tiers, then Triton on the same
     segments."""
-    requests = [_all_to_cloud(request) for request in images.requests]
-    many = (requests * (count // len(requests) + 1))[:count]
+    many = all_to_cloud_requests(images, count)
     tiers = {str(n): asyncio.run(unary_load(device, many, n)) for n in CLIENTS}
     decoded = np.concatenate([images.prepare(raw) for raw in images.raw])
     return {"splitexit": tiers, "triton": triton_rates(decoded, count, CLIENTS, DEFAULT_MODELS_DIR, LOGS)}

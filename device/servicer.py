@@ -231,7 +231,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
 
 
 def _decodes_in_place(request: pb.InferRequest) -> bool:
-    """Whether a request's input is small enough that :meth:`DeviceServicer.block_input` decodes it on the loop."""
+    """Whether a request's input is small enough to be planned without a task of its own: a tensor, a text that
+    :meth:`DeviceServicer.block_input` tokenizes on the loop, an image of at most ``SMALL_IMAGE_BYTES`` (one of
+    few bytes but many pixels still goes to the decode threads, awaited in turn)."""
     source = request.WhichOneof("input")
     if source == "image":
         return len(request.image) <= SMALL_IMAGE_BYTES
