@@ -5,8 +5,10 @@ unary call per message (docs/architecture.md). Requests wait in an outbox while
 a write is under way, and the next write sends all of them as one message, so
 under load gRPC's fixed cost per message is paid once per batch, and a lone
 request leaves at once. Samples that stack travel as columns, one activation
-tensor for them all (:mod:`splitexit.shared.columns`). Answers come back in any order, several per message;
-a reader task hands each to the caller waiting for it. Requests travel under
+tensor for them all (:mod:`splitexit.shared.columns`). A tier sends a group of samples in one
+:meth:`TierLink.call_many`: one entry in the outbox each, and one waiting call that a future wakes once
+per chunk of answers, not a future and a timer per sample. Answers come back in any order, several per
+message; a reader task puts each in the inbox of the call waiting for it. Requests travel under
 ids the link assigns itself, so two clients that both call their request
 "order-1" never meet on the link; the caller gets its answer back under its own id.
 
@@ -31,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -54,6 +57,10 @@ log = logging.getLogger(__name__)
 Dial = Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel]  # (address, options) -> a channel (TLS or not)
 WATCH_RETRY_S = 0.1  # between health watches while the next tier is down
 RENEW_S = 0.5  # how long a watch renewed after its connection ended may take to hear from the tier
+
+
+Outcome = pb.InferResponse | ServingError  # the next tier's answer to a request, or why there is none
+Answers = AsyncIterator[list[tuple[int, Outcome]]]  # (index of a request, its outcome), in chunks as they come
 
 
 def _why(exc: Exception) -> str:
@@ -95,8 +102,51 @@ class Link(Protocol):
     async def call(self, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
         """The next tier's answer to ``request`` within ``timeout_s``; a ``LinkFailure`` when it cannot be had."""
 
+    def call_many(self, requests: Sequence[pb.ContinueRequest], timeouts_s: Sequence[float]) -> Answers:
+        """(index, answer or error) of each of ``requests`` as the next tier answers them, in chunks: sent
+        together, each waiting at most its ``timeouts_s``; an error that is a ``LinkFailure`` may be answered
+        degraded."""
+
     async def close(self) -> None:
         """Stop watching and close every channel."""
+
+
+class _Inbox:
+    """Where the answers to one call's requests arrive, by index, until the call takes them: one future per wait."""
+
+    __slots__ = ("_loop", "_arrived", "_wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._arrived: list[tuple[int, Outcome]] = []
+        self._wake: asyncio.Future[None] | None = None
+
+    def put(self, index: int, outcome: Outcome) -> None:
+        self._arrived.append((index, outcome))
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def take(self, until: float) -> list[tuple[int, Outcome]]:
+        """What arrived since the last take, waiting for something until the loop's time ``until`` at most."""
+        if not self._arrived:
+            self._wake = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(until):
+                    await self._wake
+        taken, self._arrived = self._arrived, []
+        return taken
+
+
+async def answer_of(link: Link, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
+    """``link.call`` as every link has it: the one outcome of :meth:`Link.call_many` for ``request``, raised if it is
+    an error."""
+    async with contextlib.aclosing(link.call_many([request], [timeout_s])) as chunks:
+        async for chunk in chunks:
+            outcome = chunk[0][1]
+            if isinstance(outcome, ServingError):
+                raise outcome
+            return outcome
+    raise AssertionError("call_many ended without an outcome for its request")
 
 
 class TierLink:
@@ -118,7 +168,7 @@ class TierLink:
         self._channel = dial(address, link_options(max_message_bytes))
         self._stub = pb_grpc.TierStub(self._channel)
         self._stream: grpc.aio.StreamStreamCall | None = None
-        self._pending: dict[str, asyncio.Future[pb.InferResponse]] = {}
+        self._pending: dict[str, tuple[_Inbox, int]] = {}  # wire id -> where its answer goes, and its index there
         self._outbox: list[tuple[str, pb.ContinueRequest]] = []  # (wire id, request) not yet written
         self._writer: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -130,27 +180,55 @@ class TierLink:
 
     async def call(self, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
         """Send one request on the stream and wait at most ``timeout_s`` for its answer."""
-        if self.reachable is False:
-            raise NextTierUnavailable(f"the next tier at {self.address} is not serving")
-        own_id, wire_id = request.request_id, str(next(self._ids))
-        request.request_id = wire_id
-        answer = asyncio.get_running_loop().create_future()
-        self._pending[wire_id] = answer
-        self._post(wire_id, request)
-        try:
-            async with asyncio.timeout(timeout_s):
-                result = await answer
-        except TimeoutError:
-            raise NextTierTooSlow(f"no answer from the next tier at {self.address} within {timeout_s:.3f} s") from None
-        finally:
-            self._pending.pop(wire_id, None)
-            request.request_id = own_id
-        result.request_id = own_id
-        return result
+        return await answer_of(self, request, timeout_s)
 
-    def _post(self, wire_id: str, request: pb.ContinueRequest) -> None:
-        """Put a request in the outbox and make sure a writer will send it."""
-        self._outbox.append((wire_id, request))
+    async def call_many(self, requests: Sequence[pb.ContinueRequest], timeouts_s: Sequence[float]) -> Answers:
+        """Send ``requests`` together (one link message, their activations one tensor where they stack) and yield
+        (index, answer or error) of each as the next tier answers, in chunks; request ``i`` waits at most
+        ``timeouts_s[i]``. One future wakes this call per chunk, whatever the number of requests."""
+        if self.reachable is False:
+            down = NextTierUnavailable(f"the next tier at {self.address} is not serving")
+            yield [(i, down) for i in range(len(requests))]
+            return
+        loop = asyncio.get_running_loop()
+        inbox = _Inbox(loop)
+        own_ids = [request.request_id for request in requests]
+        wire_ids = [str(next(self._ids)) for _ in requests]
+        now = loop.time()
+        deadlines = [(now + timeout_s, i) for i, timeout_s in enumerate(timeouts_s)]
+        heapq.heapify(deadlines)
+        for i, (request, wire_id) in enumerate(zip(requests, wire_ids)):
+            request.request_id = wire_id
+            self._pending[wire_id] = (inbox, i)
+        self._post(list(zip(wire_ids, requests)))
+        waiting = set(range(len(requests)))
+        try:
+            while waiting:
+                while deadlines[0][1] not in waiting:
+                    heapq.heappop(deadlines)  # answered already
+                arrived = {i: outcome for i, outcome in await inbox.take(deadlines[0][0]) if i in waiting}
+                now = loop.time()
+                while deadlines and deadlines[0][0] <= now:
+                    _, i = heapq.heappop(deadlines)
+                    if i in waiting and i not in arrived:
+                        arrived[i] = NextTierTooSlow(
+                            f"no answer from the next tier at {self.address} within {timeouts_s[i]:.3f} s"
+                        )
+                for i, outcome in arrived.items():
+                    waiting.discard(i)
+                    self._pending.pop(wire_ids[i], None)
+                    if isinstance(outcome, pb.InferResponse):
+                        outcome.request_id = own_ids[i]
+                if arrived:
+                    yield list(arrived.items())
+        finally:
+            for request, wire_id, own_id in zip(requests, wire_ids, own_ids):
+                self._pending.pop(wire_id, None)
+                request.request_id = own_id
+
+    def _post(self, requests: list[tuple[str, pb.ContinueRequest]]) -> None:
+        """Put (wire id, request) s in the outbox and make sure a writer will send them."""
+        self._outbox.extend(requests)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_outbox())
             self._tasks.add(self._writer)
@@ -173,9 +251,7 @@ class TierLink:
                 stream.cancel()
                 failure = NextTierUnavailable(f"the next tier at {self.address} is unreachable: {_why(exc)}")
                 for wire_id, _ in sending:
-                    waiting = self._pending.get(wire_id)
-                    if waiting is not None and not waiting.done():
-                        waiting.set_exception(failure)
+                    self._fail(wire_id, failure)
 
     def _open_stream(self) -> grpc.aio.StreamStreamCall:
         if self._stream is None or self._stream.done():
@@ -196,25 +272,25 @@ class TierLink:
         finally:
             if self._stream is stream:
                 self._stream = None
-            for waiting in self._pending.values():
-                if not waiting.done():
-                    waiting.set_exception(failure)
+            for wire_id in list(self._pending):
+                self._fail(wire_id, failure)
 
     def _deliver(self, message: pb.StreamResponse) -> None:
         if message.HasField("error"):
             request_id = message.error.request_id
-            outcome: pb.InferResponse | ServingError = remote_failure(
-                status_from_number(message.error.code), message.error.message
-            )
+            outcome: Outcome = remote_failure(status_from_number(message.error.code), message.error.message)
         else:
             request_id, outcome = message.response.request_id, message.response
-        waiting = self._pending.get(request_id)
-        if waiting is None or waiting.done():
-            return  # its caller gave up (deadline) before the answer came
-        if isinstance(outcome, ServingError):
-            waiting.set_exception(outcome)
-        else:
-            waiting.set_result(outcome)
+        waiting = self._pending.pop(request_id, None)
+        if waiting is not None:  # None: its caller gave up (deadline) before the answer came
+            inbox, index = waiting
+            inbox.put(index, outcome)
+
+    def _fail(self, wire_id: str, failure: ServingError) -> None:
+        waiting = self._pending.pop(wire_id, None)
+        if waiting is not None:
+            inbox, index = waiting
+            inbox.put(index, failure)
 
     async def _watch_health(self) -> None:
         """Follow the next tier's health. A watch that ends while the tier was serving may be the connection's

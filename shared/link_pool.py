@@ -26,12 +26,12 @@ import ipaddress
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from splitexit.shared.errors import NextTierOverloaded, NextTierUnavailable
-from splitexit.shared.link import Dial, Link, TierLink
+from splitexit.shared.errors import NextTierOverloaded, NextTierUnavailable, ServingError
+from splitexit.shared.link import Answers, Dial, Link, TierLink, answer_of
 from splitexit.shared.proto import splitexit_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -101,20 +101,43 @@ class LinkPool:
 
     async def call(self, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
         """The answer of one replica, the next in turn; on a failure of that replica, another's."""
+        return await answer_of(self, request, timeout_s)
+
+    async def call_many(self, requests: Sequence[pb.ContinueRequest], timeouts_s: Sequence[float]) -> Answers:
+        """Every request sent together to one replica, the next in turn; those it failed, to another, within what
+        their deadlines have left; (index, answer or error) of each as they come."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadlines = [loop.time() + timeout_s for timeout_s in timeouts_s]
+        todo = list(range(len(requests)))
+        failures: dict[int, ServingError] = {}
         tried: set[str] = set()
-        failure: Exception | None = None
-        while (link := self._next_link(tried)) is not None:
+        while todo and (link := self._next_link(tried)) is not None:
             tried.add(link.address)
-            try:
-                return await link.call(request, deadline - loop.time())
-            except RETRIED as exc:
-                log.info("replica %s of %s failed a sample (%s); trying another", link.address, self._host, exc.message)
-                failure = exc
-        if failure is not None:
-            raise failure
-        raise NextTierUnavailable(f"no replica of the next tier at {self.address} is serving")
+            retry: list[int] = []
+            sent = link.call_many([requests[i] for i in todo], [deadlines[i] - loop.time() for i in todo])
+            async with contextlib.aclosing(sent) as chunks:
+                async for chunk in chunks:
+                    answered = []
+                    for j, outcome in chunk:
+                        if isinstance(outcome, RETRIED):
+                            retry.append(todo[j])
+                            failures[todo[j]] = outcome
+                        else:
+                            answered.append((todo[j], outcome))
+                    if answered:
+                        yield answered
+            if retry:
+                log.info(
+                    "replica %s of %s failed %d samples (%s); trying another",
+                    link.address,
+                    self._host,
+                    len(retry),
+                    failures[retry[0]].message,
+                )
+            todo = sorted(retry)
+        if todo:
+            none = NextTierUnavailable(f"no replica of the next tier at {self.address} is serving")
+            yield [(i, failures.get(i, none)) for i in todo]
 
     def _next_link(self, tried: set[str]) -> TierLink | None:
         """The next replica in turn that has not failed this sample and is not known to be down."""

@@ -43,6 +43,7 @@ from splitexit.shared.tensors import check_shape, encode
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 Outcome = pb.InferResponse | BaseException  # a sample's answer, or the error it is answered with
+Going = tuple[int, Sample, LocalRun, pb.StageTimings]  # a sample to send on: its index, its run here, its timings
 
 
 class TierNode:
@@ -155,8 +156,12 @@ class TierNode:
         if run.exited:
             answer, hop_pass = self._with_hop(sample, run, timings, self._answer(sample, run), 0)
         else:
-            answer, bytes_sent = await self._offload_or_degrade(sample, run, timings)
-            answer, hop_pass = self._with_hop(sample, run, timings, answer, bytes_sent)
+            async with contextlib.aclosing(self._sent_on([(0, sample, run, timings)])) as chunks:
+                [(_, outcome, passed)] = await anext(chunks)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            assert passed is not None, "an answer comes with its hop"
+            answer, hop_pass = outcome, passed
         self._observe([sample], [hop_pass])
         return answer
 
@@ -178,7 +183,7 @@ class TierNode:
                 ready.append((i, error))
         runs = await self.batcher.run_many([samples[i] for i in queued])
         passes: list[HopPass] = []
-        going_on = []
+        going_on: list[Going] = []
         for i, ran in zip(queued, runs):
             if isinstance(ran, BaseException):
                 ready.append((i, ran))
@@ -191,20 +196,15 @@ class TierNode:
                 ready.append((i, answer))
                 passes.append(hop_pass)
             else:
-                going_on.append(self._pass_on(i, sample, run, timings))
-        pending = {asyncio.ensure_future(pass_on) for pass_on in going_on}  # sent on before the first chunk goes
-        try:
+                going_on.append((i, sample, run, timings))
+        # The samples going on leave when the next chunk is asked for, which the callers do at once.
+        async with contextlib.aclosing(self._sent_on(going_on)) as chunks:
             if ready:
                 self._observe(samples, passes)
                 yield ready
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                chunk = [task.result() for task in done]
+            async for chunk in chunks:
                 self._observe(samples, [hop_pass for _, _, hop_pass in chunk if hop_pass is not None])
                 yield [(i, outcome) for i, outcome, _ in chunk]
-        finally:
-            for task in pending:
-                task.cancel()
 
     async def process_each(
         self, prepared: Sequence[Sample | BaseException]
@@ -231,15 +231,69 @@ class TierNode:
         sample.stop_block = sample.plan.stop_block(self.tier, model.hosted)
         sample.deadline.check(f"the {self.tier.value} could start on it")
 
-    async def _pass_on(
-        self, index: int, sample: Sample, run: LocalRun, timings: pb.StageTimings
+    async def _sent_on(self, going: Sequence[Going]) -> AsyncIterator[list[tuple[int, Outcome, HopPass | None]]]:
+        """Send every sample of ``going`` on in one link call and yield (index, answer or error, hop) of each as
+        the next tier answers; a sample the next tier cannot answer gets this tier's own answer, degraded, where
+        it may. A sample whose deadline leaves no time to pass it on is not sent."""
+        if not going:
+            return
+        assert self.link is not None, f"the {self.tier.value} passes samples on but has no next tier"
+        requests, budgets, sending, too_late = [], [], [], []
+        for entry in going:
+            _, sample, run, timings = entry
+            encode_started = time.perf_counter()
+            request = self._continue_request(sample, run)
+            timings.codec_s += time.perf_counter() - encode_started
+            budget = sample.deadline.remaining() - ANSWER_RESERVE_S  # the next tier's whole budget; the rest is ours
+            if budget <= 0:
+                failure = NextTierTooSlow("the request's deadline leaves no time to pass it on to the next tier")
+                too_late.append(self._settled(entry, failure, 0, 0.0))
+                continue
+            request.timeout_s = budget
+            requests.append(request)
+            budgets.append(budget)
+            sending.append(entry)
+        if too_late:
+            yield too_late
+        if not requests:
+            return
+        sizes = [request.ByteSize() for request in requests]
+        sent = time.perf_counter()
+        async with contextlib.aclosing(self.link.call_many(requests, budgets)) as chunks:
+            async for chunk in chunks:
+                yield [self._settled(sending[j], outcome, sizes[j], sent) for j, outcome in chunk]
+
+    def _continue_request(self, sample: Sample, run: LocalRun) -> pb.ContinueRequest:
+        """The request that resumes ``sample`` on the next tier after the blocks of ``run`` (its timeout unset)."""
+        return pb.ContinueRequest(
+            model=sample.model.name,
+            request_id=sample.request_id,
+            next_block=run.last_block + 1,
+            activation=encode(run.activation, self.settings.codec),
+            policy=sample.plan.to_proto(),
+            top_k=sample.top_k,
+            forbid_degraded=not sample.allow_degraded,
+        )
+
+    def _settled(
+        self, going: Going, outcome: Outcome, bytes_sent: int, sent: float
     ) -> tuple[int, Outcome, HopPass | None]:
-        """The answer of a sample sent on (or this tier's, degraded), with its hop; or its error."""
-        try:
-            answer, bytes_sent = await self._offload_or_degrade(sample, run, timings)
-        except Exception as error:  # noqa: BLE001 - the sample's own error, answered under its id
-            return index, error, None
-        return index, *self._with_hop(sample, run, timings, answer, bytes_sent)
+        """A sample sent on, once its outcome is known: the next tier's answer behind this tier's hop; this tier's
+        own answer, degraded, if the link failed it and it may be; or its error."""
+        index, sample, run, timings = going
+        if isinstance(outcome, pb.InferResponse):
+            downstream_s = outcome.hops[0].timings.total_s if outcome.hops else 0.0
+            timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
+            return index, *self._with_hop(sample, run, timings, outcome, bytes_sent)
+        if not isinstance(outcome, LinkFailure) or not sample.allow_degraded or run.last_block < sample.start_block:
+            return index, outcome, None  # not the link's failure, or forbidden, or it ran no block here
+        answer = self._answer(sample, run)
+        answer.degraded = True
+        answer.degradation.CopyFrom(
+            pb.Degradation(reason=outcome.reason, tier=self.tier.proto, message=outcome.message)
+        )
+        self.metrics.observe_degraded(sample.model.name, outcome.reason)
+        return index, *self._with_hop(sample, run, timings, answer, 0)
 
     def _with_hop(
         self,
@@ -270,47 +324,6 @@ class TierNode:
     def _observe(self, samples: Sequence[Sample], passes: list[HopPass]) -> None:
         if passes:
             self.metrics.observe_hops(samples[0].model.name, passes)
-
-    async def _offload_or_degrade(
-        self, sample: Sample, run: LocalRun, timings: pb.StageTimings
-    ) -> tuple[pb.InferResponse, int]:
-        """The next tier's answer; or, if it cannot give one and the sample allows it, this tier's own, degraded."""
-        try:
-            return await self._offload(sample, run, timings)
-        except LinkFailure as failure:
-            if not sample.allow_degraded or run.last_block < sample.start_block:  # it ran no block here
-                raise
-            answer = self._answer(sample, run)
-            answer.degraded = True
-            answer.degradation.CopyFrom(
-                pb.Degradation(reason=failure.reason, tier=self.tier.proto, message=failure.message)
-            )
-            self.metrics.observe_degraded(sample.model.name, failure.reason)
-            return answer, 0
-
-    async def _offload(self, sample: Sample, run: LocalRun, timings: pb.StageTimings) -> tuple[pb.InferResponse, int]:
-        """Send the activation to the next tier; fills the codec and network timings."""
-        assert self.link is not None, f"{self.tier.value} hosts blocks {sample.model.hosted} but has no next tier"
-        encode_started = time.perf_counter()
-        request = pb.ContinueRequest(
-            model=sample.model.name,
-            request_id=sample.request_id,
-            next_block=run.last_block + 1,
-            activation=encode(run.activation, self.settings.codec),
-            policy=sample.plan.to_proto(),
-            top_k=sample.top_k,
-            forbid_degraded=not sample.allow_degraded,
-        )
-        sent = time.perf_counter()
-        timings.codec_s += sent - encode_started
-        budget = sample.deadline.remaining() - ANSWER_RESERVE_S  # the next tier's whole budget; the rest is ours
-        if budget <= 0:
-            raise NextTierTooSlow("the request's deadline leaves no time to pass it on to the next tier")
-        request.timeout_s = budget
-        answer = await self.link.call(request, budget)
-        downstream_s = answer.hops[0].timings.total_s if answer.hops else 0.0
-        timings.network_s = max(time.perf_counter() - sent - downstream_s, 0.0)
-        return answer, request.ByteSize()
 
     def _answer(self, sample: Sample, run: LocalRun) -> pb.InferResponse:
         """The answer of the exit where ``run`` stopped (its cost is the device's to add)."""

@@ -16,7 +16,9 @@ import pytest
 
 from splitexit.policies.plan import Plan, TierThresholds
 from splitexit.samples import LabelledImage
+from splitexit.shared import link as link_module
 from splitexit.shared.columns import pack, unpack
+from splitexit.shared.errors import NextTierTooSlow
 from splitexit.shared.link import TierLink
 from splitexit.shared.pipeline import ColumnEntry, Refused
 from splitexit.shared.proto import splitexit_pb2 as pb
@@ -182,3 +184,39 @@ def _renamed(request: pb.ContinueRequest, request_id: str) -> pb.ContinueRequest
     copy.CopyFrom(request)
     copy.request_id = request_id
     return copy
+
+
+def test_call_many_sends_a_group_as_one_column_and_holds_each_sample_to_its_own_deadline(
+    testbed: Testbed, requests: list[pb.ContinueRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = testbed.processes[Tier.CLOUD].address
+    expected = answers_to(cloud, pb.ContinueBatch(requests=requests))
+    sent: list[pb.ContinueBatch] = []
+    real_pack = link_module.pack
+
+    def recorded(group: list[pb.ContinueRequest]) -> pb.ContinueBatch:
+        sent.append(real_pack(group))
+        return sent[-1]
+
+    monkeypatch.setattr(link_module, "pack", recorded)
+    timeouts = [0.0 if n == 2 else 20.0 for n in range(len(requests))]  # sample 2 has no time at all
+
+    async def go() -> list[list[tuple[int, object]]]:
+        link = TierLink(cloud, 64 << 20)
+        try:
+            return [chunk async for chunk in link.call_many(requests, timeouts)]
+        finally:
+            await link.close()
+
+    chunks = asyncio.run(go())
+    outcomes = dict(pair for chunk in chunks for pair in chunk)
+    assert sorted(outcomes) == list(range(len(requests))), "every sample has exactly one outcome"
+    assert isinstance(outcomes[2], NextTierTooSlow), outcomes[2]
+    for n, request in enumerate(requests):
+        assert request.request_id == expected[request.request_id].response.request_id  # the caller's id, restored
+        if n != 2:
+            answer = outcomes[n]
+            assert isinstance(answer, pb.InferResponse), answer
+            assert answer.request_id == request.request_id
+            assert_same_answer(answer, expected[request.request_id].response)
+    assert len(sent) == 1 and len(sent[0].columns) == 1 and not sent[0].requests, "one message, one column"

@@ -11,14 +11,16 @@ tests/deploy/test_compose_pools.py does the same through Docker's DNS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from splitexit.samples import LabelledImage
-from splitexit.shared.link import TierLink
+from splitexit.shared.link import Answers, TierLink
 from splitexit.shared.link_pool import LinkPool, open_link, resolve_replicas
 from splitexit.shared.manifest import Manifest
 from splitexit.shared.preprocess import decode_image
@@ -81,13 +83,13 @@ async def send_all(pool: LinkPool, first: int, tensors: list[pb.Tensor], count: 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def started(pool: LinkPool) -> LinkPool:
+async def started(pool: LinkPool, replicas: int = REPLICAS) -> LinkPool:
     pool.start()
     for _ in range(100):
-        if len(pool.links) == REPLICAS and all(link.reachable for link in pool.links.values()):
+        if len(pool.links) == replicas and all(link.reachable for link in pool.links.values()):
             return pool
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the pool did not see {REPLICAS} serving replicas: {pool.links}")
+    raise AssertionError(f"the pool did not see {replicas} serving replicas: {pool.links}")
 
 
 def test_open_link_pools_names_and_not_addresses() -> None:
@@ -105,13 +107,13 @@ def test_samples_spread_over_every_replica(
     clouds: list[TierProcess], activations: tuple[int, list[pb.Tensor]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     used: list[str] = []  # the replica each sample went to
-    real_call = TierLink.call
+    real_call_many = TierLink.call_many
 
-    async def counted(link: TierLink, request: pb.ContinueRequest, timeout_s: float) -> pb.InferResponse:
-        used.append(link.address)
-        return await real_call(link, request, timeout_s)
+    def counted(link: TierLink, requests: Sequence[pb.ContinueRequest], timeouts_s: Sequence[float]) -> Answers:
+        used.extend(link.address for _ in requests)
+        return real_call_many(link, requests, timeouts_s)
 
-    monkeypatch.setattr(TierLink, "call", counted)
+    monkeypatch.setattr(TierLink, "call_many", counted)
 
     async def go() -> list[pb.InferResponse | str]:
         pool = await started(pool_over(clouds))
@@ -149,3 +151,37 @@ def test_a_replica_killed_mid_load_loses_no_sample(
     lost = [a for a in answers if not isinstance(a, pb.InferResponse)]
     assert not lost, f"{len(lost)} of {len(answers)} samples lost: {lost[:3]}"
     assert left == REPLICAS - 1, "the dead replica's link was not closed"
+
+
+def test_a_group_a_replica_refuses_in_part_is_answered_by_another(
+    clouds: list[TierProcess],
+    activations: tuple[int, list[pb.Tensor]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, tensors = activations
+    crowded = start_tier(Tier.CLOUD, free_port(), None, {"max_in_flight": "1"}, tmp_path)  # takes 1 of a group
+
+    async def go() -> list[tuple[int, object]]:
+        pool = await started(pool_over([crowded, clouds[-1]]), replicas=2)
+        outcomes = []
+        try:
+            for group in range(2):  # one group to each replica, in turn
+                requests = [
+                    pb.ContinueRequest(model="fmnist-cnn", request_id=f"g{group}-{n}", next_block=first, activation=t)
+                    for n, t in enumerate(tensors[:8])
+                ]
+                async for chunk in pool.call_many(requests, [10.0] * len(requests)):
+                    outcomes += chunk
+        finally:
+            await pool.close()
+        return outcomes
+
+    try:
+        with caplog.at_level(logging.INFO, logger="splitexit.shared.link_pool"):
+            outcomes = asyncio.run(go())
+    finally:
+        crowded.stop()
+    assert len(outcomes) == 16
+    assert all(isinstance(o, pb.InferResponse) and o.exit_tier == pb.TIER_NAME_CLOUD for _, o in outcomes), outcomes
+    assert f"replica {crowded.address} of clouds failed 7 samples" in caplog.text, caplog.text
