@@ -13,7 +13,10 @@ the worker it came from.
 SIGTERM or SIGINT to the pool is passed to every worker, each drains as one
 tier does (:mod:`splitexit.shared.server`), and the pool exits with the first
 non-zero exit code of a worker, else 0. A worker that exits on its own (a
-package that failed its checks) stops the others.
+package that failed its checks) stops the others. A pool that dies without
+passing anything on (SIGKILL, the OOM killer) takes its workers with it: each
+gets SIGTERM from the kernel when its parent dies (Linux's ``PR_SET_PDEATHSIG``)
+and drains, so none is left holding the port.
 
 The device is refused ``workers > 1`` (see :class:`~splitexit.shared.settings.TierSettings`):
 its policies learn online and keep one state in ``state_dir``, which separate
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +38,14 @@ from splitexit.shared.settings import TierSettings, tier_env_prefix
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often the pool looks whether a worker ended
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _terminated_with_parent() -> None:
+    """In a new worker, before it runs: ask the kernel for SIGTERM when the pool that started it dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def worker_env(settings: TierSettings, index: int) -> dict[str, str]:
@@ -47,7 +59,10 @@ async def serve_workers(settings: TierSettings) -> None:
     """Run ``settings.workers`` processes of this tier on its port until SIGTERM/SIGINT, then drain them all."""
     tier = settings.tier.value
     command = [sys.executable, "-m", "splitexit", "serve", tier]
-    workers = [subprocess.Popen(command, env=worker_env(settings, index)) for index in range(settings.workers)]
+    workers = [
+        subprocess.Popen(command, env=worker_env(settings, index), preexec_fn=_terminated_with_parent)
+        for index in range(settings.workers)
+    ]
     for index, worker in enumerate(workers):
         log.info("%s worker %d: pid %d on %s", tier, index, worker.pid, settings.address)
     stop = asyncio.Event()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -85,6 +87,36 @@ def test_two_cloud_workers_share_the_port_and_both_answer(
     )
     assert len(set(started)) == 2 and sorted(started) == sorted(serving)
     assert log.count("cloud stopped") == 2 and "all 2 workers stopped" in log
+
+
+def test_a_pool_killed_outright_takes_its_workers_with_it(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, tmp_path, metrics_port=metrics_port)
+    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
+    try:
+        wait_workers(metrics_port, 2)
+        pids = [int(pid) for pid in re.findall(r"cloud worker \d: pid (\d+)", pool.log_path.read_text())]
+        assert len(pids) == 2
+        pool.process.kill()  # SIGKILL: the pool passes nothing on
+        pool.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        for pid in left:  # a worker this test started, left behind: stopped here, not by the next run
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        pool.stop()
+    assert not left, f"workers {left} outlived their pool"
+    assert pool.log_path.read_text().count("cloud stopped") == 2, pool.log_path.read_text()[-2000:]
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (a worker whose parent died is reaped by init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_the_device_refuses_workers_in_one_line() -> None:
