@@ -59,19 +59,28 @@ def _join(ip: str, port: int) -> str:
 
 
 def open_link(
-    address: str, max_message_bytes: int, dial: Dial = grpc.aio.insecure_channel, columns: bool = True
+    address: str,
+    max_message_bytes: int,
+    dial: Dial = grpc.aio.insecure_channel,
+    columns: bool = True,
+    connections: int = 1,
 ) -> Link:
-    """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``."""
+    """A :class:`TierLink` to an ``ip:port``; a :class:`LinkPool` over the replicas of a ``name:port``, or over
+    ``connections`` > 1 connections to each."""
     host = address.rpartition(":")[0].strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return LinkPool(address, max_message_bytes, dial=dial, columns=columns)
+        return LinkPool(address, max_message_bytes, dial=dial, columns=columns, connections=connections)
+    if connections > 1:  # an IP address resolves to itself: one replica, several connections
+        return LinkPool(address, max_message_bytes, dial=dial, columns=columns, connections=connections)
     return TierLink(address, max_message_bytes, dial=dial, columns=columns)
 
 
 class LinkPool:
-    """The next tier as a pool of :class:`TierLink`\\ s, one per replica; a :class:`Link` as each of them is."""
+    """The next tier as a pool of :class:`TierLink`\\ s, ``connections`` per replica (each its own connection: a
+    replica that is a worker pool on one port gets them spread over its workers by the kernel); a :class:`Link`
+    as each of them is."""
 
     def __init__(
         self,
@@ -81,15 +90,17 @@ class LinkPool:
         resolve: Resolver = resolve_replicas,
         dial: Dial = grpc.aio.insecure_channel,
         columns: bool = True,
+        connections: int = 1,
     ) -> None:
         self._dial = dial
         self._columns = columns
+        self._connections = connections
         self.address = address
         host, _, port = address.rpartition(":")
         self._host, self._port = host, int(port)
         self._max_message_bytes = max_message_bytes
         self._resolve = resolve
-        self.links: dict[str, TierLink] = {}  # replica address -> its link
+        self.replicas: dict[str, list[TierLink]] = {}  # replica address -> its links, one per connection
         self.reachable: bool | None = None  # any replica serving; None until one reports
         self.on_reachable: Callable[[bool], None] = lambda up: None
         self._turn = itertools.count()
@@ -110,9 +121,9 @@ class LinkPool:
         deadlines = [loop.time() + timeout_s for timeout_s in timeouts_s]
         todo = list(range(len(requests)))
         failures: dict[int, ServingError] = {}
-        tried: set[str] = set()
+        tried: set[TierLink] = set()
         while todo and (link := self._next_link(tried)) is not None:
-            tried.add(link.address)
+            tried.add(link)
             retry: list[int] = []
             sent = link.call_many([requests[i] for i in todo], [deadlines[i] - loop.time() for i in todo])
             async with contextlib.aclosing(sent) as chunks:
@@ -139,10 +150,14 @@ class LinkPool:
             none = NextTierUnavailable(f"no replica of the next tier at {self.address} is serving")
             yield [(i, failures.get(i, none)) for i in todo]
 
-    def _next_link(self, tried: set[str]) -> TierLink | None:
-        """The next replica in turn that has not failed this sample and is not known to be down."""
+    def _next_link(self, tried: set[TierLink]) -> TierLink | None:
+        """The next link in turn (over replicas, then their connections) that has not failed these samples and
+        whose replica is not known to be down."""
         candidates = [
-            link for name, link in sorted(self.links.items()) if name not in tried and link.reachable is not False
+            link
+            for _, links in sorted(self.replicas.items())
+            for link in links
+            if link not in tried and link.reachable is not False
         ]
         return candidates[next(self._turn) % len(candidates)] if candidates else None
 
@@ -158,24 +173,29 @@ class LinkPool:
 
     async def _update(self, replicas: list[str]) -> None:
         for address in replicas:
-            if address not in self.links:
+            if address not in self.replicas:
                 log.info("%s: replica %s joins", self._host, address)
-                link = TierLink(
-                    address,
-                    self._max_message_bytes,
-                    on_reachable=lambda up: self._recount(),
-                    dial=self._dial,
-                    columns=self._columns,
-                )
-                self.links[address] = link
-                link.start()
-        for address in [a for a in self.links if a not in replicas]:
+                links = [
+                    TierLink(
+                        address,
+                        self._max_message_bytes,
+                        on_reachable=lambda up: self._recount(),
+                        dial=self._dial,
+                        columns=self._columns,
+                    )
+                    for _ in range(self._connections)
+                ]
+                self.replicas[address] = links
+                for link in links:
+                    link.start()
+        for address in [a for a in self.replicas if a not in replicas]:
             log.info("%s: replica %s left", self._host, address)
-            await self.links.pop(address).close()
+            for link in self.replicas.pop(address):
+                await link.close()
         self._recount()
 
     def _recount(self) -> None:
-        states = [link.reachable for link in self.links.values()]
+        states = [link.reachable for links in self.replicas.values() for link in links]
         up = True if True in states else (None if None in states else False)  # no replica at all: False
         if up is not None and up != self.reachable:
             self.reachable = up
@@ -186,6 +206,7 @@ class LinkPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for link in list(self.links.values()):
-            await link.close()
-        self.links.clear()
+        for links in list(self.replicas.values()):
+            for link in links:
+                await link.close()
+        self.replicas.clear()

@@ -86,7 +86,11 @@ class TierNode:
         link = None
         if settings.next_tier:
             link = open_link(
-                settings.next_tier, settings.max_message_bytes, link_dialer(settings), columns=settings.link_columns
+                settings.next_tier,
+                settings.max_message_bytes,
+                link_dialer(settings),
+                columns=settings.link_columns,
+                connections=settings.link_connections,
             )
         return cls(settings, registry, link)
 

@@ -113,6 +113,9 @@ class TierSettings(BaseSettings):
     link_columns: bool = Field(
         True, description="samples that stack go to the next tier as columns; off: one request each (an older tier)"
     )
+    link_connections: int = Field(
+        1, ge=1, le=64, description="connections to each next-tier replica, used in turn (a worker pool spreads them)"
+    )
     tls_cert_file: Path | None = Field(
         None, description="this tier's certificate (PEM): served, and shown to the next tier"
     )

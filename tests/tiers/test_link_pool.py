@@ -86,10 +86,10 @@ async def send_all(pool: LinkPool, first: int, tensors: list[pb.Tensor], count: 
 async def started(pool: LinkPool, replicas: int = REPLICAS) -> LinkPool:
     pool.start()
     for _ in range(100):
-        if len(pool.links) == replicas and all(link.reachable for link in pool.links.values()):
+        if len(pool.replicas) == replicas and all(link.reachable for links in pool.replicas.values() for link in links):
             return pool
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the pool did not see {replicas} serving replicas: {pool.links}")
+    raise AssertionError(f"the pool did not see {replicas} serving replicas: {pool.replicas}")
 
 
 def test_open_link_pools_names_and_not_addresses() -> None:
@@ -140,10 +140,10 @@ def test_a_replica_killed_mid_load_loses_no_sample(
         victim.process.kill()
         answers = await load
         for _ in range(100):  # the next look-up drops the dead replica
-            if len(pool.links) == REPLICAS - 1:
+            if len(pool.replicas) == REPLICAS - 1:
                 break
             await asyncio.sleep(0.05)
-        left = len(pool.links)
+        left = len(pool.replicas)
         await pool.close()
         return answers, left
 

@@ -23,7 +23,7 @@ from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import LOOPBACK, TierLaunch, free_port, tier_env, wait_workers
+from splitexit.testbed import LOOPBACK, TierLaunch, free_port, start_tier, tier_env, wait_workers
 from tests.tiers.test_link_batches import continue_requests
 
 CONNECTIONS = 16  # the kernel spreads connections over the workers: all on one worker has odds 2**-15
@@ -87,6 +87,38 @@ def test_two_cloud_workers_share_the_port_and_both_answer(
     )
     assert len(set(started)) == 2 and sorted(started) == sorted(serving)
     assert log.count("cloud stopped") == 2 and "all 2 workers stopped" in log
+
+
+def test_an_edge_with_several_connections_reaches_every_worker_of_its_cloud(
+    tmp_path: Path, image_model: HostedModel, images: list[LabelledImage]
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, tmp_path, metrics_port=metrics_port)
+    samples = images[: 2 * CONNECTIONS]
+    requests = continue_requests(image_model, samples, first=3)  # the edge's first block; threshold 1: to the cloud
+    expected = [final_label(image_model, image) for image in samples]
+    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
+    edge = None
+    try:
+        wait_workers(metrics_port, 2)
+        connections = {"link_connections": str(CONNECTIONS)}
+        edge = start_tier(Tier.EDGE, free_port(), pool.address, connections, tmp_path / "edge")
+        answers = asyncio.run(ask_in_turn(edge.address, requests))
+        per_worker = [answered_ok(metrics_port), answered_ok(metrics_port + 1)]
+    finally:
+        if edge is not None:
+            edge.stop()
+        pool.stop()
+    assert [a.label for a in answers] == expected
+    assert all(a.exit_tier == pb.TIER_NAME_CLOUD for a in answers)
+    assert sum(per_worker) == len(requests) and min(per_worker) > 0, per_worker
+
+
+async def ask_in_turn(address: str, requests: list[pb.ContinueRequest]) -> list[pb.InferResponse]:
+    """Each request on one channel, one after another: the edge sends each on its next link in turn."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.TierStub(channel)
+        return [await stub.Continue(request, timeout=30) for request in requests]
 
 
 def test_a_pool_killed_outright_takes_its_workers_with_it(tmp_path: Path) -> None:
