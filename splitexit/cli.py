@@ -159,10 +159,19 @@ def _testbed(args: argparse.Namespace) -> None:
         if reason is not None:
             refuse(f"--netns: {reason}")
         link, backhaul = args.link or "wifi", args.backhaul or "wan"
-        bed: Testbed | NetnsTestbed = NetnsTestbed(link, backhaul, http=True, log_dir=args.log_dir)
-        links = f"device-edge {link}, edge-cloud {backhaul} (rate only, no delay)"
-    elif args.link or args.backhaul:
-        refuse("--link and --backhaul shape the links of the --netns testbed only")
+        delays = {
+            name: ms for name, ms in (("device-edge", args.delay_ms), ("edge-cloud", args.backhaul_delay_ms)) if ms
+        }
+        try:
+            bed: Testbed | NetnsTestbed = NetnsTestbed(link, backhaul, http=True, log_dir=args.log_dir, delays=delays)
+        except ValueError as exc:
+            refuse(str(exc))
+        links = ", ".join(
+            f"{name} {profile}" + (f" + {delays[name]:g} ms each way" if name in delays else "")
+            for name, profile in (("device-edge", link), ("edge-cloud", backhaul))
+        )
+    elif args.link or args.backhaul or args.delay_ms or args.backhaul_delay_ms:
+        refuse("--link, --backhaul and their delays shape the links of the --netns testbed only")
     elif args.models_dir and not args.models_dir.is_dir():
         refuse(f"--models-dir {args.models_dir} is not a folder")
     else:
@@ -261,6 +270,12 @@ def _add_testbed_and_package_commands(commands: Any) -> None:
     testbed.add_argument("--netns", action="store_true", help="each tier in a network namespace of its own (root)")
     testbed.add_argument("--link", choices=LINK_PROFILES, help="device-edge link profile (--netns; default: wifi)")
     testbed.add_argument("--backhaul", choices=LINK_PROFILES, help="edge-cloud link profile (--netns; default: wan)")
+    testbed.add_argument(
+        "--delay-ms", type=float, default=0.0, help="device-edge one-way delay, by a delay proxy (--netns; default 0)"
+    )
+    testbed.add_argument(
+        "--backhaul-delay-ms", type=float, default=0.0, help="edge-cloud one-way delay (--netns; default 0)"
+    )
     testbed.add_argument("--log-dir", type=Path, default=Path(".cache/logs/testbed"), help="where the tiers log")
     testbed.add_argument("--tls-dir", type=Path, help="mutual TLS with the certificates `splitexit certs` wrote there")
     testbed.add_argument("--models-dir", type=Path, help="the packages every tier serves (default: the repo's models/)")

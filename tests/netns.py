@@ -37,16 +37,21 @@ def _install_iproute2() -> None:
         subprocess.run(command, env=env, capture_output=True, timeout=APT_TIMEOUT_S, check=False)
 
 
-def netns_testbed(log_dir: Path, settings: dict[Tier, dict[str, str]] | None = None, marker: str = "") -> NetnsTestbed:
-    """A (not yet entered) namespace testbed logging to ``log_dir``, or a skip that says why there is none.
-
-    Its device serves HTTP too; a ``marker`` goes into every tier's environment, for :func:`marked_processes`.
-    """
+def require_netns() -> None:
+    """Install iproute2 where root lacks it; skip, saying why, where namespaces cannot be made."""
     if os.geteuid() == 0 and shutil.which("ip") is None:
         _install_iproute2()
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(f"NETWORK-NAMESPACE TESTBED NOT TESTED: {reason}")
+
+
+def netns_testbed(log_dir: Path, settings: dict[Tier, dict[str, str]] | None = None, marker: str = "") -> NetnsTestbed:
+    """A (not yet entered) namespace testbed logging to ``log_dir``, or a skip that says why there is none.
+
+    Its device serves HTTP too; a ``marker`` goes into every tier's environment, for :func:`marked_processes`.
+    """
+    require_netns()
     env = {MARKER_ENV: marker} if marker else {}
     return NetnsTestbed(settings=settings or {}, env=env, http=True, log_dir=log_dir)
 

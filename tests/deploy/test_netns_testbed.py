@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +34,7 @@ from tests.netns import (
     marked_processes,
     netns_testbed,
     pids_in,
+    require_netns,
     timed_answers,
 )
 
@@ -193,3 +198,41 @@ def test_the_cli_refuses_in_one_line_without_root_or_iproute2(
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert phrase in error and error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_the_cli_testbed_puts_its_delays_on_the_links(images: list[LabelledImage], tmp_path: Path) -> None:
+    """``splitexit testbed --netns --delay-ms 30 --backhaul-delay-ms 20``: offloads wait both delays, both ways."""
+    require_netns()
+    command = [sys.executable, "-m", "splitexit", "testbed", "--netns", "--link", "none", "--backhaul", "none"]
+    command += ["--delay-ms", "30", "--backhaul-delay-ms", "20", "--log-dir", str(tmp_path)]
+    testbed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert testbed.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (lines and lines[-1].startswith("device: ")):
+            line = testbed.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert lines and lines[-1].startswith("device: "), "".join(lines)
+        assert "device-edge none + 30 ms each way, edge-cloud none + 20 ms each way" in lines[0], lines[0]
+        address = lines[-1].split()[1]
+        answers = [answer for _, answer in timed_answers(address, images[:4], TO_CLOUD)]
+    finally:
+        testbed.send_signal(signal.SIGTERM)
+        out, _ = testbed.communicate(timeout=60)
+    assert all(answer.exit_tier == pb.TIER_NAME_CLOUD for answer in answers)
+    assert statistics.median(a.hops[0].timings.network_s for a in answers) >= 0.060, "30 ms out, 30 ms back"
+    assert statistics.median(a.hops[1].timings.network_s for a in answers) >= 0.040, "20 ms out, 20 ms back"
+    assert testbed.returncode == 0 and "splitexit testbed: stopped" in out, out
+
+
+def test_the_cli_refuses_a_delay_without_netns_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["testbed", "--delay-ms", "30"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert (
+        error == "splitexit testbed: --link, --backhaul and their delays shape the links of the --netns testbed only\n"
+    )
