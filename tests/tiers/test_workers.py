@@ -23,7 +23,7 @@ from splitexit.shared.proto import splitexit_pb2 as pb
 from splitexit.shared.proto import splitexit_pb2_grpc as pb_grpc
 from splitexit.shared.runtime import HostedModel
 from splitexit.shared.tiers import Tier
-from splitexit.testbed import LOOPBACK, TierLaunch, free_port, start_tier, tier_env, wait_workers
+from splitexit.testbed import LOOPBACK, TierLaunch, TierProcess, free_port, start_tier, tier_env, wait_workers
 from tests.tiers.test_link_batches import continue_requests
 
 CONNECTIONS = 16  # the kernel spreads connections over the workers: all on one worker has odds 2**-15
@@ -61,17 +61,27 @@ async def ask_on_own_connections(address: str, requests: list[pb.ContinueRequest
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
+def cloud_pool(log_dir: Path) -> tuple[TierProcess, int]:
+    """A cloud of ``workers: 2`` on a free port, once both workers serve; and the first worker's metrics port."""
+    port, metrics_port = free_port(), free_port()
+    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, log_dir, metrics_port=metrics_port)
+    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=log_dir / "cloud.log").start()
+    try:
+        wait_workers(metrics_port, 2)
+    except BaseException:
+        pool.stop()
+        raise
+    return pool, metrics_port
+
+
 def test_two_cloud_workers_share_the_port_and_both_answer(
     tmp_path: Path, image_model: HostedModel, images: list[LabelledImage]
 ) -> None:
-    port, metrics_port = free_port(), free_port()
-    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, tmp_path, metrics_port=metrics_port)
     samples = images[: 2 * CONNECTIONS]
     requests = continue_requests(image_model, samples, first=5)  # the cloud's first block by default
     expected = [final_label(image_model, image) for image in samples]
-    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
+    pool, metrics_port = cloud_pool(tmp_path)
     try:
-        wait_workers(metrics_port, 2)
         answers = asyncio.run(ask_on_own_connections(pool.address, requests))
         per_worker = [answered_ok(metrics_port), answered_ok(metrics_port + 1)]
     finally:
@@ -92,15 +102,12 @@ def test_two_cloud_workers_share_the_port_and_both_answer(
 def test_an_edge_with_several_connections_reaches_every_worker_of_its_cloud(
     tmp_path: Path, image_model: HostedModel, images: list[LabelledImage]
 ) -> None:
-    port, metrics_port = free_port(), free_port()
-    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, tmp_path, metrics_port=metrics_port)
     samples = images[: 2 * CONNECTIONS]
     requests = continue_requests(image_model, samples, first=3)  # the edge's first block; threshold 1: to the cloud
     expected = [final_label(image_model, image) for image in samples]
-    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
+    pool, metrics_port = cloud_pool(tmp_path)
     edge = None
     try:
-        wait_workers(metrics_port, 2)
         connections = {"link_connections": str(CONNECTIONS)}
         edge = start_tier(Tier.EDGE, free_port(), pool.address, connections, tmp_path / "edge")
         answers = asyncio.run(ask_in_turn(edge.address, requests))
@@ -122,11 +129,8 @@ async def ask_in_turn(address: str, requests: list[pb.ContinueRequest]) -> list[
 
 
 def test_a_pool_killed_outright_takes_its_workers_with_it(tmp_path: Path) -> None:
-    port, metrics_port = free_port(), free_port()
-    env = tier_env(Tier.CLOUD, LOOPBACK, port, None, {"workers": "2"}, tmp_path, metrics_port=metrics_port)
-    pool = TierLaunch(tier=Tier.CLOUD, address=f"{LOOPBACK}:{port}", env=env, log_path=tmp_path / "cloud.log").start()
+    pool, _ = cloud_pool(tmp_path)
     try:
-        wait_workers(metrics_port, 2)
         pids = [int(pid) for pid in re.findall(r"cloud worker \d: pid (\d+)", pool.log_path.read_text())]
         assert len(pids) == 2
         pool.process.kill()  # SIGKILL: the pool passes nothing on
