@@ -252,7 +252,7 @@ class TierLink:
                 stream.cancel()
                 failure = NextTierUnavailable(f"the next tier at {self.address} is unreachable: {_why(exc)}")
                 for wire_id, _ in sending:
-                    self._fail(wire_id, failure)
+                    self._settle(wire_id, failure)
 
     def _open_stream(self) -> grpc.aio.StreamStreamCall:
         if self._stream is None or self._stream.done():
@@ -274,7 +274,7 @@ class TierLink:
             if self._stream is stream:
                 self._stream = None
             for wire_id in list(self._pending):
-                self._fail(wire_id, failure)
+                self._settle(wire_id, failure)
 
     def _deliver(self, message: pb.StreamResponse) -> None:
         if message.HasField("error"):
@@ -282,16 +282,14 @@ class TierLink:
             outcome: Outcome = remote_failure(status_from_number(message.error.code), message.error.message)
         else:
             request_id, outcome = message.response.request_id, message.response
-        waiting = self._pending.pop(request_id, None)
-        if waiting is not None:  # None: its caller gave up (deadline) before the answer came
-            inbox, index = waiting
-            inbox.put(index, outcome)
+        self._settle(request_id, outcome)
 
-    def _fail(self, wire_id: str, failure: ServingError) -> None:
+    def _settle(self, wire_id: str, outcome: Outcome) -> None:
+        """Hand ``outcome`` to the call waiting for ``wire_id``; none waits if it gave up (deadline) before."""
         waiting = self._pending.pop(wire_id, None)
         if waiting is not None:
             inbox, index = waiting
-            inbox.put(index, failure)
+            inbox.put(index, outcome)
 
     async def _watch_health(self) -> None:
         """Follow the next tier's health. A watch that ends while the tier was serving may be the connection's

@@ -71,10 +71,12 @@ def open_link(
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return LinkPool(address, max_message_bytes, dial=dial, columns=columns, connections=connections)
-    if connections > 1:  # an IP address resolves to itself: one replica, several connections
-        return LinkPool(address, max_message_bytes, dial=dial, columns=columns, connections=connections)
-    return TierLink(address, max_message_bytes, dial=dial, columns=columns)
+        pass  # a name: a pool over the replicas it resolves to
+    else:
+        if connections == 1:
+            return TierLink(address, max_message_bytes, dial=dial, columns=columns)
+    # an IP address with several connections is a pool too: it resolves to itself, one replica
+    return LinkPool(address, max_message_bytes, dial=dial, columns=columns, connections=connections)
 
 
 class LinkPool:

@@ -159,16 +159,14 @@ def _testbed(args: argparse.Namespace) -> None:
         if reason is not None:
             refuse(f"--netns: {reason}")
         link, backhaul = args.link or "wifi", args.backhaul or "wan"
-        delays = {
-            name: ms for name, ms in (("device-edge", args.delay_ms), ("edge-cloud", args.backhaul_delay_ms)) if ms
-        }
+        shaped = {Tier.DEVICE.link: (link, args.delay_ms), Tier.EDGE.link: (backhaul, args.backhaul_delay_ms)}
+        delays = {name: ms for name, (_, ms) in shaped.items() if ms}
         try:
             bed: Testbed | NetnsTestbed = NetnsTestbed(link, backhaul, http=True, log_dir=args.log_dir, delays=delays)
         except ValueError as exc:
             refuse(str(exc))
         links = ", ".join(
-            f"{name} {profile}" + (f" + {delays[name]:g} ms each way" if name in delays else "")
-            for name, profile in (("device-edge", link), ("edge-cloud", backhaul))
+            f"{name} {profile}" + (f" + {ms:g} ms each way" if ms else "") for name, (profile, ms) in shaped.items()
         )
     elif args.link or args.backhaul or args.delay_ms or args.backhaul_delay_ms:
         refuse("--link, --backhaul and their delays shape the links of the --netns testbed only")
