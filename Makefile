@@ -102,10 +102,11 @@ $(TRITON_VENV)/.installed: requirements/triton.txt
 
 triton-venv: $(TRITON_VENV)/.installed  ## the PyTriton environment make bench compares with (its own: numpy < 2)
 
-bench: data models models-large  ## served vs bare onnxruntime, throughput, batching, workers, HTTP vs LitServe, vs Triton, codecs; JSON + docs/results/bench.md (~8 min)
+bench: data models models-large  ## served vs bare onnxruntime, throughput, batching, workers, HTTP vs LitServe, vs Triton, codecs; JSON, docs/results/bench.md and the README's targets (~8 min)
 	-$(MAKE) triton-venv  # without it the bench says why Triton is missing, and goes on
 	$(PY) -m bench.serving
 	$(PY) -m lab.results bench
+	$(PY) -m lab.headline targets
 
 faults: data models  ## as root: tiers killed, links cut and throttled, drains, fuzz (plaintext and mutual TLS), soak, slow link; docs/results/faults.md (~9 min)
 	@$(NEEDS_ROOT)

@@ -1,13 +1,19 @@
 """The README's headline: what the demo's answers cost and how fast they came, and the bench's targets.
 
-Made by ``make results`` (``python -m lab.headline``) from ``bench/results/demo.json``
-and ``bench/results/serving.json``, which the same target writes just before.
+Two generated sections, each with its own provenance line: ``headline`` from
+``bench/results/demo.json`` (``make results`` writes it just before), and
+``targets`` from ``bench/results/serving.json``, which ``make bench`` (and so
+``make results``) rewrites after every run, so that the README's targets are
+always those of the latest ``docs/results/bench.md``.
+``python -m lab.headline [SECTION ...]`` (default: both).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lab.bench_tables import targets_table
@@ -34,9 +40,8 @@ def demo_rows(demo: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def headline() -> str:
+def demo_headline() -> str:
     demo = json.loads(report("demo.json", "make results").read_text())
-    serving = json.loads(report("serving.json", "make results").read_text())
     return "\n\n".join(
         [
             provenance("make results"),
@@ -44,23 +49,42 @@ def headline() -> str:
             "(α = 0.8 at every exit); cost counts every block run and every link crossed "
             "([docs/results/demo.md](docs/results/demo.md)).",
             demo_rows(demo),
-            "`make bench`'s targets, served against bare onnxruntime in the same run "
-            "([docs/results/bench.md](docs/results/bench.md)):",
-            targets_table(serving).split("\n\n", 1)[1],
-            "The policies on whole test streams: [docs/results/policies.md](docs/results/policies.md); faults, "
-            "fuzz and "
-            "soak: [docs/results/faults.md](docs/results/faults.md).",
         ]
     )
 
 
-def main() -> None:
+def targets_headline() -> str:
+    serving = json.loads(report("serving.json", "make bench").read_text())
+    return "\n\n".join(
+        [
+            provenance("make bench"),
+            "`make bench`'s targets, served against bare onnxruntime in the same run "
+            "([docs/results/bench.md](docs/results/bench.md)):",
+            targets_table(serving).split("\n\n", 1)[1],
+            "The policies on whole test streams: [docs/results/policies.md](docs/results/policies.md); faults, "
+            "fuzz and soak: [docs/results/faults.md](docs/results/faults.md).",
+        ]
+    )
+
+
+SECTIONS: dict[str, Callable[[], str]] = {"headline": demo_headline, "targets": targets_headline}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.headline", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"{', '.join(SECTIONS)} (default: both)")
+    names = parser.parse_args(argv).sections or list(SECTIONS)
+    if unknown := sorted(set(names) - set(SECTIONS)):
+        parser.error(f"no section {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
     readme = ROOT / "README.md"
     try:
-        readme.write_text(replace_section(readme.read_text(), "headline", headline()))
+        text = readme.read_text()
+        for name in names:
+            text = replace_section(text, name, SECTIONS[name]())
     except ReportMissing as missing:
         sys.exit(f"lab.headline: {missing}")
-    print(f"updated {readme.relative_to(ROOT)}")
+    readme.write_text(text)
+    print(f"updated {readme.relative_to(ROOT)}: {', '.join(names)}")
 
 
 if __name__ == "__main__":

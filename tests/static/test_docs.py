@@ -73,8 +73,9 @@ def test_every_generated_page_says_what_made_it(page: Path) -> None:
     assert PROVENANCE.search(page.read_text().split("\n\n", 2)[1]), f"{page.name} lacks its provenance line"
 
 
-def test_the_readme_headline_is_generated() -> None:
-    headline = re.search(
-        r"<!-- results:headline -->\n(.*?)<!-- /results:headline -->", (ROOT / "README.md").read_text(), re.S
+@pytest.mark.parametrize("section", ["headline", "targets"])
+def test_the_readme_headline_is_generated(section: str) -> None:
+    generated = re.search(
+        rf"<!-- results:{section} -->\n(.*?)<!-- /results:{section} -->", (ROOT / "README.md").read_text(), re.S
     )
-    assert headline and PROVENANCE.search(headline.group(1)), "README.md's headline is not from `make results`"
+    assert generated and PROVENANCE.search(generated.group(1)), f"README.md's {section} section is not generated"

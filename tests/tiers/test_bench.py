@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.triton import triton_python, unavailable_reason
+from bench.workers import ROUNDS
 from lab.bench_tables import STAGE_NAMES, bench_section
 
 
@@ -42,7 +43,10 @@ def test_the_benchmark_runs_and_its_report_renders(tmp_path: Path) -> None:
     assert set(split["bare"]) == {"decode", "device", "edge", "cloud"} and all(us > 0 for us in split["bare"].values())
     assert report["cloud_in_process"]["per_s"] > 0 and report["cloud_in_process"]["cpu_us"] > 0
     assert set(report["stage_us"]) == set(STAGE_NAMES) and all(us > 0 for us in report["stage_us"].values())
-    assert set(report["cloud_workers"]) == {"1", "2"} and all(v > 0 for v in report["cloud_workers"].values())
+    pools = report["cloud_workers"]
+    assert all(len(pools["rates"][n]) == ROUNDS and min(pools["rates"][n]) > 0 for n in ("1", "2"))
+    assert [len(pools["answered_by_worker"][n]) for n in ("1", "2")] == [1, 2] and pools["ratio"] > 0
+    assert pools["answered_by_worker"]["1"][0] == sum(pools["answered_by_worker"]["2"]) > 0  # the same samples
     ours, triton = report["triton"]["splitexit"], report["triton"]["triton"]
     assert set(ours) == {"1", "8", "64"} and all(load["p50_ms"] > 0 for load in ours.values())
     can_run = unavailable_reason(triton_python()) is None  # where the PyTriton venv is there, Triton must have run

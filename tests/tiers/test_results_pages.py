@@ -49,3 +49,17 @@ def test_the_demo_summary_renders_into_its_page_and_the_headline(tmp_path: Path)
         assert f"| {model['accuracy']:.1%} |" in row
         answered = sum(model["latency_by_exit_tier"][tier]["answers"] for tier in model["latency_by_exit_tier"])
         assert answered == model["samples"] == 24
+
+
+def test_the_readme_sections_refuse_a_missing_report_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    readme = (ROOT / "README.md").read_text()
+    with pytest.raises(SystemExit) as refused:
+        headline.main(["targets"])
+    assert refused.value.code == f"lab.headline: {tmp_path / 'serving.json'} is missing: run `make bench` first"
+    with pytest.raises(SystemExit):
+        headline.main(["no-such-section"])
+    assert "no section no-such-section" in capsys.readouterr().err
+    assert (ROOT / "README.md").read_text() == readme
