@@ -114,6 +114,7 @@ def batch_answer(
         answer.degraded.append(outcome.degraded)
         answer.costs.append(outcome.cost)
         answer.policies.append(outcome.policy)
+        answer.latencies_s.append(outcome.hops[0].timings.total_s if outcome.hops else 0.0)
         answer.top_k_labels.extend(label for label, _ in ranked)
         answer.top_k_probabilities.extend(probability for _, probability in ranked)
     return answer

@@ -122,7 +122,7 @@ class Tally:
         if self.answers:
             exits = Counter(a.exit_tier for a in self.answers)
             lines.append("exited on " + ", ".join(f"{t.value} {exits[t] / answered:.0%}" for t in TIERS))
-        if latencies := sorted(a.latency_s * 1e3 for a in self.answers if a.hops):  # a batch's answers have none
+        if latencies := sorted(a.latency_s * 1e3 for a in self.answers if a.hops):  # none from an older device
             p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
             lines.append(f"device latency mean {statistics.fmean(latencies):.2f} ms, p95 {p95:.2f} ms")
         if self.labelled:

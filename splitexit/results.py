@@ -104,7 +104,8 @@ class BatchPrediction(views.InferBatchResponse):
         return [(label, probability) for label, probability in zip(labels, probabilities) if label >= 0]
 
     def prediction(self, index: int) -> Prediction:
-        """Sample ``index``'s answer as a :class:`Prediction` of the fields a batch carries (no logits, no hops)."""
+        """Sample ``index``'s answer as a :class:`Prediction` of the fields a batch carries: no logits, and of its hops
+        only the device's total time (``latency_s``), where the device sent it."""
         columns = self.message
         top_k = [
             pb.ClassProbability(label=label, label_name=self.label_names[label], probability=probability)
@@ -123,8 +124,15 @@ class BatchPrediction(views.InferBatchResponse):
                 policy=columns.policies[index],
                 cost=columns.costs[index],
                 degraded=columns.degraded[index],
+                hops=self._device_hop(index),
             )
         )
+
+    def _device_hop(self, index: int) -> list[pb.Hop]:
+        """Sample ``index``'s device hop with only its total time; none from a device older than ``latencies_s``."""
+        if index >= len(self.latencies_s):
+            return []
+        return [pb.Hop(tier=pb.TIER_NAME_DEVICE, timings=pb.StageTimings(total_s=self.latencies_s[index]))]
 
     def to_dict(self) -> dict[str, Any]:
         return message_json(self.message)

@@ -271,7 +271,7 @@ class Degradation(_message.Message):
     def __init__(self, reason: _Optional[_Union[DegradedReason, str]] = ..., tier: _Optional[_Union[TierName, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InferBatchResponse(_message.Message):
-    __slots__ = ("model", "request_ids", "labels", "confidences", "exit_blocks", "exit_tiers", "degraded", "costs", "policies", "top_k", "top_k_labels", "top_k_probabilities", "label_names", "errors")
+    __slots__ = ("model", "request_ids", "labels", "confidences", "exit_blocks", "exit_tiers", "degraded", "costs", "policies", "top_k", "top_k_labels", "top_k_probabilities", "label_names", "errors", "latencies_s")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +286,7 @@ class InferBatchResponse(_message.Message):
     TOP_K_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     LABEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LATENCIES_S_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_ids: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[int]
@@ -300,7 +301,8 @@ class InferBatchResponse(_message.Message):
     top_k_probabilities: _containers.RepeatedScalarFieldContainer[float]
     label_names: _containers.RepeatedScalarFieldContainer[str]
     errors: _containers.RepeatedCompositeFieldContainer[BatchError]
-    def __init__(self, model: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[int]] = ..., confidences: _Optional[_Iterable[float]] = ..., exit_blocks: _Optional[_Iterable[int]] = ..., exit_tiers: _Optional[_Iterable[_Union[TierName, str]]] = ..., degraded: _Optional[_Iterable[bool]] = ..., costs: _Optional[_Iterable[float]] = ..., policies: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_labels: _Optional[_Iterable[int]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., label_names: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[BatchError, _Mapping]]] = ...) -> None: ...
+    latencies_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[int]] = ..., confidences: _Optional[_Iterable[float]] = ..., exit_blocks: _Optional[_Iterable[int]] = ..., exit_tiers: _Optional[_Iterable[_Union[TierName, str]]] = ..., degraded: _Optional[_Iterable[bool]] = ..., costs: _Optional[_Iterable[float]] = ..., policies: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_labels: _Optional[_Iterable[int]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., label_names: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[BatchError, _Mapping]]] = ..., latencies_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class BatchError(_message.Message):
     __slots__ = ("index", "code", "message")

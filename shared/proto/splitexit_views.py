@@ -77,7 +77,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.InferResponse.degraded': 'True when a tier answered from an earlier exit than the plan called for, because the next tier could not be used; `degradation` says which and why.',
     'splitexit.v1.Degradation.tier': 'the tier that answered instead of passing the sample on',
     'splitexit.v1.Degradation.message': 'what happened, for people',
-    'splitexit.v1.InferBatchResponse': "The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries.",
+    'splitexit.v1.InferBatchResponse': "The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries. The reply comes once every sample is answered, so a sample that exits early has a latency below the call's.",
     'splitexit.v1.InferBatchResponse.model': 'the model that answered',
     'splitexit.v1.InferBatchResponse.request_ids': 'per sample: the one sent, or the one the device assigned',
     'splitexit.v1.InferBatchResponse.labels': 'per sample: the predicted class (-1: see errors)',
@@ -92,6 +92,7 @@ DOCS: dict[str, str] = {
     'splitexit.v1.InferBatchResponse.top_k_probabilities': 'their probabilities, laid out as top_k_labels',
     'splitexit.v1.InferBatchResponse.label_names': "the model's class names: label i is label_names[i]",
     'splitexit.v1.InferBatchResponse.errors': 'the samples that got no answer, by index',
+    'splitexit.v1.InferBatchResponse.latencies_s': 'per sample: seconds from its receipt to its answer on the device (0: see errors)',
     'splitexit.v1.BatchError': 'Why one sample of a batch got no answer.',
     'splitexit.v1.BatchError.index': "the sample's position in the request (0-based)",
     'splitexit.v1.BatchError.code': 'a grpc.StatusCode value',
@@ -326,7 +327,7 @@ class BatchError:
 
 @dataclass(frozen=True)
 class InferBatchResponse:
-    """The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries."""
+    """The answers to an InferBatchRequest as columns: entry i of every per-sample column is sample i's, in request order. A sample with an error (see `errors`) has label -1, top-k labels -1 and zeros elsewhere in its entries. The reply comes once every sample is answered, so a sample that exits early has a latency below the call's."""
 
     model: str  # the model that answered
     request_ids: tuple[str, ...]  # per sample: the one sent, or the one the device assigned
@@ -342,6 +343,7 @@ class InferBatchResponse:
     top_k_probabilities: tuple[float, ...]  # their probabilities, laid out as top_k_labels
     label_names: tuple[str, ...]  # the model's class names: label i is label_names[i]
     errors: tuple[BatchError, ...]  # the samples that got no answer, by index
+    latencies_s: tuple[float, ...]  # per sample: seconds from its receipt to its answer on the device (0: see errors)
 
     @classmethod
     def from_message(cls, message: pb.InferBatchResponse) -> Self:
@@ -360,6 +362,7 @@ class InferBatchResponse:
             top_k_probabilities=tuple(message.top_k_probabilities),
             label_names=tuple(message.label_names),
             errors=tuple(BatchError.from_message(item) for item in message.errors),
+            latencies_s=tuple(message.latencies_s),
         )
 
 

@@ -138,6 +138,9 @@ def test_batch_sends_a_folder_in_infer_batch_messages_with_the_stream_answers(
         )
     assert f"{broken}: INVALID_ARGUMENT:" in batched.stderr and "40 of 41 answered" in batched.stderr
     assert "accuracy" in batched.stderr and "failed: INVALID_ARGUMENT 1" in batched.stderr
+    assert "device latency mean" in batched.stderr and all(
+        answer["hops"][0]["timings"]["total_s"] > 0 for answer in answers
+    )
     texts = splitexit(
         "infer",
         "--model",

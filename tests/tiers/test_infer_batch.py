@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import time
 
 import grpc
 import httpx
@@ -58,11 +59,14 @@ def test_a_batch_of_images_gets_the_unary_answers(
     chosen = images[:48]
     plan = None if threshold is None else pb.Plan(threshold=threshold)
     ids = [f"img-{image.index}" for image in chosen]
+    started = time.perf_counter()
     batch = batch_call(
         testbed.device_address,
         pb.InferBatchRequest(images=[image.png for image in chosen], policy=plan, top_k=3, request_ids=ids),
     )
+    call_s = time.perf_counter() - started
     assert not batch.errors and list(batch.request_ids) == ids and batch.top_k == 3
+    assert len(batch.latencies_s) == len(chosen) and 0 < min(batch.latencies_s) <= max(batch.latencies_s) < call_s
     assert batch.model == "fmnist-cnn" and batch.label_names[0] == "T-shirt/top"
     for i, image in enumerate(chosen):
         assert_row_is_the_unary_answer(
@@ -84,6 +88,7 @@ def test_a_corrupt_image_gets_its_own_error_and_the_rest_are_answered(
     assert (error.index, error.code) == (3, INVALID.value[0])
     assert_status(lambda: device_call(testbed.device_address, request(corrupt)), INVALID, error.message)
     assert batch.labels[3] == -1 and list(batch.top_k_labels[6:8]) == [-1, -1] and batch.request_ids[3]
+    assert batch.latencies_s[3] == 0 and min(batch.latencies_s[:3]) > 0
     for i in (0, 1, 2, 4, 5, 6, 7):
         assert_row_is_the_unary_answer(batch, i, device_call(testbed.device_address, request(pngs[i], top_k=2)))
 
@@ -185,6 +190,7 @@ def test_the_sdk_returns_typed_columns_and_each_failure(testbed: Testbed, images
     assert result.ranked(6) == [] and result.to_dict()["errors"][0]["index"] == 6
     row = result.prediction(0)
     assert (row.label_name, row.exit_block, row.top_k[0].label) == (unary.label_name, unary.exit_block, unary.label)
+    assert row.latency_s == result.latencies_s[0] > 0 and row.hops[0].tier is Tier.DEVICE
     with pytest.raises(ValueError, match="exactly one of images, texts and tensor"):
         batch_request([b"x"], texts=["y"])
 
