@@ -10,7 +10,6 @@ always those of the latest ``docs/results/bench.md``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 from lab.bench_tables import targets_table
 from lab.results import ROOT, ReportMissing, report
-from lab.results_pages import provenance, replace_section
+from lab.results_pages import chosen, provenance, replace_section
 from splitexit.shared.tiers import TIERS
 
 
@@ -71,11 +70,7 @@ SECTIONS: dict[str, Callable[[], str]] = {"headline": demo_headline, "targets": 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.headline", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"{', '.join(SECTIONS)} (default: both)")
-    names = parser.parse_args(argv).sections or list(SECTIONS)
-    if unknown := sorted(set(names) - set(SECTIONS)):
-        parser.error(f"no section {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
+    names = chosen("python -m lab.headline", __doc__.split("\n", 1)[0], "section", list(SECTIONS), argv)
     readme = ROOT / "README.md"
     try:
         text = readme.read_text()

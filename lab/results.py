@@ -8,7 +8,6 @@ refused in one line naming the target that writes it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.bench_tables import bench_section
-from lab.results_pages import write_page
+from lab.results_pages import chosen, write_page
 from lab.scenarios import LARGE_MODELS_DIR
 from splitexit.link_profiles import LINK_PROFILES
 from splitexit.report import format_summary, format_tier_times
@@ -163,11 +162,7 @@ PAGES: dict[str, tuple[str, str, Callable[[], str]]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.results", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("pages", nargs="*", metavar="PAGE", help=f"{', '.join(PAGES)} (default: all)")
-    names = parser.parse_args(argv).pages or list(PAGES)
-    if unknown := sorted(set(names) - set(PAGES)):
-        parser.error(f"no page {', '.join(unknown)}; the pages are {', '.join(PAGES)}")
+    names = chosen("python -m lab.results", __doc__.split("\n", 1)[0], "page", list(PAGES), argv)
     try:
         for name in names:
             title, command, render = PAGES[name]

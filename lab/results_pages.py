@@ -9,9 +9,11 @@ the code differed from that commit) and the date, so a stale page says so.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +57,14 @@ def replace_section(text: str, name: str, content: str) -> str:
     if not pattern.search(text):
         raise ValueError(f"no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
     return pattern.sub(lambda m: f"{m.group(1)}{content}\n{m.group(2)}", text)
+
+
+def chosen(prog: str, description: str, kind: str, known: Sequence[str], argv: list[str] | None) -> list[str]:
+    """The ``kind`` s named on the command line of ``prog`` (every one of ``known`` if none is); a usage error for
+    a name not in ``known``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("names", nargs="*", metavar=kind.upper(), help=f"{', '.join(known)} (default: all)")
+    names = parser.parse_args(argv).names or list(known)
+    if unknown := sorted(set(names) - set(known)):
+        parser.error(f"no {kind} {', '.join(unknown)}; the {kind}s are {', '.join(known)}")
+    return names

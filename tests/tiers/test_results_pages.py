@@ -7,6 +7,7 @@ import datetime
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,16 +25,27 @@ def test_a_page_says_which_command_made_it_from_which_commit_and_when(tmp_path: 
     assert stamp.endswith(f" on {datetime.date.today().isoformat()}; do not edit by hand.*")
 
 
-def test_a_page_whose_report_is_missing_is_refused_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("command", "name", "kind"), [(results.main, "bench", "page"), (headline.main, "targets", "section")]
+)
+def test_what_needs_a_missing_report_is_refused_in_one_line(
+    command: Callable[[list[str]], None],
+    name: str,
+    kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(results, "RESULTS", tmp_path)
+    readme = (ROOT / "README.md").read_text()
     with pytest.raises(SystemExit) as refused:
-        results.main(["bench"])
-    assert refused.value.code == f"lab.results: {tmp_path / 'serving.json'} is missing: run `make bench` first"
+        command([name])
+    module = command.__module__
+    assert refused.value.code == f"{module}: {tmp_path / 'serving.json'} is missing: run `make bench` first"
     with pytest.raises(SystemExit):
-        results.main(["no-such-page"])
-    assert "no page no-such-page" in capsys.readouterr().err
+        command(["no-such-thing"])
+    assert f"no {kind} no-such-thing" in capsys.readouterr().err
+    assert (ROOT / "README.md").read_text() == readme
 
 
 def test_the_demo_summary_renders_into_its_page_and_the_headline(tmp_path: Path) -> None:
@@ -49,17 +61,3 @@ def test_the_demo_summary_renders_into_its_page_and_the_headline(tmp_path: Path)
         assert f"| {model['accuracy']:.1%} |" in row
         answered = sum(model["latency_by_exit_tier"][tier]["answers"] for tier in model["latency_by_exit_tier"])
         assert answered == model["samples"] == 24
-
-
-def test_the_readme_sections_refuse_a_missing_report_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(results, "RESULTS", tmp_path)
-    readme = (ROOT / "README.md").read_text()
-    with pytest.raises(SystemExit) as refused:
-        headline.main(["targets"])
-    assert refused.value.code == f"lab.headline: {tmp_path / 'serving.json'} is missing: run `make bench` first"
-    with pytest.raises(SystemExit):
-        headline.main(["no-such-section"])
-    assert "no section no-such-section" in capsys.readouterr().err
-    assert (ROOT / "README.md").read_text() == readme
