@@ -16,7 +16,10 @@ cannot parse are answered INVALID_ARGUMENT: :func:`refusing_undecodable`). It do
   ``context.abort(code, message)``;
 * the messages of a stream go through the pipeline one by one
   (:func:`splitexit.shared.streams.serve_stream`); a stream that fails as a
-  whole (it drains, say) ends with its status.
+  whole (it drains, say) ends with its status. A stream counts in
+  ``drain.open_streams`` until gRPC reports it done, its status sent: the drain
+  stops the server once none is open, and stopping it while a status was still
+  on its way could reset the stream instead.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
 
     def _stream(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def handle(requests: AsyncIterator[Request], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            self.drain.open_streams += 1
+            context.add_done_callback(self._stream_done)
             try:
                 async for message in behavior(requests, context):
                     yield message
@@ -105,6 +110,9 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(error.code, error.message)
 
         return handle
+
+    def _stream_done(self, context: grpc.aio.ServicerContext) -> None:
+        self.drain.open_streams -= 1
 
 
 def _lenient(parse: Callable[[bytes], Message] | None) -> Callable[[bytes], Request] | None:

@@ -20,7 +20,7 @@ bounded whatever the client does.
 Draining: once the tier's ``drain.closing`` is set, the stream reads no more
 requests, answers every request it read, then ends with UNAVAILABLE, so the
 client knows that the requests it got no answer for were not accepted and can
-be sent again. While it is open, the stream counts in ``drain.open_streams``.
+be sent again. (The drain waits for open streams: :mod:`splitexit.shared.interceptors` counts them.)
 """
 
 from __future__ import annotations
@@ -55,12 +55,8 @@ async def serve_stream(
     """Answer every request of ``requests`` through ``route``, ``route.limit`` at a time; yields what is ready."""
     where = route.pipeline.where
     session = _StreamSession(requests, route, InFlightLimit(route.limit, "this stream", route.setting))
-    drain.open_streams += 1
-    try:
-        async for answer in session.answers(drain.closing):
-            yield answer
-    finally:
-        drain.open_streams -= 1
+    async for answer in session.answers(drain.closing):
+        yield answer
     if drain.closing.is_set():
         raise ShuttingDown(
             f"the {where} is shutting down: requests on this stream without an answer were not accepted; send them "
